@@ -1,0 +1,138 @@
+"""Settings, found the way Prime's own tools find them, so `prime login` is enough.
+
+Precedence: explicit arguments (flags) > environment > `~/.prime/config.json` >
+defaults. The key is held in a field that never shows in a repr.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from .errors import ConfigError
+
+DEFAULT_BASE_URL = "https://api.primeintellect.ai"
+#: the key the sandbox accepts; it guards nothing, it only makes 401 testable
+SANDBOX_API_KEY = "sbx-demo-key"
+SANDBOX_BASE_URL = "http://sandbox.invalid"
+
+
+@dataclass(frozen=True)
+class Settings:
+    api_key: str | None = field(default=None, repr=False)
+    base_url: str = DEFAULT_BASE_URL
+    team_id: str | None = None
+    #: serve from the in-process sandbox instead of the network
+    sandbox: bool = False
+    #: seconds to wait for a response (each attempt)
+    timeout: float = 30.0
+    connect_timeout: float = 5.0
+    #: retries after the first attempt, for 429/502/503/504 and connection errors
+    max_retries: int = 3
+    #: ceiling on all the waiting between retries of one call, in seconds
+    retry_budget: float = 30.0
+
+    def __repr__(self) -> str:
+        key = "set" if self.api_key else "missing"
+        return (
+            f"Settings(api_key=<{key}>, base_url={self.base_url!r}, team_id={self.team_id!r}, "
+            f"sandbox={self.sandbox}, timeout={self.timeout}, max_retries={self.max_retries})"
+        )
+
+    def with_(self, **changes: object) -> Settings:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    def require_key(self) -> str:
+        if self.api_key:
+            return self.api_key
+        raise ConfigError("no Prime API key: set PRIME_API_KEY or run `prime login` (try --sandbox for demo data)")
+
+
+def config_file() -> Path:
+    return Path.home() / ".prime" / "config.json"
+
+
+def normalize_base_url(url: str) -> str:
+    """Accept the forms users paste (with or without `/api/v1`, trailing slash)."""
+    url = url.strip().rstrip("/")
+    if url.endswith("/api/v1"):
+        url = url[: -len("/api/v1")].rstrip("/")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(f"base URL {url!r} is not an http(s) URL: fix PRIME_API_BASE_URL or --base-url")
+    return url
+
+
+def _read_file(path: Path) -> dict[str, object]:
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}; fix its permissions or remove it") from None
+    try:
+        data = json.loads(raw) if raw.strip() else {}
+    except ValueError:
+        raise ConfigError(f"{path} is not valid JSON: run `prime login` again or fix the file") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} should hold a JSON object: run `prime login` again or fix the file")
+    return data
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if value < 0:
+        raise ConfigError(f"{name}={raw!r} is not a non-negative number: fix or unset it")
+    return value
+
+
+def load_settings(
+    *,
+    api_key: str | None = None,
+    base_url: str | None = None,
+    team_id: str | None = None,
+    sandbox: bool = False,
+    env: Mapping[str, str] | None = None,
+) -> Settings:
+    """Resolve settings; arguments that are None fall through to env, file, default."""
+    env = os.environ if env is None else env
+    file = _read_file(config_file())
+
+    def pick(arg: str | None, env_names: tuple[str, ...], file_key: str) -> str | None:
+        if arg:
+            return arg
+        for name in env_names:
+            if env.get(name):
+                return env[name]
+        value = file.get(file_key)
+        return value if isinstance(value, str) and value else None
+
+    timeout = _float(env, "PRIME_BILLING_TIMEOUT", 30.0)
+    retries = int(_float(env, "PRIME_BILLING_MAX_RETRIES", 3))
+    if sandbox:
+        return Settings(
+            api_key=SANDBOX_API_KEY,
+            base_url=SANDBOX_BASE_URL,
+            team_id=team_id,
+            sandbox=True,
+            timeout=timeout,
+            max_retries=retries,
+        )
+    url = pick(base_url, ("PRIME_API_BASE_URL", "PRIME_BASE_URL"), "base_url") or DEFAULT_BASE_URL
+    return Settings(
+        api_key=pick(api_key, ("PRIME_API_KEY",), "api_key"),
+        base_url=normalize_base_url(url),
+        team_id=pick(team_id, ("PRIME_TEAM_ID",), "team_id"),
+        timeout=timeout,
+        max_retries=retries,
+    )

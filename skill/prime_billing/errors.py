@@ -1,0 +1,119 @@
+"""Typed errors, so callers branch on the kind of failure rather than parse text.
+
+Every message is one line that says what went wrong and what to do next; the
+CLI prints it as is, the REST adapter puts it in `detail`, the LangChain and
+MCP faces return it as the tool's error. None of them ever holds the API key.
+"""
+
+from __future__ import annotations
+
+import re
+
+
+class PrimeBillingError(Exception):
+    """Base of every error this package raises on purpose."""
+
+    #: process exit code for the CLI and scripts
+    exit_code: int = 1
+    #: HTTP status the REST adapter answers with
+    http_status: int = 502
+    #: short stable code for programs (`problem+json` type, tool error code)
+    code: str = "error"
+
+    def __init__(self, message: str, *, status: int | None = None, retry_after: float | None = None):
+        super().__init__(_one_line(message))
+        self.message = str(self.args[0])
+        #: the upstream HTTP status that caused it, when there was one
+        self.status = status
+        #: seconds the upstream asked us to wait (429 / 503)
+        self.retry_after = retry_after
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigError(PrimeBillingError):
+    """Missing or unusable configuration (no key, bad base URL, bad config file)."""
+
+    exit_code = 2
+    http_status = 500
+    code = "config"
+
+
+class InvalidInputError(PrimeBillingError, ValueError):
+    """A parameter was refused before any request was sent."""
+
+    exit_code = 2
+    http_status = 422
+    code = "invalid_input"
+
+
+class APIError(PrimeBillingError):
+    """The upstream answered with an error status."""
+
+    code = "api_error"
+
+
+class AuthenticationError(APIError):
+    http_status = 401
+    code = "unauthorized"
+
+
+class PaymentRequiredError(APIError):
+    http_status = 402
+    code = "payment_required"
+
+
+class PermissionDeniedError(APIError):
+    http_status = 403
+    code = "forbidden"
+
+
+class NotFoundError(APIError):
+    http_status = 404
+    code = "not_found"
+
+
+class UpstreamValidationError(APIError):
+    http_status = 422
+    code = "upstream_validation"
+
+
+class RateLimitError(APIError):
+    http_status = 429
+    code = "rate_limited"
+
+
+class UpstreamUnavailableError(APIError):
+    """5xx or no connection, after the retries ran out."""
+
+    http_status = 502
+    code = "upstream_unavailable"
+
+
+class UpstreamTimeoutError(UpstreamUnavailableError):
+    http_status = 504
+    code = "upstream_timeout"
+
+
+class BadResponseError(APIError):
+    """The upstream answered 2xx with something that is not the documented body."""
+
+    http_status = 502
+    code = "bad_upstream_response"
+
+
+_BEARER = re.compile(r"(?i)(bearer\s+)\S+")
+
+
+def _one_line(text: str, limit: int = 400) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def redact(text: str, *secrets: str | None) -> str:
+    """Remove anything that looks like a credential before text leaves the process."""
+    for s in secrets:
+        if s:
+            text = text.replace(s, "***")
+    return _BEARER.sub(r"\1***", text)

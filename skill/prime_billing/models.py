@@ -1,0 +1,141 @@
+"""Typed views of the upstream bodies, and the figures a person derives from them.
+
+Models keep unknown fields (`extra="allow"`): the upstream schema grows, and
+whatever passes a body on must not drop what it does not know yet. Derived
+money figures live here, once; a null rate stays None ("unknown"), never $0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cached_property
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MTOK = 1_000_000
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+
+class TokenBucket(_Body):
+    tokens: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+    #: newer backends only; part of `input_tokens`
+    cached_input_tokens: int | None = None
+
+
+class Pricing(_Body):
+    """USD per million tokens, snapshotted when the run was billed; None = unknown."""
+
+    training_per_mtok: float | None = None
+    inference_input_per_mtok: float | None = None
+    inference_output_per_mtok: float | None = None
+    inference_cached_input_per_mtok: float | None = None
+
+
+@dataclass(frozen=True)
+class CostLine:
+    label: str
+    tokens: int
+    rate_per_mtok: float | None
+    #: None when the rate is unknown
+    cost_usd: float | None
+
+
+def _line(label: str, tokens: int, rate: float | None) -> CostLine:
+    if tokens == 0:
+        return CostLine(label, 0, rate, 0.0)
+    return CostLine(label, tokens, rate, None if rate is None else tokens * rate / MTOK)
+
+
+@dataclass(frozen=True)
+class CostBreakdown:
+    training: CostLine
+    #: input tokens billed at the full input rate (cached ones excluded)
+    inference_input: CostLine
+    #: None on backends that do not report cached input
+    inference_cached_input: CostLine | None
+    inference_output: CostLine
+    #: the upstream's own bucket figures and the billed total, which always win
+    training_billed_usd: float
+    inference_billed_usd: float
+    total_billed_usd: float
+
+    @property
+    def inference_derived_usd(self) -> float | None:
+        """Sum of the derived inference lines; None if any rate is unknown."""
+        lines = [self.inference_input, self.inference_output]
+        if self.inference_cached_input is not None:
+            lines.append(self.inference_cached_input)
+        costs = [ln.cost_usd for ln in lines]
+        return None if any(c is None for c in costs) else sum(c for c in costs if c is not None)
+
+
+class RunUsage(_Body):
+    run_id: str
+    run_name: str | None = None
+    base_model: str | None = None
+    status: str | None = None
+    training: TokenBucket
+    inference: TokenBucket
+    total_tokens: int = 0
+    total_cost_usd: float = 0.0
+    pricing: Pricing
+    record_count: int = 0
+
+    @cached_property
+    def costs(self) -> CostBreakdown:
+        p, inf = self.pricing, self.inference
+        cached = inf.cached_input_tokens
+        cached_line = None
+        uncached = inf.input_tokens
+        if cached is not None:
+            cached = min(cached, inf.input_tokens)
+            uncached = inf.input_tokens - cached
+            # No cached rate but cached tokens: those tokens' price is unknown.
+            cached_line = _line("cached input", cached, p.inference_cached_input_per_mtok)
+        return CostBreakdown(
+            training=_line("training", self.training.tokens, p.training_per_mtok),
+            inference_input=_line("input", uncached, p.inference_input_per_mtok),
+            inference_cached_input=cached_line,
+            inference_output=_line("output", inf.output_tokens, p.inference_output_per_mtok),
+            training_billed_usd=self.training.cost_usd,
+            inference_billed_usd=inf.cost_usd,
+            total_billed_usd=self.total_cost_usd,
+        )
+
+    def summary(self) -> str:
+        from .render import run_summary
+
+        return run_summary(self)
+
+
+class BillingEntry(_Body):
+    id: str
+    created_at: datetime
+    updated_at: datetime | None = None
+    last_billed_at: datetime | None = None
+    amount_usd: float
+    currency: str = "USD"
+    resource_type: str | None = None
+    resource_id: str | None = None
+
+
+class Wallet(_Body):
+    wallet_id: str
+    team_id: str | None = None
+    balance_usd: float
+    currency: str
+    #: all rows of the wallet, not only this page
+    total_billings: int = 0
+    recent_billings: list[BillingEntry] = Field(default_factory=list)
+
+    def summary(self, *, offset: int = 0) -> str:
+        from .render import wallet_summary
+
+        return wallet_summary(self, offset=offset)

@@ -1,0 +1,100 @@
+"""Shared fixtures: the sandbox served on a real loopback socket, and subprocess runners."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from prime_billing.config import SANDBOX_API_KEY
+from prime_billing.sandbox import Sandbox, make_server
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPTS = ROOT / "scripts"
+
+
+@dataclass
+class LiveSandbox:
+    """The sandbox behind a real HTTP server on 127.0.0.1 (ephemeral port)."""
+
+    url: str
+    box: Sandbox
+    server: object
+
+    def faults(self, **spec: object) -> None:
+        self.box.set_faults(spec)
+
+    def requests(self, path_part: str = "") -> int:
+        """Upstream requests seen so far (optionally only those whose key contains path_part)."""
+        if not path_part:
+            return self.box.stats["requests"]
+        return sum(n for k, n in self.box.stats.items() if k != "requests" and path_part in k)
+
+
+def start_sandbox(box: Sandbox | None = None) -> tuple[LiveSandbox, threading.Thread]:
+    box = box or Sandbox()
+    server = make_server(box, "127.0.0.1", 0)
+    host, port = server.server_address[:2]
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    return LiveSandbox(f"http://{host}:{port}", box, server), thread
+
+
+@pytest.fixture(scope="session")
+def _live_sandbox() -> Iterator[LiveSandbox]:
+    live, _ = start_sandbox()
+    yield live
+    live.server.shutdown()  # type: ignore[attr-defined]
+    live.server.server_close()  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def sandbox(_live_sandbox: LiveSandbox) -> Iterator[LiveSandbox]:
+    """A live sandbox with no faults and fresh counters for each test."""
+    _live_sandbox.box.clear_faults()
+    _live_sandbox.box.stats.clear()
+    yield _live_sandbox
+    _live_sandbox.box.clear_faults()
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    """An empty HOME, so no real ~/.prime/config.json leaks into a test."""
+    h = tmp_path / "home"
+    h.mkdir()
+    return h
+
+
+def script_env(home: Path, base_url: str | None = None, **extra: str) -> dict[str, str]:
+    """Environment for a subprocess: clean of PRIME_* vars, fast retries, a given HOME."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PRIME_")}
+    env["HOME"] = str(home)
+    env["PRIME_BILLING_MAX_RETRIES"] = "2"
+    if base_url is not None:
+        env["PRIME_API_BASE_URL"] = base_url
+        env["PRIME_API_KEY"] = SANDBOX_API_KEY
+    env.update(extra)
+    return env
+
+
+def run(
+    args: list[str], env: Mapping[str, str], timeout: float = 60, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run a command (script path or `-m` target) with this interpreter."""
+    return subprocess.run(
+        [sys.executable, *args], env=dict(env), capture_output=True, text=True, timeout=timeout, cwd=cwd or ROOT
+    )
+
+
+def upstream_body(live: LiveSandbox, path: str, **params: object) -> dict:
+    """What the upstream itself answers, fetched directly, for comparison."""
+    r = httpx.get(live.url + path, params=params, headers={"Authorization": f"Bearer {SANDBOX_API_KEY}"})
+    r.raise_for_status()
+    return r.json()
