@@ -193,3 +193,7 @@ def run_script(command: str, prog: str, argv: Sequence[str] | None = None) -> in
 
     op = next(o for o in OPERATIONS if o.command == command)
     return _execute(_op_parser(op, prog=prog), argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
