@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from email.utils import format_datetime
 from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 
 import httpx
 import pytest
-from conftest import LiveSandbox
 
+from conftest import LiveSandbox
 from prime_billing import errors
 from prime_billing.client import AsyncClient, Client, RetryPolicy, retry_after_seconds
 from prime_billing.config import SANDBOX_API_KEY, Settings, load_settings
@@ -150,9 +150,11 @@ def test_run_id_reaches_upstream_as_one_segment() -> None:
         seen.append(request.url.raw_path.decode())
         return Sandbox().handle(request)
 
-    with Client(Settings(api_key=SANDBOX_API_KEY), transport=httpx.MockTransport(record)) as c:
-        with pytest.raises(errors.NotFoundError, match="Run rft:a.b-c_d not found"):
-            c.get_run_usage("rft:a.b-c_d")
+    with (
+        Client(Settings(api_key=SANDBOX_API_KEY), transport=httpx.MockTransport(record)) as c,
+        pytest.raises(errors.NotFoundError, match=r"Run rft:a\.b-c_d not found"),
+    ):
+        c.get_run_usage("rft:a.b-c_d")
     assert seen == ["/api/v1/billing/runs/rft%3Aa.b-c_d/usage"]
 
 

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from conftest import SCRIPTS, LiveSandbox, run, script_env, upstream_body
 
 USAGE = str(SCRIPTS / "run_usage.py")
@@ -132,7 +133,10 @@ def test_no_key_anywhere_is_a_usage_error(home: Path) -> None:
     [
         ({"status": 402}, "payment required (402"),
         ({"status": 403}, "access denied (403"),
-        ({"status": 422, "body": '{"detail": [{"loc": ["query", "limit"], "msg": "too big"}]}'}, "(422: limit: too big)"),
+        (
+            {"status": 422, "body": '{"detail": [{"loc": ["query", "limit"], "msg": "too big"}]}'},
+            "(422: limit: too big)",
+        ),
         ({"status": 500}, "unavailable (500)"),
         ({"status": 200, "body": "<html>oops</html>", "content_type": "text/html"}, "not JSON (text/html)"),
         ({"action": "drift"}, "does not match the Wallet schema"),
@@ -140,9 +144,7 @@ def test_no_key_anywhere_is_a_usage_error(home: Path) -> None:
         ({"status": 429, "retry_after": "3600"}, "rate limited (429): wait 3600s"),
     ],
 )
-def test_upstream_failures_give_one_line_and_exit_1(
-    sandbox: LiveSandbox, home: Path, fault: dict, needle: str
-) -> None:
+def test_upstream_failures_give_one_line_and_exit_1(sandbox: LiveSandbox, home: Path, fault: dict, needle: str) -> None:
     sandbox.faults(next=[fault])
     out = run([WALLET, "--json"], script_env(home, sandbox.url))
     assert out.returncode == 1
@@ -187,7 +189,9 @@ def test_retries_give_up_after_a_bounded_number_of_attempts(sandbox: LiveSandbox
     assert out.returncode == 1 and sandbox.requests("/usage") == 1
 
 
-@pytest.mark.parametrize("run_id", ["../wallet", "a/b", "%2e%2e", "", ".", "..", "x" * 129, "rft abc", "r?x=1", "rft\n"])
+@pytest.mark.parametrize(
+    "run_id", ["../wallet", "a/b", "%2e%2e", "", ".", "..", "x" * 129, "rft abc", "r?x=1", "rft\n"]
+)
 def test_hostile_run_ids_never_reach_upstream(sandbox: LiveSandbox, home: Path, run_id: str) -> None:
     out = run([USAGE, run_id], script_env(home, sandbox.url))
     assert out.returncode == 2

@@ -1,0 +1,92 @@
+"""Start-up cost of the scripts, as a ratio against a minimal httpx+pydantic GET.
+
+Agents run the scripts many times, so what matters is the whole process: start
+Python, import, parse flags, one GET on loopback, print JSON. Both sides fetch
+the same wallet from the sandbox served on 127.0.0.1; runs are interleaved and
+the median is taken. Goal: `wallet.py --json` <= 1.25x the baseline.
+
+    python benchmarks/bench_startup.py [--runs 21]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "skill"))
+
+from prime_billing.config import SANDBOX_API_KEY  # noqa: E402
+from prime_billing.sandbox import Sandbox, make_server  # noqa: E402
+
+BASELINE = """
+import sys, httpx, pydantic
+
+class Wallet(pydantic.BaseModel):
+    wallet_id: str
+    balance_usd: float
+    currency: str
+
+r = httpx.get(sys.argv[1] + "/api/v1/billing/wallet", headers={"Authorization": "Bearer " + sys.argv[2]}, timeout=10)
+r.raise_for_status()
+Wallet.model_validate(r.json())
+sys.stdout.write(r.text)
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=21)
+    args = parser.parse_args()
+
+    server = make_server(Sandbox(), "127.0.0.1", 0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    home = tempfile.mkdtemp()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PRIME_")}
+    env.update(HOME=home, PRIME_API_BASE_URL=url, PRIME_API_KEY=SANDBOX_API_KEY)
+    base = Path(home) / "baseline.py"
+    base.write_text(BASELINE)
+
+    cases = {
+        "baseline: httpx+pydantic GET": [sys.executable, str(base), url, SANDBOX_API_KEY],
+        "scripts/wallet.py --json": [sys.executable, str(ROOT / "scripts/wallet.py"), "--json"],
+        "scripts/wallet.py (summary)": [sys.executable, str(ROOT / "scripts/wallet.py")],
+        "scripts/run_usage.py ID --json": [
+            sys.executable,
+            str(ROOT / "scripts/run_usage.py"),
+            "rft_sbx_running",
+            "--json",
+        ],
+        "python -c 'pass' (interpreter)": [sys.executable, "-c", "pass"],
+    }
+    times: dict[str, list[float]] = {name: [] for name in cases}
+    for cmd in cases.values():  # warm the OS caches and .pyc files
+        subprocess.run(cmd, env=env, capture_output=True, check=True)
+    for _ in range(args.runs):
+        for name, cmd in cases.items():
+            t0 = time.perf_counter()
+            subprocess.run(cmd, env=env, capture_output=True, check=True)
+            times[name].append(time.perf_counter() - t0)
+    server.shutdown()
+
+    base_ms = statistics.median(times["baseline: httpx+pydantic GET"]) * 1000
+    print(f"start-up, median of {args.runs} runs each (sandbox on loopback)")
+    print(f"{'command':<34} {'median ms':>10} {'p90 ms':>8} {'vs baseline':>12}")
+    for name, ts in times.items():
+        med = statistics.median(ts) * 1000
+        p90 = sorted(ts)[int(0.9 * (len(ts) - 1))] * 1000
+        print(f"{name:<34} {med:>10.1f} {p90:>8.1f} {med / base_ms:>11.2f}x")
+    ratio = statistics.median(times["scripts/wallet.py --json"]) * 1000 / base_ms
+    print(f"goal: wallet.py --json <= 1.25x baseline: {'met' if ratio <= 1.25 else 'NOT met'} ({ratio:.2f}x)")
+
+
+if __name__ == "__main__":
+    main()
