@@ -181,6 +181,12 @@ def _execute(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int
         return _fail(parser.prog, exc, exc.exit_code)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # the reader (`| head`) went away: not an error worth a traceback
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
 
 
 def main(argv: Sequence[str] | None = None) -> int:

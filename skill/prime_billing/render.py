@@ -6,6 +6,7 @@ answer read from one can be checked against another.
 
 from __future__ import annotations
 
+from datetime import UTC
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -63,7 +64,8 @@ def wallet_summary(wallet: Wallet, *, offset: int = 0) -> str:
     if rows:
         lines.append(f"  {'created (UTC)':<17} {'amount':>10}  {'type':<11} resource")
         for r in rows:
-            when = r.created_at.strftime("%Y-%m-%d %H:%M")
+            stamp = r.created_at.astimezone(UTC) if r.created_at.tzinfo else r.created_at
+            when = stamp.strftime("%Y-%m-%d %H:%M")
             lines.append(f"  {when:<17} {usd(r.amount_usd):>10}  {r.resource_type or '-':<11} {r.resource_id or '-'}")
     if last < wallet.total_billings and rows:
         lines.append(f"  more rows: --offset {last}")
