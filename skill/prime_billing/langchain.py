@@ -1,0 +1,305 @@
+"""LangChain tools for every operation in the table, and a toolkit that hands them out.
+
+Nothing here is written per operation: each tool's name, description and args
+schema come from its `Operation`, so an operation added to the table becomes a
+tool with no change here. This is the only module that imports langchain-core;
+`import prime_billing` and the scripts stay free of it.
+
+A tool answers with `response_format="content_and_artifact"`: the content is
+the same compact summary the scripts print (what a model reads), the artifact
+is the typed upstream body (`RunUsage`, `Wallet`, ...; a pydantic model that
+keeps unknown fields), which programs use and which is never sent to a model.
+
+Failures (bad arguments, upstream errors, no key) come back by default as a
+`ToolMessage` with `status="error"` whose content is the one-line explanation
+the scripts print, so an agent loop keeps going. With `handle_errors=False`
+they raise instead: the typed `PrimeBillingError`, or pydantic's
+`ValidationError` when the arguments do not fit the schema.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import threading
+import weakref
+from collections.abc import Callable
+from functools import partial
+from typing import Annotated, Any, Literal
+
+from langchain_core.tools import BaseTool, BaseToolkit, ToolException
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, create_model
+
+from . import operations as ops
+from .client import AsyncClient, Client
+from .config import Settings, load_settings, normalize_base_url
+from .errors import InvalidInputError, PrimeBillingError
+
+__all__ = ["PrimeBillingTool", "PrimeBillingToolkit", "args_schema"]
+
+#: what OpenAI, Anthropic, Gemini and Bedrock all accept as a function name
+TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+
+
+def args_schema(op: ops.Operation) -> type[BaseModel]:
+    """A pydantic model of the operation's parameters, so a model sees types, bounds and
+    per-field descriptions, and a wrong argument is refused before any request."""
+    fields: dict[str, Any] = {}
+    for p in op.params:
+        limits = {
+            "ge": p.minimum,
+            "le": p.maximum,
+            "pattern": p.pattern,
+            "max_length": p.max_length,
+        }
+        kind: Any = Annotated[p.type, Field(**{k: v for k, v in limits.items() if v is not None})]
+        if p.required:
+            fields[p.name] = (kind, Field(description=p.description))
+        else:
+            # Models often send null for an optional argument; null means "the default".
+            fields[p.name] = (kind | None, Field(default=p.default, description=p.description))
+    title = "".join(part.capitalize() for part in op.name.split("_")) + "Args"
+    return create_model(title, __config__=ConfigDict(extra="forbid"), __doc__=op.description, **fields)
+
+
+def _validation_message(op: ops.Operation, exc: ValidationError) -> str:
+    """The words the scripts use for the same bad argument, not pydantic's."""
+    for err in exc.errors():
+        loc = err.get("loc") or ()
+        name = str(loc[0]) if loc else ""
+        try:
+            if err["type"] == "extra_forbidden":
+                op.check({name: err.get("input")})
+            else:
+                op.param(name).check(None if err["type"] == "missing" else err.get("input"))
+        except InvalidInputError as refused:
+            return str(refused)
+        except KeyError:
+            pass
+        return f"{name or op.name}: {err['msg']}"
+    return f"{op.name}: invalid arguments"
+
+
+class _Connections:
+    """Settings and clients shared by the tools of one toolkit.
+
+    Clients the caller passes in are used as they are. Clients made here are
+    created on first use: one sync client, and one async client per event loop
+    (an httpx pool cannot outlive the loop it was opened on).
+    """
+
+    def __init__(self, settings: Settings, client: Client | None, async_client: AsyncClient | None) -> None:
+        self.settings = settings
+        self._client = client
+        self._async_client = async_client
+        self._owned: Client | None = None
+        self._owned_async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncClient] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._lock = threading.Lock()
+
+    @classmethod
+    def resolve(
+        cls,
+        *,
+        client: Client | None = None,
+        async_client: AsyncClient | None = None,
+        settings: Settings | None = None,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        team_id: str | None = None,
+        sandbox: bool = False,
+    ) -> _Connections:
+        base = settings or (client.settings if client else None) or (async_client.settings if async_client else None)
+        if base is None:
+            # The way the scripts do it: arguments, then environment, then ~/.prime/config.json.
+            base = load_settings(api_key=api_key, base_url=base_url, team_id=team_id, sandbox=sandbox)
+        else:
+            changes: dict[str, Any] = {"api_key": api_key, "team_id": team_id}
+            if base_url:
+                changes["base_url"] = normalize_base_url(base_url)
+            base = base.with_(**{k: v for k, v in changes.items() if v is not None})
+        return cls(base, client, async_client)
+
+    def client(self) -> Client:
+        if self._client is not None:
+            return self._client
+        with self._lock:
+            if self._owned is None:
+                self._owned = Client(self.settings)
+            return self._owned
+
+    def async_client(self) -> AsyncClient:
+        if self._async_client is not None:
+            return self._async_client
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            found = self._owned_async.get(loop)
+            if found is None:
+                found = self._owned_async[loop] = AsyncClient(self.settings)
+            return found
+
+    def close(self) -> None:
+        with self._lock:
+            if self._owned is not None:
+                self._owned.close()
+                self._owned = None
+
+    async def aclose(self) -> None:
+        self.close()
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            found = self._owned_async.pop(loop, None)
+        if found is not None:
+            await found.aclose()
+
+
+class PrimeBillingTool(BaseTool):
+    """One operation of the table as a LangChain tool (sync through `Client`, async through `AsyncClient`)."""
+
+    response_format: Literal["content", "content_and_artifact"] = "content_and_artifact"
+
+    _operation: ops.Operation = PrivateAttr()
+    _connections: _Connections = PrivateAttr()
+
+    def __init__(
+        self,
+        operation: ops.Operation | str,
+        *,
+        client: Client | None = None,
+        async_client: AsyncClient | None = None,
+        settings: Settings | None = None,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        team_id: str | None = None,
+        sandbox: bool = False,
+        handle_errors: bool = True,
+        name_prefix: str = "",
+        connections: _Connections | None = None,
+        **kwargs: Any,
+    ) -> None:
+        op = operation if isinstance(operation, ops.Operation) else ops.get(operation)
+        name = name_prefix + op.name
+        if not TOOL_NAME.fullmatch(name):
+            raise InvalidInputError(
+                f"tool name {name!r} is not accepted by function-calling APIs: use 1-64 letters, digits, '_', '-'"
+            )
+        handle_validation: bool | Callable[[ValidationError], str] = (
+            partial(_validation_message, op) if handle_errors else False
+        )
+        kwargs.setdefault("handle_tool_error", handle_errors)
+        kwargs.setdefault("handle_validation_error", handle_validation)
+        super().__init__(name=name, description=_description(op), args_schema=args_schema(op), **kwargs)
+        self._operation = op
+        self._connections = connections or _Connections.resolve(
+            client=client,
+            async_client=async_client,
+            settings=settings,
+            api_key=api_key,
+            base_url=base_url,
+            team_id=team_id,
+            sandbox=sandbox,
+        )
+
+    @property
+    def operation(self) -> ops.Operation:
+        return self._operation
+
+    @property
+    def settings(self) -> Settings:
+        return self._connections.settings
+
+    def _arguments(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+        # A bare string input (single-argument tools) arrives positionally.
+        if args and self._operation.params:
+            kwargs = {self._operation.params[0].name: args[0], **kwargs}
+        return kwargs
+
+    def _run(self, *args: Any, **kwargs: Any) -> tuple[str, BaseModel]:
+        try:
+            result = self._connections.client().call(self._operation.name, self._arguments(args, kwargs))
+        except PrimeBillingError as exc:
+            # As a ToolException the model reads the one-line message; otherwise the typed error.
+            if self.handle_tool_error:
+                raise ToolException(str(exc)) from exc
+            raise
+        return result.summary(), result.data
+
+    async def _arun(self, *args: Any, **kwargs: Any) -> tuple[str, BaseModel]:
+        try:
+            client = self._connections.async_client()
+            result = await client.call(self._operation.name, self._arguments(args, kwargs))
+        except PrimeBillingError as exc:
+            # As a ToolException the model reads the one-line message; otherwise the typed error.
+            if self.handle_tool_error:
+                raise ToolException(str(exc)) from exc
+            raise
+        return result.summary(), result.data
+
+
+def _description(op: ops.Operation) -> str:
+    kind = "Read-only; safe to call again." if op.hints.read_only and op.hints.idempotent else ""
+    return f"{op.description} {kind}".strip()
+
+
+class PrimeBillingToolkit(BaseToolkit):
+    """Every operation of the table as a tool, all sharing one set of settings and connection pools.
+
+    Pass a `client`/`async_client` to share an application's pools, or settings
+    (`settings`, or `api_key`, `base_url`, `team_id`, `sandbox`); with nothing,
+    settings come from the environment and `~/.prime/config.json` like the scripts.
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    handle_errors: bool = True
+    #: prepended to every tool name, for agents that mix tools from many vendors
+    name_prefix: str = ""
+
+    _connections: _Connections = PrivateAttr()
+
+    def __init__(
+        self,
+        *,
+        client: Client | None = None,
+        async_client: AsyncClient | None = None,
+        settings: Settings | None = None,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        team_id: str | None = None,
+        sandbox: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self._connections = _Connections.resolve(
+            client=client,
+            async_client=async_client,
+            settings=settings,
+            api_key=api_key,
+            base_url=base_url,
+            team_id=team_id,
+            sandbox=sandbox,
+        )
+
+    @property
+    def settings(self) -> Settings:
+        return self._connections.settings
+
+    def get_tools(self) -> list[BaseTool]:
+        return [
+            PrimeBillingTool(
+                op,
+                connections=self._connections,
+                handle_errors=self.handle_errors,
+                name_prefix=self.name_prefix,
+            )
+            for op in ops.OPERATIONS
+        ]
+
+    def close(self) -> None:
+        """Close the sync pool this toolkit opened (pools passed in are the caller's to close)."""
+        self._connections.close()
+
+    async def aclose(self) -> None:
+        """Close the pools this toolkit opened, including the running loop's async one."""
+        await self._connections.aclose()
