@@ -98,3 +98,40 @@ def upstream_body(live: LiveSandbox, path: str, **params: object) -> dict:
     r = httpx.get(live.url + path, params=params, headers={"Authorization": f"Bearer {SANDBOX_API_KEY}"})
     r.raise_for_status()
     return r.json()
+
+
+def run_tty(
+    args: list[str], env: Mapping[str, str], *, stream: str = "stderr", timeout: float = 60
+) -> tuple[int, str, str]:
+    """Run with `stream` ("stdout" or "stderr") on a pseudo-terminal, as a person at a
+    terminal would; returns (exit code, what the terminal showed, the other stream)."""
+    import pty
+
+    master, slave = pty.openpty()
+    other = subprocess.PIPE
+    proc = subprocess.Popen(
+        [sys.executable, *args],
+        env=dict(env),
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+        stdout=slave if stream == "stdout" else other,
+        stderr=slave if stream == "stderr" else other,
+    )
+    os.close(slave)
+    shown = bytearray()
+    piped: list[bytes] = []
+    pipe = proc.stderr if stream == "stdout" else proc.stdout
+    reader = threading.Thread(target=lambda: piped.append(pipe.read() if pipe else b""), daemon=True)
+    reader.start()
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(master)
+    code = proc.wait(timeout=timeout)
+    reader.join(timeout)
+    return code, shown.decode(errors="replace"), b"".join(piped).decode(errors="replace")

@@ -3,7 +3,9 @@
 Output contract: stdout carries the answer only (a compact summary, or with
 `--json` one JSON document: the upstream body unchanged); stderr carries one
 line per error, never a traceback. Exit codes: 0 ok, 1 the API or network
-failed, 2 bad invocation or missing configuration.
+failed, 2 bad invocation or missing configuration, 3 a check did not pass
+(`reconcile` found a mismatch, the balance is below `wallet --min-balance`):
+the answer is still printed, and stderr says by how much in one line.
 """
 
 from __future__ import annotations
@@ -14,9 +16,13 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from . import __version__
-from .errors import PrimeBillingError
+from .errors import InvalidInputError, PrimeBillingError
 
-EXIT_OK, EXIT_API, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_API, EXIT_USAGE, EXIT_CHECK = 0, 1, 2, 3
+EXIT_CODES = (
+    "exit codes: 0 ok, 1 API or network failure, 2 bad invocation or configuration, "
+    "3 a check did not pass (reconcile mismatch, balance below --min-balance)"
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -27,15 +33,26 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--json", action="store_true", help="print the upstream JSON body unchanged (one document)")
+    p.add_argument(
+        "--json", action="store_true", help="print one JSON document (usage, wallet: the upstream body unchanged)"
+    )
     p.add_argument("--sandbox", action="store_true", help="use built-in demo data instead of Prime's API")
     p.add_argument(
         "--base-url", metavar="URL", help="API base URL (default: PRIME_API_BASE_URL or api.primeintellect.ai)"
     )
 
 
+def _riders(op: Any) -> list[Any]:
+    """Operations whose extra flags join this operation's command (`cli_extends`)."""
+    from .operations import OPERATIONS
+
+    return [o for o in OPERATIONS if o.cli_extends == op.command]
+
+
 def _add_op_args(p: argparse.ArgumentParser, op: Any) -> None:
-    for param in op.params:
+    names = {param.name for param in op.params}
+    extra = [q for r in _riders(op) for q in r.params if q.name not in names]
+    for param in (*op.params, *extra):
         if param.location == "path":
             p.add_argument(
                 param.name,
@@ -47,14 +64,20 @@ def _add_op_args(p: argparse.ArgumentParser, op: Any) -> None:
             flag = param.flag or "--" + param.name.replace("_", "-")
             kind = int if param.type is int else str
             default = f" (default {param.default})" if param.default is not None else ""
-            p.add_argument(
-                flag, dest=param.name, type=kind, metavar="N" if kind is int else "ID", help=param.description + default
-            )
+            metavar = {int: "N", float: "USD"}.get(param.type, "DATE" if param.format == "date-time" else "ID")
+            p.add_argument(flag, dest=param.name, type=kind, metavar=metavar, help=param.description + default)
+    if hasattr(op.model, "write_csv"):
+        p.add_argument("--csv", metavar="FILE", help="also write the rows as CSV to FILE ('-' for stdout instead)")
+    if op.finished is not None:
+        p.add_argument("--watch", action="store_true", help="poll until finished: in place on a terminal, JSON lines")
+        p.add_argument(
+            "--interval", type=float, default=30.0, metavar="S", help="seconds between polls with --watch (default 30)"
+        )
     _add_common(p)
 
 
 def _op_parser(op: Any, prog: str | None = None, parent: Any = None) -> argparse.ArgumentParser:
-    epilog = "exit codes: 0 ok, 1 API or network failure, 2 bad invocation or configuration"
+    epilog = EXIT_CODES
     if parent is None:
         p = _Parser(prog=prog, description=op.description, epilog=epilog)
     else:
@@ -74,6 +97,7 @@ def _run_operation(op: Any, ns: argparse.Namespace) -> int:
     from .config import load_settings
 
     settings = load_settings(base_url=ns.base_url, sandbox=ns.sandbox)
+    op = _rider_chosen(op, ns)
     values = {p.name: getattr(ns, p.name) for p in op.params}
     many = next((p.name for p in op.params if p.many), None)
     calls = [{**values, many: v} for v in values[many]] if many else [values]
@@ -82,16 +106,30 @@ def _run_operation(op: Any, ns: argparse.Namespace) -> int:
     # Check every argument first: nothing is fetched or printed if one is bad.
     for args in calls:
         op.check(args)
+    csv_to = getattr(ns, "csv", None)
+    if csv_to == "-" and ns.json:
+        raise InvalidInputError("--csv - and --json both want stdout: give --csv a file name")
+    if getattr(ns, "watch", False):
+        from .watch import watch
+
+        return watch(op, calls, settings, ns)
+    progress = _Progress(prog) if op.composite and sys.stderr.isatty() else None
     with Client(settings) as client:
         if len(calls) == 1:
-            outcomes: list[Any] = [_attempt(client, op.name, calls[0])]
+            outcomes: list[Any] = [_attempt(client, op.name, calls[0], progress)]
         else:
             from concurrent.futures import ThreadPoolExecutor
 
             with ThreadPoolExecutor(max_workers=min(8, len(calls))) as pool:
                 outcomes = list(pool.map(lambda a: _attempt(client, op.name, a), calls))
+    if progress is not None:
+        progress.done()
 
     errors = [o for o in outcomes if isinstance(o, PrimeBillingError)]
+    if csv_to and not errors:
+        _write_csv(outcomes, csv_to)
+        if csv_to == "-":
+            return _alerts(prog, outcomes)
     if ns.json:
         if errors:  # one JSON document or none: never a partial one
             for e in errors:
@@ -102,7 +140,7 @@ def _run_operation(op: Any, ns: argparse.Namespace) -> int:
         docs = [o.raw for o in outcomes]
         sys.stdout.write(json.dumps(docs[0] if len(docs) == 1 else docs, ensure_ascii=False))
         sys.stdout.write("\n")
-        return EXIT_OK
+        return _alerts(prog, outcomes)
     done = [o for o in outcomes if not isinstance(o, PrimeBillingError)]
     if done:
         from .render import SANDBOX_BANNER
@@ -111,14 +149,66 @@ def _run_operation(op: Any, ns: argparse.Namespace) -> int:
         print(f"{SANDBOX_BANNER}\n{text}" if any(o.sandbox for o in done) else text)
     for e in errors:
         _fail(prog, e, e.exit_code)
-    return max((e.exit_code for e in errors), default=EXIT_OK)
+    if errors:
+        return max(e.exit_code for e in errors)
+    return _alerts(prog, done)
 
 
-def _attempt(client: Any, name: str, args: dict[str, Any]) -> Any:
+def _attempt(client: Any, name: str, args: dict[str, Any], progress: Any = None) -> Any:
     try:
-        return client.call(name, args)
+        return client.call(name, args, on_step=progress)
     except PrimeBillingError as exc:
         return exc
+
+
+def _rider_chosen(op: Any, ns: argparse.Namespace) -> Any:
+    """The operation a flag asked for: a rider (`cli_extends`) when one of its own flags is given."""
+    names = {p.name for p in op.params}
+    for rider in _riders(op):
+        if any(getattr(ns, p.name, None) is not None for p in rider.params if p.name not in names):
+            return rider
+    return op
+
+
+def _alerts(prog: str, results: Sequence[Any]) -> int:
+    """A check that did not pass: its one line on stderr, exit 3."""
+    lines = [r.alert for r in results if r.alert]
+    for line in lines:
+        print(f"{prog}: alert: {line}", file=sys.stderr)
+    return EXIT_CHECK if lines else EXIT_OK
+
+
+def _write_csv(results: Sequence[Any], target: str) -> None:
+    if target == "-":
+        for r in results:
+            r.data.write_csv(sys.stdout)
+        return
+    try:
+        with open(target, "w", encoding="utf-8", newline="") as out:
+            for r in results:
+                r.data.write_csv(out)
+    except OSError as exc:
+        raise InvalidInputError(f"cannot write {target}: {exc.strerror}; pick another --csv path") from None
+
+
+class _Progress:
+    """Paging progress on a terminal's stderr, one line rewritten in place; never when piped."""
+
+    def __init__(self, prog: str) -> None:
+        self.prog = prog
+        self.shown = False
+
+    def __call__(self, result: Any) -> None:
+        from .compose import describe_step
+
+        sys.stderr.write(f"\r\x1b[K{self.prog}: {describe_step(result)}")
+        sys.stderr.flush()
+        self.shown = True
+
+    def done(self) -> None:
+        if self.shown:
+            sys.stderr.write("\r\x1b[K")
+            sys.stderr.flush()
 
 
 def _sandbox_command(sub: Any) -> None:
@@ -166,7 +256,8 @@ def build_parser(prog: str = "prime-billing") -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
     for op in OPERATIONS:
-        _op_parser(op, parent=sub)
+        if op.cli_extends is None:
+            _op_parser(op, parent=sub)
     for add in EXTRA_COMMANDS:
         add(sub)
     return parser
@@ -197,7 +288,7 @@ def run_script(command: str, prog: str, argv: Sequence[str] | None = None) -> in
     """Entry for `scripts/*.py`: one operation's parser, under the script's name."""
     from .operations import OPERATIONS
 
-    op = next(o for o in OPERATIONS if o.command == command)
+    op = next(o for o in OPERATIONS if o.command == command and o.cli_extends is None)
     return _execute(_op_parser(op, prog=prog), argv)
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import random
 import time
-from collections.abc import Generator, Mapping
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any, Generic, TypeVar
@@ -83,6 +83,16 @@ class Result(Generic[M]):
 
     def json(self) -> str:
         return json.dumps(self.raw, ensure_ascii=False)
+
+    @property
+    def alert(self) -> str | None:
+        """One line when a check did not pass (reconcile mismatch, balance below the minimum)."""
+        alert = getattr(self.data, "alert", None)
+        return alert if isinstance(alert, str) else None
+
+
+#: called with each sub-call's Result while a composite operation runs (progress)
+OnStep = Callable[[Result[Any]], None]
 
 
 def _summary_context(args: Mapping[str, Any]) -> dict[str, Any]:
@@ -272,6 +282,35 @@ class _Core:
         sandbox = response.headers.get(SANDBOX_HEADER) == "1" or self.settings.sandbox
         return Result(op, data, raw, checked, sandbox, attempts)
 
+    def _plan(
+        self, name: str, args: Mapping[str, Any], api_key: str | None, on_step: OnStep | None = None
+    ) -> Generator[_Send | float, _Reply, Result[Any]]:
+        """Any operation as one plan: a plain one is one exchange; a composite one runs its
+        `compose` plan, feeding it the Result of each sub-call, itself a nested plan."""
+        op = ops.get(name)
+        if op.compose is None:
+            return (yield from self._exchange(name, args, api_key))
+        given = dict(args)
+        for param, setting in op.settings_defaults.items():
+            if given.get(param) is None:
+                given[param] = getattr(self.settings, setting)
+        checked = op.check(given)
+        report = op.compose(checked)
+        sandbox, attempts = self.settings.sandbox, 0
+        reply: Any = None
+        while True:
+            try:
+                sub = report.send(reply)
+            except StopIteration as done:
+                model = done.value
+                break
+            reply = yield from self._plan(sub.name, sub.args, api_key, on_step)
+            sandbox = sandbox or reply.sandbox
+            attempts += reply.attempts
+            if on_step is not None:
+                on_step(reply)
+        return Result(op, model, model.model_dump(mode="json"), checked, sandbox, attempts)
+
     def _exchange(
         self, name: str, args: Mapping[str, Any], api_key: str | None
     ) -> Generator[_Send | float, _Reply, Result[Any]]:
@@ -336,8 +375,15 @@ class Client(_Core):
     def close(self) -> None:
         self._http.close()
 
-    def call(self, name: str, args: Mapping[str, Any] | None = None, *, api_key: str | None = None) -> Result[Any]:
-        plan = self._exchange(name, args or {}, api_key)
+    def call(
+        self,
+        name: str,
+        args: Mapping[str, Any] | None = None,
+        *,
+        api_key: str | None = None,
+        on_step: OnStep | None = None,
+    ) -> Result[Any]:
+        plan = self._plan(name, args or {}, api_key, on_step)
         step = next(plan)
         while True:
             reply: _Reply = None
@@ -388,11 +434,16 @@ class AsyncClient(_Core):
         await self._http.aclose()
 
     async def call(
-        self, name: str, args: Mapping[str, Any] | None = None, *, api_key: str | None = None
+        self,
+        name: str,
+        args: Mapping[str, Any] | None = None,
+        *,
+        api_key: str | None = None,
+        on_step: OnStep | None = None,
     ) -> Result[Any]:
         import anyio
 
-        plan = self._exchange(name, args or {}, api_key)
+        plan = self._plan(name, args or {}, api_key, on_step)
         step = next(plan)
         while True:
             reply: _Reply = None

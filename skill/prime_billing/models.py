@@ -139,3 +139,14 @@ class Wallet(_Body):
         from .render import wallet_summary
 
         return wallet_summary(self, offset=offset)
+
+
+#: run statuses after which nothing changes any more (watching stops, no more charges expected)
+FINISHED_STATUSES = frozenset(
+    {"COMPLETED", "FAILED", "STOPPED", "CANCELLED", "CANCELED", "ERROR", "ERRORED", "TIMEOUT", "TIMED_OUT", "KILLED"}
+)
+
+
+def run_finished(run: RunUsage) -> bool:
+    """True once the run reached a terminal status; an unknown status is not one."""
+    return (run.status or "").upper() in FINISHED_STATUSES

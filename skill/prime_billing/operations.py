@@ -8,16 +8,21 @@ the same words, before any request leaves on any surface.
 
 from __future__ import annotations
 
+import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
 from pydantic import BaseModel
 
+from .budget import BudgetCheck, check_budget
+from .compose import Plan, parse_when
 from .errors import InvalidInputError
-from .models import RunUsage, Wallet
+from .models import RunUsage, Wallet, run_finished
+from .reconcile import Reconciliation, reconcile_run
+from .spend import SpendReport, spend_report
 
 #: one path segment: letters, digits, `_ - . :`; never `.` or `..` alone
 ID_PATTERN = r"^[A-Za-z0-9_.:\-]{1,128}$"
@@ -42,6 +47,8 @@ class Param:
     many: bool = False
     #: CLI flag, when it differs from the name
     flag: str | None = None
+    #: "date-time": a date (midnight UTC) or an ISO 8601 date-time, checked before anything is sent
+    format: str | None = None
 
     @property
     def wire(self) -> str:
@@ -64,6 +71,8 @@ class Param:
                 bounds = f"{lo}..{hi}" if hi is not None else f">= {lo}"
                 raise InvalidInputError(f"{self.name} must be {bounds}, got {value}")
             return value
+        if self.type is float:
+            return self._check_number(value)
         if not isinstance(value, str):
             raise InvalidInputError(f"{self.name} must be a string, got {type(value).__name__}")
         if self.pattern and (not re.fullmatch(self.pattern, value) or value in (".", "..")):
@@ -71,10 +80,30 @@ class Param:
             raise InvalidInputError(
                 f"{self.name} {shown!r} is not a valid id: use 1-128 letters, digits, '_', '-', '.', ':'"
             )
+        if self.format == "date-time":
+            parse_when(value)
+        return value
+
+    def _check_number(self, value: Any) -> float:
+        if isinstance(value, bool):
+            raise InvalidInputError(f"{self.name} must be a number, got {value!r}")
+        if not isinstance(value, int | float):
+            try:
+                value = float(str(value).strip())
+            except ValueError:
+                raise InvalidInputError(f"{self.name} must be a number, got {value!r}") from None
+        value = float(value)
+        if not math.isfinite(value):
+            raise InvalidInputError(f"{self.name} must be a finite number, got {value!r}")
+        lo, hi = self.minimum, self.maximum
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            bounds = f"{lo}..{hi}" if hi is not None else f">= {lo}"
+            raise InvalidInputError(f"{self.name} must be {bounds}, got {value:g}")
         return value
 
     def json_schema(self) -> dict[str, Any]:
-        schema: dict[str, Any] = {"type": "integer" if self.type is int else "string", "description": self.description}
+        kind = {int: "integer", float: "number"}.get(self.type, "string")
+        schema: dict[str, Any] = {"type": kind, "description": self.description}
         for key, value in (
             ("minimum", self.minimum),
             ("maximum", self.maximum),
@@ -115,6 +144,25 @@ class Operation:
     settings_defaults: Mapping[str, str] = field(default_factory=dict)
     hints: Hints = Hints()
     method: str = "GET"
+    #: composite operation: `compose(checked_args)` is a plan that yields sub-calls
+    #: (`SubCall(op_name, args)`), receives each one's Result and returns the model;
+    #: both client faces drive it. Such operations have no upstream path of their own
+    #: and no contract name (they are beyond the contract).
+    compose: Callable[[dict[str, Any]], Plan] | None = None
+    #: CLI only: no command of its own; its extra flags join this command, and giving
+    #: one of them runs this operation instead (`wallet --min-balance` runs the check)
+    cli_extends: str | None = None
+    #: the answer changes over time until this says it is final: the CLI offers --watch
+    finished: Callable[[Any], bool] | None = None
+
+    @property
+    def composite(self) -> bool:
+        return self.compose is not None
+
+    @property
+    def in_contract(self) -> bool:
+        """One of the contract's own operations (its REST path and tool name are fixed by it)."""
+        return bool(self.contract_name)
 
     def param(self, name: str) -> Param:
         for p in self.params:
@@ -176,6 +224,7 @@ OPERATIONS: tuple[Operation, ...] = (
         mcp_tool="prime-intellect-getrunusage",
         contract_name="getrunusage",
         model=RunUsage,
+        finished=run_finished,
     ),
     Operation(
         name="get_wallet",
@@ -203,6 +252,104 @@ OPERATIONS: tuple[Operation, ...] = (
         contract_name="getwallet",
         model=Wallet,
         settings_defaults={"team_id": "team_id"},
+    ),
+)
+
+
+# --------------------------------------------------------------------------- beyond the contract
+# Composite answers built from the two upstream calls; REST routes under their own
+# prefix, so the contract's paths stay exactly as they are.
+
+TEAM_ID = Param(
+    "team_id",
+    str,
+    "Team whose wallet to read; omit for the personal wallet.",
+    wire_name="teamId",
+    pattern=ID_PATTERN,
+    max_length=128,
+    flag="--team",
+)
+
+OPERATIONS += (
+    Operation(
+        name="reconcile_run",
+        command="reconcile",
+        description=(
+            "Reconcile a Prime Intellect RFT run: did the wallet really pay what the run says? "
+            "Compares the run's billed total with the sum of every wallet billing row for that run "
+            "(all pages); within one cent is reconciled, otherwise the difference is flagged."
+        ),
+        params=(
+            Param(
+                "run_id",
+                str,
+                RUN_ID.description,
+                location="path",
+                required=True,
+                pattern=ID_PATTERN,
+                max_length=128,
+            ),
+            TEAM_ID,
+        ),
+        upstream_path="",
+        rest_path="/v1/prime-billing/runs/{run_id}/reconcile",
+        mcp_tool="prime-intellect-reconcile",
+        contract_name="",
+        model=Reconciliation,
+        settings_defaults={"team_id": "team_id"},
+        compose=reconcile_run,
+    ),
+    Operation(
+        name="spend_report",
+        command="spend",
+        description=(
+            "Prime Intellect spend report: what was spent, and on what, over all wallet rows or since a date; "
+            "totals by resource type and resource id, the most expensive RFT runs, and every row."
+        ),
+        params=(
+            Param(
+                "since",
+                str,
+                "Only rows created at or after this date (2026-11-01, midnight UTC) or date-time "
+                "(2026-11-01T09:00:00Z); omit for all rows.",
+                max_length=64,
+                format="date-time",
+                flag="--since",
+            ),
+            Param(
+                "top", int, "How many of the most expensive RFT runs to list, 1-100.", default=5, minimum=1, maximum=100
+            ),
+            TEAM_ID,
+        ),
+        upstream_path="",
+        rest_path="/v1/prime-billing/spend",
+        mcp_tool="prime-intellect-spend",
+        contract_name="",
+        model=SpendReport,
+        settings_defaults={"team_id": "team_id"},
+        compose=spend_report,
+    ),
+    Operation(
+        name="check_budget",
+        command="budget",
+        description=(
+            "Prime Intellect budget guard: is the wallet balance at least a minimum in USD? "
+            "Returns the verdict (ok, shortfall or headroom) with the wallet; use it to warn when the balance is low."
+        ),
+        params=(
+            Param("min_balance", float, "Minimum balance in USD; below it the check fails.", required=True, minimum=0),
+            Param("limit", int, "Wallet rows to include, 1-100.", default=20, minimum=1, maximum=100),
+            Param("offset", int, "Rows to skip from the newest, >= 0.", default=0, minimum=0),
+            TEAM_ID,
+        ),
+        upstream_path="",
+        rest_path="/v1/prime-billing/budget",
+        mcp_tool="prime-intellect-budget",
+        contract_name="",
+        model=BudgetCheck,
+        settings_defaults={"team_id": "team_id"},
+        compose=check_budget,
+        cli_extends="wallet",
     ),
 )
 

@@ -11,6 +11,15 @@ Control (real server only, loopback): `POST /_sandbox/faults` with
 `DELETE /_sandbox/faults`, `GET /_sandbox/stats`. A fault is
 `{"status": 503, "retry_after": "1", "body": "...", "content_type": "...",
 "delay": 0.5, "action": "reset|truncate|huge|drift", "path": "/wallet"}`.
+
+Scenario knobs, through the same call (and cleared with the faults):
+`"progress": {"run_id": "rft_sbx_running", "steps": 3, "usd_per_step": 1.25,
+"tokens_per_step": 500000, "final": "COMPLETED"}` makes a run advance one step
+per usage request (more training tokens and cost) and reach `final` after
+`steps`; `"page_cap": 7` serves at most 7 wallet rows per page whatever `limit`
+asks; `"new_rows": 3` makes 3 new rows arrive (newest) after the first wallet
+request, shifting every offset as a live wallet does. Without them the data
+never changes.
 """
 
 from __future__ import annotations
@@ -246,6 +255,13 @@ class Sandbox:
     stats: Counter[str] = field(default_factory=Counter)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _rng: random.Random = field(default_factory=lambda: random.Random(1), repr=False)
+    #: run id -> progress spec (plus "seen": usage requests answered so far)
+    progress: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: most rows one wallet page holds, whatever `limit` asks
+    page_cap: int | None = None
+    #: rows that arrive after the first wallet request (newest first)
+    new_rows: int = 0
+    _wallet_requests: int = field(default=0, repr=False)
 
     # ------------------------------------------------------------ control
     def set_faults(self, spec: Mapping[str, Any]) -> None:
@@ -258,11 +274,22 @@ class Sandbox:
             if "latency" in spec:
                 lo, hi = spec["latency"]
                 self.latency = (float(lo), float(hi))
+            if "progress" in spec:
+                plan = dict(spec["progress"])
+                if plan["run_id"] not in RUNS:
+                    raise KeyError(plan["run_id"])
+                self.progress[plan["run_id"]] = {**plan, "seen": 0}
+            if "page_cap" in spec:
+                self.page_cap = int(spec["page_cap"]) if spec["page_cap"] else None
+            if "new_rows" in spec:
+                self.new_rows, self._wallet_requests = int(spec["new_rows"]), 0
 
     def clear_faults(self) -> None:
         with self._lock:
             self.queue.clear()
             self.rate, self.latency, self.rate_fault = 0.0, (0.0, 0.0), Fault()
+            self.progress.clear()
+            self.page_cap, self.new_rows, self._wallet_requests = None, 0, 0
 
     def _take_fault(self, path: str) -> Fault | None:
         with self._lock:
@@ -319,7 +346,29 @@ class Sandbox:
         run = RUNS.get(run_id)
         if run is None:
             return _json(404, {"detail": f"Run {run_id} not found"})
+        if run_id in self.progress:
+            run = self._advance(run, self.progress[run_id])
         return _json(200, {**run, "sandbox": True})
+
+    def _advance(self, run: dict[str, Any], plan: dict[str, Any]) -> dict[str, Any]:
+        """The run as of its next step: more training, more cost, `final` once the steps are done."""
+        with self._lock:
+            seen = plan["seen"]
+            plan["seen"] = seen + 1
+        steps = int(plan.get("steps", 3))
+        k = min(seen, steps)
+        tokens, usd = int(plan.get("tokens_per_step", 500_000)), float(plan.get("usd_per_step", 1.25))
+        training = dict(run["training"])
+        training["tokens"] += k * tokens
+        training["cost_usd"] = round(training["cost_usd"] + k * usd, 2)
+        return {
+            **run,
+            "status": plan.get("final", "COMPLETED") if seen >= steps else run["status"],
+            "training": training,
+            "total_tokens": run["total_tokens"] + k * tokens,
+            "total_cost_usd": round(run["total_cost_usd"] + k * usd, 2),
+            "record_count": run["record_count"] + k,
+        }
 
     def _wallet(self, query: dict[str, list[str]]) -> Reply:
         errors = []
@@ -347,7 +396,14 @@ class Sandbox:
             return _json(403, {"detail": "Not a member of this team"})
         wallet = WALLETS[team]
         rows = wallet["rows"]
+        with self._lock:
+            self._wallet_requests += 1
+            arrived = self.new_rows if self._wallet_requests > 1 else 0
+        if arrived:
+            rows = _arrivals(wallet["wallet_id"], rows[0], arrived) + rows
         offset, limit = values["offset"], values["limit"]
+        if self.page_cap is not None:
+            limit = min(limit, self.page_cap)
         body = {k: v for k, v in wallet.items() if k != "rows"}
         body["total_billings"] = len(rows)
         body["recent_billings"] = rows[offset : offset + limit]
@@ -410,6 +466,16 @@ _REASONS = {
     404: "Not Found", 422: "Unprocessable Entity", 429: "Too Many Requests",
     500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout",
 }  # fmt: skip
+
+
+def _arrivals(wallet_id: str, newest: dict[str, Any], n: int) -> list[dict[str, Any]]:
+    """Rows newer than any other, for the `new_rows` knob."""
+    stamp = newest["created_at"]
+    return [
+        {**newest, "id": f"bill_{wallet_id[4:]}_new_{i:03d}", "amount_usd": 0.5, "resource_type": "pods",
+         "resource_id": f"pod_sbx_new_{i}", "created_at": stamp, "updated_at": stamp, "last_billed_at": stamp}
+        for i in range(n)
+    ]  # fmt: skip
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:

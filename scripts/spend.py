@@ -1,0 +1,17 @@
+#!/usr/bin/env python3
+# /// script
+# requires-python = ">=3.11"
+# dependencies = ["httpx>=0.27", "pydantic>=2.7"]
+# ///
+"""What was spent, and on what: spend.py [--since DATE] [--top N] [--team ID] [--csv FILE] [--json] [--sandbox]"""
+
+import sys
+from pathlib import Path
+
+# Prefer the package bundled beside this script (the skill folder), then an installed one.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "skill"))
+
+from prime_billing.cli import run_script
+
+if __name__ == "__main__":
+    sys.exit(run_script("spend", Path(__file__).name))

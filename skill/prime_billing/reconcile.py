@@ -1,0 +1,115 @@
+"""Did the wallet really pay what the run says? A run's billed total against its wallet rows.
+
+The run's `total_cost_usd` is compared with the sum of every wallet row whose
+`resource_id` is the run, read from all pages. Agreement within one cent
+(inclusive) is reconciled; anything else is an alert with the figures.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import IO, Any
+
+from pydantic import BaseModel, ConfigDict, computed_field
+
+from .compose import Plan, SubCall, money, scan_wallet, total, usd_float, write_rows_csv
+from .models import FINISHED_STATUSES, BillingEntry, RunUsage
+from .render import usd
+
+#: agreement within this much (inclusive) is "reconciled"
+TOLERANCE = Decimal("0.01")
+
+
+class Reconciliation(BaseModel):
+    """One run's billed total against what its wallet was charged for it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    run_id: str
+    run_name: str | None = None
+    status: str | None = None
+    wallet_id: str
+    team_id: str | None = None
+    currency: str = "USD"
+    #: what the run reports as billed (`total_cost_usd`)
+    run_billed_usd: float
+    #: sum of the wallet rows whose resource_id is the run
+    wallet_charged_usd: float
+    #: run_billed - wallet_charged: positive means the wallet was charged less than the run reports
+    difference_usd: float
+    tolerance_usd: float = float(TOLERANCE)
+    reconciled: bool
+    #: wallet rows read to find the run's rows (all of them)
+    rows_scanned: int
+    pages: int
+    rows: list[BillingEntry]
+    sandbox: bool = False
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def alert(self) -> str | None:
+        """One line when the figures disagree; None when reconciled."""
+        if self.reconciled:
+            return None
+        diff = self.difference_usd
+        gap = f"the wallet was charged {usd(abs(diff))} {'less' if diff > 0 else 'more'}"
+        hint = "" if self.rows else f"; no rows for it among {self.rows_scanned}: another wallet? try --team"
+        return (
+            f"run {self.run_id} does not reconcile: it reports {usd(self.run_billed_usd)} billed, "
+            f"its {len(self.rows)} wallet rows sum to {usd(self.wallet_charged_usd)}, {gap}{hint}"
+        )
+
+    def summary(self, **_: Any) -> str:
+        owner = f"team {self.team_id}" if self.team_id else "personal"
+        head = [f"reconcile run {self.run_id}"]
+        if self.run_name:
+            head.append(f'"{self.run_name}"')
+        head += [self.status or "status unknown", f"wallet {self.wallet_id} ({owner})"]
+        diff = self.difference_usd
+        side = "" if diff == 0 else (" (wallet charged less)" if diff > 0 else " (wallet charged more)")
+        lines = [
+            " · ".join(head),
+            f"  run billed      {usd(self.run_billed_usd):>10}",
+            f"  wallet charged  {usd(self.wallet_charged_usd):>10}  {len(self.rows)} rows of {self.rows_scanned}",
+            f"  difference      {usd(diff):>10}{side}",
+        ]
+        if self.reconciled:
+            lines.append(f"  RECONCILED (within {usd(self.tolerance_usd)})")
+        else:
+            lines.append(f"  MISMATCH by {usd(abs(diff))}")
+        if self.status and self.status.upper() not in FINISHED_STATUSES:
+            lines.append(f"  note: the run is {self.status}; charges may still be arriving")
+        for r in self.rows:
+            when = r.created_at.strftime("%Y-%m-%d %H:%M")
+            lines.append(f"    {when:<17} {usd(r.amount_usd):>10}  {r.resource_type or '-':<11} {r.id}")
+        return "\n".join(lines)
+
+    def write_csv(self, out: IO[str]) -> int:
+        return write_rows_csv(self.rows, out)
+
+
+def reconcile_run(args: dict[str, Any]) -> Plan:
+    """Plan: the run's usage, then every wallet page; compare to the cent."""
+    run_id = args["run_id"]
+    usage = yield SubCall("get_run_usage", {"run_id": run_id})
+    run: RunUsage = usage.data
+    scan = yield from scan_wallet(args.get("team_id"))
+    rows = [r for r in scan.rows if r.resource_id == run_id]
+    billed, charged = money(run.total_cost_usd), total(rows)
+    diff = billed - charged
+    return Reconciliation(
+        run_id=run.run_id,
+        run_name=run.run_name,
+        status=run.status,
+        wallet_id=scan.wallet.wallet_id,
+        team_id=scan.wallet.team_id,
+        currency=scan.wallet.currency,
+        run_billed_usd=usd_float(billed),
+        wallet_charged_usd=usd_float(charged),
+        difference_usd=usd_float(diff),
+        reconciled=abs(diff) <= TOLERANCE,
+        rows_scanned=len(scan.rows),
+        pages=scan.pages,
+        rows=rows,
+        sandbox=usage.sandbox or scan.sandbox,
+    )
