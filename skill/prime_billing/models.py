@@ -10,10 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
 MTOK = 1_000_000
+#: a count beyond 64 bits is a broken answer, refused as schema drift rather than overflowing arithmetic
+Count = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
 
 
 class _Body(BaseModel):
@@ -21,12 +24,12 @@ class _Body(BaseModel):
 
 
 class TokenBucket(_Body):
-    tokens: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
+    tokens: Count = 0
+    input_tokens: Count = 0
+    output_tokens: Count = 0
     cost_usd: float = 0.0
     #: newer backends only; part of `input_tokens`
-    cached_input_tokens: int | None = None
+    cached_input_tokens: Count | None = None
 
 
 class Pricing(_Body):
@@ -83,10 +86,10 @@ class RunUsage(_Body):
     status: str | None = None
     training: TokenBucket
     inference: TokenBucket
-    total_tokens: int = 0
+    total_tokens: Count = 0
     total_cost_usd: float = 0.0
     pricing: Pricing
-    record_count: int = 0
+    record_count: Count = 0
 
     @cached_property
     def costs(self) -> CostBreakdown:
@@ -132,7 +135,7 @@ class Wallet(_Body):
     balance_usd: float
     currency: str
     #: all rows of the wallet, not only this page
-    total_billings: int = 0
+    total_billings: Count = 0
     recent_billings: list[BillingEntry] = Field(default_factory=list)
 
     def summary(self, *, offset: int = 0) -> str:

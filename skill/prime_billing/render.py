@@ -64,7 +64,10 @@ def wallet_summary(wallet: Wallet, *, offset: int = 0) -> str:
     if rows:
         lines.append(f"  {'created (UTC)':<17} {'amount':>10}  {'type':<11} resource")
         for r in rows:
-            stamp = r.created_at.astimezone(UTC) if r.created_at.tzinfo else r.created_at
+            try:
+                stamp = r.created_at.astimezone(UTC) if r.created_at.tzinfo else r.created_at
+            except OverflowError:  # at the calendar's edge a date cannot change zone: show it as given
+                stamp = r.created_at
             when = stamp.strftime("%Y-%m-%d %H:%M")
             lines.append(f"  {when:<17} {usd(r.amount_usd):>10}  {r.resource_type or '-':<11} {r.resource_id or '-'}")
     if last < wallet.total_billings and rows:

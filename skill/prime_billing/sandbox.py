@@ -10,7 +10,10 @@ Control (real server only, loopback): `POST /_sandbox/faults` with
 `{"next": [fault, ...], "rate": 0.1, "rate_fault": fault, "latency": [lo, hi]}`,
 `DELETE /_sandbox/faults`, `GET /_sandbox/stats`. A fault is
 `{"status": 503, "retry_after": "1", "body": "...", "content_type": "...",
-"delay": 0.5, "action": "reset|truncate|huge|drift", "path": "/wallet"}`.
+"delay": 0.5, "action": "reset|truncate|huge|huge_unsized|drift", "path": "/wallet"}`.
+Streamed (huge) bodies count what was really written in the stats:
+`streamed_bytes` and `streams` (bodies finished or abandoned), so a test can
+show a client refused one without reading it whole.
 
 Scenario knobs, through the same call (and cleared with the faults):
 `"progress": {"run_id": "rft_sbx_running", "steps": 3, "usd_per_step": 1.25,
@@ -223,7 +226,8 @@ class Fault:
     content_type: str = "application/json"
     #: seconds to wait before answering
     delay: float = 0.0
-    #: reset: close mid-body; truncate: 200 with cut JSON; huge: 50 MB body; drift: 200, wrong schema
+    #: reset: close mid-body; truncate: 200 with cut JSON; huge: 50 MB body; drift: 200, wrong schema;
+    #: huge_unsized: 50 MB with no Content-Length (ends when the connection closes)
     action: str | None = None
     #: apply only to request paths containing this
     path: str | None = None
@@ -423,6 +427,11 @@ class Sandbox:
             headers = _headers("application/json")
             headers["content-length"] = str(HUGE_BODY_BYTES)
             return Reply(200, headers, _huge_body(), fault.delay)
+        if fault.action == "huge_unsized":
+            # only a reader that counts can tell this is too big: the header promises nothing
+            headers = _headers("application/json")
+            headers["connection"] = "close"
+            return Reply(200, headers, _huge_body(), fault.delay)
         headers = _headers(fault.content_type)
         if fault.retry_after is not None:
             headers["retry-after"] = str(fault.retry_after)
@@ -515,6 +524,9 @@ def make_server(sandbox: Sandbox, host: str = "127.0.0.1", port: int = 0) -> Any
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         server_version = "prime-billing-sandbox"
+        # headers and body go out as two writes: without this, Nagle holds the body
+        # for the client's delayed ACK (~40 ms per request on a kept-alive connection)
+        disable_nagle_algorithm = True
 
         def _serve(self) -> None:
             length = int(self.headers.get("content-length") or 0)
@@ -538,10 +550,20 @@ def make_server(sandbox: Sandbox, host: str = "127.0.0.1", port: int = 0) -> Any
                         return
                     self.wfile.write(data)
                 else:
-                    for chunk in data:
-                        self.wfile.write(chunk)
+                    self._stream(data)
             except (BrokenPipeError, ConnectionResetError):
                 self.close_connection = True
+
+        def _stream(self, data: Iterator[bytes]) -> None:
+            sent = 0
+            try:
+                for chunk in data:
+                    self.wfile.write(chunk)
+                    sent += len(chunk)
+            finally:
+                with sandbox._lock:
+                    sandbox.stats["streamed_bytes"] += sent
+                    sandbox.stats["streams"] += 1
 
         do_GET = do_POST = do_DELETE = do_PUT = _serve
 

@@ -1,0 +1,347 @@
+"""Properties over hostile input: any run id, any upstream body.
+
+A run id is either refused before anything is sent or travels as exactly one
+path segment of the usage route; an upstream body of any shape ends as a typed
+Result or one clean error, never another exception: on the client, the
+LangChain tools (invoked by ToolCall) and the scripts (real subprocesses
+against the loopback sandbox).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import httpx
+import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+from langchain_core.messages import ToolCall, ToolMessage
+
+from conftest import SCRIPTS, LiveSandbox, run, script_env
+from prime_billing import operations as ops
+from prime_billing.client import Client, Result
+from prime_billing.config import SANDBOX_API_KEY, Settings
+from prime_billing.errors import PrimeBillingError
+from prime_billing.langchain import PrimeBillingTool
+from prime_billing.sandbox import RUNS, Sandbox
+
+USAGE_ROUTE = re.compile(r"^/api/v1/billing/runs/([^/?#]+)/usage$")
+WALLET_ROUTE = "/api/v1/billing/wallet"
+
+#: ids that have broken path building elsewhere: traversal, encoded separators, query and fragment marks
+TRICKY_IDS = [
+    "",
+    " ",
+    ".",
+    "..",
+    "...",
+    "a/b",
+    "../wallet",
+    "rft_sbx_running/../../wallet",
+    "%2e%2e",
+    "..%2f",
+    "a%2Fb",
+    "a?limit=1",
+    "a#frag",
+    "a b",
+    "a\\b",
+    "a\x00b",
+    "rft_sbx_running\n",
+    "é",
+    "ｒｆｔ",
+    "x" * 128,
+    "x" * 129,
+    ":",
+    "-",
+    "rft:sbx.1-2_3",
+]
+
+run_ids = st.one_of(
+    st.sampled_from(TRICKY_IDS),
+    st.from_regex(ops.ID_PATTERN, fullmatch=True),
+    st.text(alphabet="./%?#:\\ -_aZ09é", max_size=16),
+    st.text(max_size=200),
+)
+
+
+def _settings(url: str = "http://upstream.test", retries: int = 0) -> Settings:
+    return Settings(api_key=SANDBOX_API_KEY, base_url=url, max_retries=retries)
+
+
+class Recorder:
+    """The in-process sandbox, remembering the raw target of every request it was sent."""
+
+    def __init__(self) -> None:
+        self.box = Sandbox()
+        self.targets: list[str] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.targets.append(request.url.raw_path.decode("ascii"))
+        return self.box.handle(request)
+
+
+def outcome(surface: str, client: Client, op_name: str, args: dict[str, Any]) -> tuple[bool, str]:
+    """(ok, text) from one call on a surface: the summary, or the one-line error it shows.
+
+    Any exception other than the package's own error escapes and fails the test.
+    """
+    if surface == "client":
+        try:
+            result = client.call(op_name, args)
+        except PrimeBillingError as exc:
+            return False, str(exc)
+        assert isinstance(result, Result) and result.json()
+        return True, result.summary()
+    tool = PrimeBillingTool(op_name, client=client)
+    message = tool.invoke(ToolCall(name=tool.name, args=args, id="call_1", type="tool_call"))
+    assert isinstance(message, ToolMessage) and isinstance(message.content, str)
+    return message.status == "success", message.content
+
+
+SURFACES = ["client", "langchain"]
+
+
+@pytest.mark.parametrize("surface", SURFACES)
+@pytest.mark.parametrize("op", [op for op in ops.OPERATIONS if any(p.location == "path" for p in op.params)])
+@settings(max_examples=120, deadline=None)
+@given(run_id=run_ids)
+def test_a_run_id_is_refused_or_is_exactly_one_segment(surface: str, op: ops.Operation, run_id: str) -> None:
+    recorder = Recorder()
+    with Client(_settings(), transport=httpx.MockTransport(recorder)) as client:
+        ok, text = outcome(surface, client, op.name, {"run_id": run_id})
+    if not recorder.targets:
+        assert not ok and "\n" not in text, "input that sent nothing must be refused"
+        return
+    # it reached upstream (an unknown run is then a 404 from the right route)
+    usage = 0
+    for target in recorder.targets:
+        path = target.split("?", 1)[0]
+        if path == WALLET_ROUTE and op.composite:
+            continue
+        match = USAGE_ROUTE.fullmatch(path)
+        assert match, f"{run_id!r} reached {target!r}, not the usage route"
+        segment = match.group(1)
+        assert segment not in (".", "..") and unquote(segment) == run_id
+        usage += 1
+    assert usage == 1
+
+
+@pytest.mark.parametrize("surface", SURFACES)
+@settings(max_examples=80, deadline=None)
+@given(team=st.one_of(st.sampled_from(TRICKY_IDS), st.text(max_size=60)))
+def test_a_team_id_is_refused_or_is_exactly_the_team_query_value(surface: str, team: str) -> None:
+    recorder = Recorder()
+    with Client(_settings(), transport=httpx.MockTransport(recorder)) as client:
+        ok, text = outcome(surface, client, "get_wallet", {"team_id": team})
+    if not recorder.targets:
+        assert not ok and "\n" not in text
+        return
+    (target,) = recorder.targets
+    parts = urlsplit(target)
+    assert parts.path == WALLET_ROUTE
+    query = parse_qs(parts.query, keep_blank_values=True)
+    assert query["teamId"] == [team] and set(query) == {"teamId", "limit", "offset"}
+
+
+# --------------------------------------------------------------------------- bodies
+
+_zones = st.sampled_from([UTC, timezone(timedelta(hours=14)), timezone(timedelta(hours=-12)), None])
+dates = st.builds(lambda d, tz: d.replace(tzinfo=tz).isoformat(), st.datetimes(), _zones)
+leaves = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(),
+    st.text(max_size=20),
+    dates,
+    st.sampled_from(["", "NaN", "1e400", "-0", "rft_sbx_running", "2026-11-20T10:00:00Z"]),
+)
+json_values = st.recursive(
+    leaves,
+    lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=12), kids, max_size=4),
+    max_leaves=12,
+)
+
+
+def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
+    yield prefix
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from _paths(v, (*prefix, k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _paths(v, (*prefix, i))
+
+
+@st.composite
+def near_valid(draw: st.DrawFn, base: dict[str, Any]) -> Any:
+    """A real body with a few places replaced by arbitrary JSON or removed: schema drift."""
+    body: Any = copy.deepcopy(base)
+    for _ in range(draw(st.integers(1, 3))):
+        paths = list(_paths(body))
+        path = draw(st.sampled_from(paths))
+        new = draw(json_values)
+        if not path:
+            body = new
+            continue
+        parent = body
+        for step in path[:-1]:
+            parent = parent[step]
+        if draw(st.booleans()) and isinstance(parent, dict):
+            del parent[path[-1]]
+        else:
+            parent[path[-1]] = new
+    return body
+
+
+EDGE_DATES = ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-12:00", "2026-02-30", "2026-11-20", "1970-01-01T00:00Z"]
+#: a value of the same JSON type as the one it replaces, chosen to stress arithmetic and formatting
+same_type: dict[type, st.SearchStrategy[Any]] = {
+    bool: st.booleans(),
+    int: st.one_of(st.integers(), st.sampled_from([0, -1, 2**63, 10**400, -(10**30)])),
+    float: st.one_of(st.floats(), st.sampled_from([0.0, -0.0, 1e308, -1e308, 5e-324])),
+    str: st.one_of(st.text(max_size=30), st.sampled_from(EDGE_DATES), dates),
+}
+
+
+@st.composite
+def retyped(draw: st.DrawFn, base: dict[str, Any]) -> Any:
+    """A real body with some leaves given other values of the same type: still valid, but extreme."""
+    body: Any = copy.deepcopy(base)
+    leaves_at = [p for p in _paths(body) if p and type(_at(body, p)) in same_type]
+    for path in draw(st.lists(st.sampled_from(leaves_at), min_size=1, max_size=4)):
+        parent = _at(body, path[:-1])
+        parent[path[-1]] = draw(same_type[type(parent[path[-1]])])
+    return body
+
+
+def _at(body: Any, path: tuple[Any, ...]) -> Any:
+    for step in path:
+        body = body[step]
+    return body
+
+
+def _wallet_body() -> dict[str, Any]:
+    api = httpx.Client(transport=httpx.MockTransport(Sandbox().handle), base_url="http://sbx")
+    auth = {"Authorization": f"Bearer {SANDBOX_API_KEY}"}
+    return api.get(WALLET_ROUTE, params={"limit": 3}, headers=auth).json()
+
+
+RUN_BODY = {**RUNS["rft_sbx_cached"], "sandbox": True}
+WALLET_BODY = _wallet_body()
+
+CONTENT_TYPES = ["application/json", "application/json; charset=utf-8", "text/html", "text/plain", ""]
+STATUSES = [200, 200, 200, 201, 204, 301, 400, 401, 404, 418, 422, 429, 500, 503]
+
+
+def _encoded(value: Any) -> bytes:
+    return json.dumps(value).encode()
+
+
+def bodies(base: dict[str, Any]) -> st.SearchStrategy[bytes]:
+    return st.one_of(
+        retyped(base).map(_encoded),
+        near_valid(base).map(_encoded),
+        json_values.map(_encoded),
+        st.binary(max_size=300),
+        st.text(max_size=200).map(str.encode),
+        st.just(_encoded(base)).map(lambda b: b[: len(b) // 2]),
+    )
+
+
+@pytest.mark.parametrize("surface", SURFACES)
+@pytest.mark.parametrize(("op_name", "base"), [("get_run_usage", RUN_BODY), ("get_wallet", WALLET_BODY)])
+@settings(max_examples=150, deadline=None)
+@given(data=st.data())
+def test_any_upstream_body_is_a_result_or_one_clean_error(
+    surface: str, op_name: str, base: dict[str, Any], data: Any
+) -> None:
+    body = data.draw(bodies(base), label="body")
+    status = data.draw(st.one_of(st.just(200), st.sampled_from(STATUSES)), label="status")
+    ctype = data.draw(st.sampled_from(CONTENT_TYPES), label="content type")
+    headers = {"content-type": ctype} if ctype else {}
+    if data.draw(st.booleans(), label="retry-after"):
+        headers["retry-after"] = data.draw(st.sampled_from(["0", "-1", "soon", "Wed, 21 Oct 2015 07:28:00 GMT"]))
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(status, headers=headers, content=b"" if status == 204 else body)
+
+    args = {"run_id": "rft_sbx_cached"} if op_name == "get_run_usage" else {}
+    with Client(_settings(), transport=httpx.MockTransport(answer)) as client:
+        ok, text = outcome(surface, client, op_name, args)
+    event("result" if ok else "error")
+    assert text and "Traceback" not in text
+    if not ok:
+        assert "\n" not in text
+
+
+# --------------------------------------------------------------------------- scripts
+
+script_bodies = st.one_of(
+    retyped(RUN_BODY).map(json.dumps),
+    retyped(WALLET_BODY).map(json.dumps),
+    near_valid(RUN_BODY).map(json.dumps),
+    near_valid(WALLET_BODY).map(json.dumps),
+    json_values.map(json.dumps),
+    st.text(max_size=80),
+)
+
+
+@settings(
+    max_examples=8,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    body=script_bodies,
+    status=st.sampled_from([200, 200, 404, 500]),
+    script=st.sampled_from(["run_usage.py", "wallet.py"]),
+    as_json=st.booleans(),
+)
+def test_scripts_exit_cleanly_on_any_body(
+    sandbox: LiveSandbox, home: Path, body: str, status: int, script: str, as_json: bool
+) -> None:
+    sandbox.box.clear_faults()
+    sandbox.faults(next=[{"status": status, "body": body}])
+    args = [str(SCRIPTS / script), *(["rft_sbx_running"] if script == "run_usage.py" else [])]
+    out = run([*args, *(["--json"] if as_json else [])], script_env(home, sandbox.url, PRIME_BILLING_MAX_RETRIES="0"))
+    assert out.returncode in (0, 1), out.stderr
+    assert "Traceback" not in out.stderr
+    if out.returncode == 0:
+        assert out.stderr == "" and out.stdout.strip()
+        if as_json:
+            assert json.loads(out.stdout) == json.loads(body)
+    else:
+        assert out.stderr.count("\n") == 1 and out.stderr.startswith(f"{script}: error: ")
+        assert out.stdout == ""
+
+
+def test_tricky_run_ids_in_the_script_never_leave_their_segment(sandbox: LiveSandbox, home: Path) -> None:
+    env = script_env(home, sandbox.url)
+    for run_id in ["../wallet", "a/b", "%2e%2e", "a?limit=1", "x" * 129]:
+        out = run([str(SCRIPTS / "run_usage.py"), "--", run_id], env)
+        assert out.returncode == 2 and "is not a valid id" in out.stderr and out.stderr.count("\n") == 1
+    assert sandbox.requests() == 0
+    ok = run([str(SCRIPTS / "run_usage.py"), "rft:sbx.1-2_3"], env)
+    assert ok.returncode == 1 and "not found (404" in ok.stderr
+    # ':' is quoted inside the segment, and the sandbox (like Prime) decodes it back
+    assert sandbox.box.stats == {"requests": 1, "GET /api/v1/billing/runs/rft%3Asbx.1-2_3/usage": 1}
+
+
+def test_what_the_properties_found_stays_fixed() -> None:
+    """A date at the calendar's edge is shown; a count beyond 64 bits is schema drift, not an overflow."""
+    wallet = copy.deepcopy(WALLET_BODY)
+    wallet["recent_billings"][0]["created_at"] = datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=14))).isoformat()
+    with Client(_settings(), transport=httpx.MockTransport(lambda r: httpx.Response(200, json=wallet))) as client:
+        assert "1-01-01 00:00" in client.call("get_wallet", {}).summary()
+    run_body = {**RUN_BODY, "training": {**RUN_BODY["training"], "tokens": 10**400}}
+    drifted = Client(_settings(), transport=httpx.MockTransport(lambda r: httpx.Response(200, json=run_body)))
+    with drifted, pytest.raises(PrimeBillingError, match=r"RunUsage schema \(training\.tokens"):
+        drifted.call("get_run_usage", {"run_id": "rft_sbx_cached"})
