@@ -383,16 +383,28 @@ def test_toolkit_tools_share_one_pool_and_survive_several_event_loops(
     sandbox: LiveSandbox, toolkit: PrimeBillingToolkit
 ) -> None:
     usage, wallet = toolkit.get_tools()[:2]
-    assert usage._connections is wallet._connections  # type: ignore[attr-defined]
-    for _ in range(2):  # each asyncio.run is a new loop; the pool opened on a closed loop is not reused
-        assert asyncio.run(wallet.ainvoke(call("get_wallet", {}))).artifact.total_billings == 46
+    shared = usage._connections  # type: ignore[attr-defined]
+    assert shared is wallet._connections  # type: ignore[attr-defined]
+
+    async def ask() -> tuple[ToolMessage, Any]:
+        msg = await wallet.ainvoke(call("get_wallet", {}))
+        return msg, await shared.async_client()
+
+    pools = []
+    for _ in range(2):  # each asyncio.run is a new loop, with a pool of its own, closed when the loop ends
+        msg, pool = asyncio.run(ask())
+        assert msg.artifact.total_billings == 46
+        pools.append(pool)
+    assert pools[0] is not pools[1] and all(p._http.is_closed for p in pools)
     assert usage.invoke(call("get_run_usage", {"run_id": "rft_sbx_running"})).status == "success"
 
-    async def closing() -> None:
+    async def closing() -> Any:
         await wallet.ainvoke({"limit": 1})
+        pool = await shared.async_client()
         await toolkit.aclose()
+        return pool
 
-    asyncio.run(closing())
+    assert asyncio.run(closing())._http.is_closed
     assert sandbox.requests() == 4
 
 

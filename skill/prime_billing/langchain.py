@@ -23,7 +23,7 @@ import asyncio
 import re
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable
 from functools import partial
 from typing import Annotated, Any, Literal
 
@@ -83,9 +83,11 @@ def _validation_message(op: ops.Operation, exc: ValidationError) -> str:
 class _Connections:
     """Settings and clients shared by the tools of one toolkit.
 
-    Clients the caller passes in are used as they are. Clients made here are
-    created on first use: one sync client, and one async client per event loop
-    (an httpx pool cannot outlive the loop it was opened on).
+    Clients the caller passes in are used as they are, and stay the caller's to
+    close. Clients made here are opened on first use: one sync client, closed by
+    `close()` or when the toolkit is garbage collected, and one async client per
+    event loop (an httpx pool cannot outlive the loop it was opened on), closed by
+    `aclose()` or when the loop shuts down (`asyncio.run` ends).
     """
 
     def __init__(self, settings: Settings, client: Client | None, async_client: AsyncClient | None) -> None:
@@ -93,9 +95,7 @@ class _Connections:
         self._client = client
         self._async_client = async_client
         self._owned: Client | None = None
-        self._owned_async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncClient] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._owned_async: dict[asyncio.AbstractEventLoop, tuple[AsyncClient, AsyncGenerator[None, None]]] = {}
         self._lock = threading.Lock()
 
     @classmethod
@@ -127,31 +127,49 @@ class _Connections:
         with self._lock:
             if self._owned is None:
                 self._owned = Client(self.settings)
+                weakref.finalize(self, self._owned.close)
             return self._owned
 
-    def async_client(self) -> AsyncClient:
+    async def async_client(self) -> AsyncClient:
         if self._async_client is not None:
             return self._async_client
         loop = asyncio.get_running_loop()
         with self._lock:
-            found = self._owned_async.get(loop)
-            if found is None:
-                found = self._owned_async[loop] = AsyncClient(self.settings)
-            return found
+            for gone in [lp for lp in self._owned_async if lp.is_closed()]:
+                del self._owned_async[gone]
+            held = self._owned_async.get(loop)
+        if held is not None:
+            return held[0]
+        fresh = AsyncClient(self.settings)
+        # An async generator alive when the loop shuts down is closed by it
+        # (`shutdown_asyncgens`): that closes the pool on its own loop.
+        keeper = _close_at_loop_shutdown(fresh)
+        await keeper.__anext__()
+        with self._lock:
+            held = self._owned_async.setdefault(loop, (fresh, keeper))
+        if held[0] is not fresh:
+            await keeper.aclose()
+        return held[0]
 
     def close(self) -> None:
         with self._lock:
-            if self._owned is not None:
-                self._owned.close()
-                self._owned = None
+            owned, self._owned = self._owned, None
+        if owned is not None:
+            owned.close()
 
     async def aclose(self) -> None:
         self.close()
-        loop = asyncio.get_running_loop()
         with self._lock:
-            found = self._owned_async.pop(loop, None)
-        if found is not None:
-            await found.aclose()
+            held = self._owned_async.pop(asyncio.get_running_loop(), None)
+        if held is not None:
+            await held[1].aclose()
+
+
+async def _close_at_loop_shutdown(client: AsyncClient) -> AsyncGenerator[None, None]:
+    try:
+        yield
+    finally:
+        await client.aclose()
 
 
 class PrimeBillingTool(BaseTool):
@@ -227,7 +245,7 @@ class PrimeBillingTool(BaseTool):
 
     async def _arun(self, *args: Any, **kwargs: Any) -> tuple[str, BaseModel]:
         try:
-            client = self._connections.async_client()
+            client = await self._connections.async_client()
             result = await client.call(self._operation.name, self._arguments(args, kwargs))
         except PrimeBillingError as exc:
             # As a ToolException the model reads the one-line message; otherwise the typed error.
