@@ -256,8 +256,8 @@ class PrimeBillingTool(BaseTool):
 
 
 def _description(op: ops.Operation) -> str:
-    kind = "Read-only; safe to call again." if op.hints.read_only and op.hints.idempotent else ""
-    return f"{op.description} {kind}".strip()
+    note = "Read-only; safe to call again." if op.hints.read_only and op.hints.idempotent else ""
+    return f"{op.description} {note}".strip()
 
 
 class PrimeBillingToolkit(BaseToolkit):
@@ -267,8 +267,6 @@ class PrimeBillingToolkit(BaseToolkit):
     (`settings`, or `api_key`, `base_url`, `team_id`, `sandbox`); with nothing,
     settings come from the environment and `~/.prime/config.json` like the scripts.
     """
-
-    model_config = ConfigDict(arbitrary_types_allowed=True)
 
     handle_errors: bool = True
     #: prepended to every tool name, for agents that mix tools from many vendors
