@@ -9,8 +9,8 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import SCRIPTS, LiveSandbox, run, script_env, upstream_body
 
+from conftest import SCRIPTS, LiveSandbox, run, script_env, upstream_body
 from prime_billing.client import AsyncClient, Client
 from prime_billing.config import SANDBOX_API_KEY
 
