@@ -245,8 +245,16 @@ def _sandbox_command(sub: Any) -> None:
     p.set_defaults(_run=run)
 
 
+def _serve_commands(sub: Any) -> None:
+    """`serve` and `mcp`: their parsers only; the server stack loads when they run."""
+    from .serve.command import add_mcp, add_serve
+
+    add_serve(sub)
+    add_mcp(sub)
+
+
 #: subcommands beyond the operations table; each adds its parser, imports lazily
-EXTRA_COMMANDS: list[Callable[[Any], None]] = [_sandbox_command]
+EXTRA_COMMANDS: list[Callable[[Any], None]] = [_sandbox_command, _serve_commands]
 
 
 def build_parser(prog: str = "prime-billing") -> argparse.ArgumentParser:

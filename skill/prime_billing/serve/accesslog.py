@@ -1,0 +1,65 @@
+"""One JSON line per request: method, path, status, latency, upstream calls.
+
+Built only from the method, the path and numbers: never a header, a query
+string or a body, so no key or token can end up in a log.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .upstream import Tally
+
+TALLY = "prime_billing.tally"
+logger = logging.getLogger("prime_billing.access")
+
+
+def setup(stream: object = None) -> None:
+    """Lines go to stderr as they are (no prefix), so a collector can parse them."""
+    if logger.handlers:
+        return
+    handler = logging.StreamHandler(stream or sys.stderr)  # type: ignore[arg-type]
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+
+class AccessLog:
+    def __init__(self, app: ASGIApp, surface: str) -> None:
+        self.app = app
+        self.surface = surface
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        tally = scope[TALLY] = Tally()
+        status = 500
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            if logger.isEnabledFor(logging.INFO):
+                line = {
+                    "ts": round(time.time(), 3),
+                    "surface": self.surface,
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    "status": status,
+                    "ms": round((time.perf_counter() - start) * 1000, 2),
+                    "upstream": tally.upstream,
+                }
+                logger.info(json.dumps(line))

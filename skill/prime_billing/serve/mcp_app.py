@@ -1,0 +1,115 @@
+"""The MCP face: one tool per operation, named and hinted as the contract says.
+
+Built on the official SDK's low-level server so each tool's input schema is the
+table's own (`Operation.input_schema()`), not one inferred from a Python
+signature. Stateless streamable HTTP: no per-client state, so any replica can
+answer any request. The same server also runs over stdio.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import mcp_types as types
+from mcp.server import Server
+from mcp.server.transport_security import TransportSecuritySettings
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from .. import __version__
+from ..errors import PrimeBillingError, redact
+from ..operations import OPERATIONS, Operation
+from . import MCP_PATH
+from .accesslog import TALLY
+from .gateway import Gateway
+from .security import CREDENTIAL, HEALTH_PATH
+
+INSTRUCTIONS = (
+    "Prime Intellect billing: what an RFT run cost (prime-intellect-getrunusage, by run id) and the wallet "
+    "balance with its recent billing rows (prime-intellect-getwallet). Read-only."
+)
+
+
+def tool_for(op: Operation) -> types.Tool:
+    h = op.hints
+    return types.Tool(
+        name=op.mcp_tool,
+        description=op.description,
+        input_schema=op.input_schema(),
+        output_schema=op.model.model_json_schema(mode=_schema_mode(op)),
+        annotations=types.ToolAnnotations(
+            read_only_hint=h.read_only,
+            destructive_hint=h.destructive,
+            idempotent_hint=h.idempotent,
+            open_world_hint=h.open_world,
+        ),
+    )
+
+
+def _schema_mode(op: Operation) -> Any:
+    """A plain operation answers the upstream body (validated shape); a composite one
+    answers its model as dumped (serialized shape)."""
+    return "serialization" if getattr(op, "composite", False) else "validation"
+
+
+def build_server(gateway: Gateway, operations: Sequence[Operation] = OPERATIONS) -> Server[Any]:
+    tools = [tool_for(op) for op in operations]
+    by_tool = {op.mcp_tool: op for op in operations}
+
+    async def list_tools(ctx: Any, params: Any) -> types.ListToolsResult:
+        return types.ListToolsResult(tools=tools)
+
+    async def call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
+        op = by_tool.get(params.name)
+        if op is None:
+            return _failure(f"unknown tool {params.name!r}; tools: {', '.join(by_tool)}")
+        scope = ctx.request.scope if ctx.request is not None else {}
+        credential = scope.get(CREDENTIAL)
+        try:
+            result = await gateway.call(op, params.arguments or {}, credential, scope.get(TALLY))
+        except PrimeBillingError as exc:
+            return _failure(redact(str(exc), credential))
+        return types.CallToolResult(
+            content=[types.TextContent(text=result.summary())],
+            structured_content=result.raw,
+        )
+
+    return Server(
+        "prime-billing",
+        version=__version__,
+        instructions=INSTRUCTIONS,
+        on_list_tools=list_tools,
+        on_call_tool=call_tool,
+    )
+
+
+def _failure(message: str) -> types.CallToolResult:
+    return types.CallToolResult(content=[types.TextContent(text=message)], is_error=True)
+
+
+def build_mcp_app(gateway: Gateway, operations: Sequence[Operation] = OPERATIONS) -> Starlette:
+    """Streamable HTTP at /mcp, stateless, JSON responses. Host/Origin and the
+    token are checked by the launcher's own guard, the same as on the REST port."""
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    return build_server(gateway, operations).streamable_http_app(
+        streamable_http_path=MCP_PATH,
+        stateless_http=True,
+        json_response=True,
+        transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
+        custom_starlette_routes=[Route(HEALTH_PATH, healthz)],
+    )
+
+
+async def run_stdio(gateway: Gateway) -> None:
+    """For MCP clients that launch a local command (Claude Desktop)."""
+    from mcp.server.stdio import stdio_server
+
+    server = build_server(gateway)
+    async with stdio_server() as (read, write):
+        await server.run(read, write, server.create_initialization_options())

@@ -1,0 +1,210 @@
+"""One process, two ports: REST and MCP on one event loop, one shared upstream pool.
+
+Start-up refuses what would be unsafe (a non-loopback address with no token:
+whoever reaches the port would spend the key). SIGTERM stops accepting, lets
+requests in flight finish (up to `drain_seconds`), then exits 0, so a rolling
+deploy drops nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import socket
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import uvicorn
+
+from ..config import Settings
+from ..errors import ConfigError
+from . import MCP_PATH, MCP_PORT, REST_PORT, accesslog
+from .gateway import Gateway
+from .security import Guard, Policy, is_loopback
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    host: str = "127.0.0.1"
+    rest_port: int = REST_PORT
+    mcp_port: int = MCP_PORT
+    #: "rest" or "mcp" to serve one face only
+    only: str | None = None
+    token: str | None = field(default=None, repr=False)
+    #: callers send their own Prime key as the bearer token; the server holds none
+    passthrough: bool = False
+    #: seconds to reuse a success for identical requests; 0 = off
+    cache_ttl: float = 0.0
+    #: extra Host names (and browser Origins) to accept; "*" accepts any
+    allow_hosts: tuple[str, ...] = ()
+    allow_origins: tuple[str, ...] = ()
+    drain_seconds: float = 30.0
+    access_log: bool = True
+
+    def check(self, settings: Settings) -> None:
+        """Refuse unsafe or impossible combinations before binding anything."""
+        if self.only not in (None, "rest", "mcp"):
+            raise ConfigError(f"--only {self.only!r}: use rest or mcp")
+        if self.cache_ttl < 0:
+            raise ConfigError("--cache-ttl must be >= 0 seconds")
+        if self.passthrough and self.token:
+            raise ConfigError(
+                "--auth passthrough and a token exclude each other: in passthrough the bearer is the caller's "
+                "own Prime key; unset PRIME_BILLING_TOKEN or drop --auth passthrough"
+            )
+        if not is_loopback(self.host) and not self.token and not self.passthrough:
+            raise ConfigError(
+                f"refusing to listen on {self.host} without a token: anyone who reaches the port would spend "
+                "the Prime key; set PRIME_BILLING_TOKEN (or --token), or use --auth passthrough"
+            )
+        if not self.passthrough:
+            settings.require_key()
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: the launcher stops both ports
+    together, and exits 0 after draining instead of re-raising the signal."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server((host, port), family=family, backlog=2048)
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}; pick another port") from None
+
+
+class Launcher:
+    """Binds, serves and drains the two faces; usable in-process (tests) or from the CLI."""
+
+    def __init__(
+        self, options: ServeOptions, settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None
+    ) -> None:
+        options.check(settings)
+        self.options = options
+        self.settings = settings
+        self._transport = transport
+        self.gateway: Gateway | None = None
+        self.urls: dict[str, str] = {}
+        self._servers: list[_Server] = []
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        from .mcp_app import build_mcp_app
+        from .rest import build_rest_app
+
+        o = self.options
+        if o.access_log:
+            accesslog.setup()
+        policy = Policy.build(
+            bind_host=o.host,
+            token=o.token,
+            passthrough=o.passthrough,
+            extra_hosts=o.allow_hosts,
+            extra_origins=o.allow_origins,
+        )
+        self.gateway = Gateway(
+            self.settings, passthrough=o.passthrough, cache_ttl=o.cache_ttl, transport=self._transport
+        )
+        faces: list[tuple[str, int, Any, str]] = []
+        if o.only in (None, "rest"):
+            faces.append(("rest", o.rest_port, build_rest_app(self.gateway, secured=bool(o.token)), "auto"))
+        if o.only in (None, "mcp"):
+            faces.append(("mcp", o.mcp_port, build_mcp_app(self.gateway), "on"))
+        sockets = [_listen(o.host, port) for _, port, _, _ in faces]
+        for (name, _, app, lifespan), sock in zip(faces, sockets, strict=True):
+            wrapped = accesslog.AccessLog(Guard(app, policy), name) if o.access_log else Guard(app, policy)
+            config = uvicorn.Config(
+                wrapped,
+                log_level="warning",
+                access_log=False,
+                lifespan=lifespan,
+                timeout_graceful_shutdown=o.drain_seconds,
+                timeout_keep_alive=30,
+                server_header=False,
+                proxy_headers=False,
+            )
+            server = _Server(config)
+            self._servers.append(server)
+            self._tasks.append(asyncio.ensure_future(server.serve(sockets=[sock])))
+            host, port = sock.getsockname()[:2]
+            shown = f"[{host}]" if ":" in host else host
+            self.urls[name] = f"http://{shown}:{port}" + (MCP_PATH if name == "mcp" else "")
+        while not all(s.started for s in self._servers):
+            if any(t.done() for t in self._tasks):
+                await asyncio.gather(*self._tasks)
+                raise ConfigError("the server stopped while starting: see the log above")
+            await asyncio.sleep(0.01)
+
+    def stop(self, force: bool = False) -> None:
+        for s in self._servers:
+            s.should_exit = True
+            s.force_exit = s.force_exit or force
+
+    async def wait(self) -> None:
+        try:
+            await asyncio.gather(*self._tasks)
+        finally:
+            if self.gateway is not None:
+                await self.gateway.aclose()
+
+    async def run(self, *, announce: Callable[[str], None] | None = None, signals: bool = True) -> None:
+        await self.start()
+        if signals:
+            loop = asyncio.get_running_loop()
+            stopping = [False]
+
+            def on_signal() -> None:
+                self.stop(force=stopping[0])  # a second signal stops without draining
+                stopping[0] = True
+
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, on_signal)
+        if announce is not None:
+            announce(self.describe())
+        await self.wait()
+
+    def describe(self) -> str:
+        o = self.options
+        auth = "passthrough (callers' own keys)" if o.passthrough else ("token" if o.token else "none (loopback)")
+        upstream = "built-in sandbox" if self.settings.sandbox else self.settings.base_url
+        faces = ", ".join(f"{k.upper()} on {v}" for k, v in self.urls.items())
+        return f"prime-billing serving {faces}; upstream {upstream}; auth {auth}; SIGTERM or Ctrl-C stops"
+
+
+def event_loop_runner() -> asyncio.Runner:
+    """uvloop when installed: its loop makes every request cheaper."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.Runner()
+    return asyncio.Runner(loop_factory=uvloop.new_event_loop)
+
+
+def serve(options: ServeOptions, settings: Settings, *, announce: Callable[[str], None] | None = None) -> None:
+    launcher = Launcher(options, settings)
+    with event_loop_runner() as runner:
+        runner.run(launcher.run(announce=announce))
+
+
+def serve_stdio(settings: Settings) -> None:
+    from .mcp_app import run_stdio
+
+    settings.require_key()
+
+    async def main() -> None:
+        gateway = Gateway(settings)
+        try:
+            await run_stdio(gateway)
+        finally:
+            await gateway.aclose()
+
+    with event_loop_runner() as runner:
+        runner.run(main())

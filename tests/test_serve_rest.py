@@ -1,0 +1,188 @@
+"""The REST face end to end: httpx against the launcher on loopback, upstream the loopback sandbox."""
+
+from __future__ import annotations
+
+import concurrent.futures
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from conftest import LiveSandbox, upstream_body
+from prime_billing.config import SANDBOX_API_KEY
+from prime_billing.errors import ConfigError
+from prime_billing.operations import OPERATIONS
+from prime_billing.serve.runner import Launcher, ServeOptions
+from serve_harness import running, sandbox_settings
+
+USAGE = "/v1/api/v1/billing/runs/{}/usage"
+WALLET = "/v1/api/v1/billing/wallet"
+PROBLEM = "application/problem+json"
+
+
+@pytest.fixture
+def rest(sandbox: LiveSandbox) -> Iterator[str]:
+    with running(sandbox_settings(sandbox.url)) as launcher:
+        yield launcher.urls["rest"]
+
+
+def assert_problem(r: httpx.Response, status: int) -> dict:
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"] == PROBLEM
+    body = r.json()
+    assert body["status"] == status and body["type"].startswith("urn:prime-billing:problem:")
+    assert body["detail"] and "\n" not in body["detail"]
+    assert SANDBOX_API_KEY not in r.text
+    return body
+
+
+def test_success_is_the_upstream_body_unknown_fields_kept(rest: str, sandbox: LiveSandbox) -> None:
+    r = httpx.get(rest + USAGE.format("rft_sbx_cached"))
+    assert r.status_code == 200 and r.headers["content-type"] == "application/json"
+    body = r.json()
+    assert body == upstream_body(sandbox, "/api/v1/billing/runs/rft_sbx_cached/usage")
+    assert body["billing_version"] == 2 and body["gpu_hours"] == 41.5
+
+    r = httpx.get(rest + WALLET, params={"limit": 7, "offset": 40, "teamId": None})
+    assert r.json() == upstream_body(sandbox, "/api/v1/billing/wallet", limit=7, offset=40)
+    team = httpx.get(rest + WALLET, params={"teamId": "team_sbx_demo", "limit": 3}).json()
+    assert team == upstream_body(sandbox, "/api/v1/billing/wallet", teamId="team_sbx_demo", limit=3)
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "words"),
+    [
+        (USAGE.format("bad%20id!"), {}, "not a valid id"),
+        (WALLET, {"limit": 0}, "limit must be 1..100"),
+        (WALLET, {"offset": "soon"}, "offset must be a whole number"),
+        (WALLET, {"page": 2}, "unknown query parameter 'page'"),
+    ],
+)
+def test_bad_input_is_422_before_upstream(rest: str, sandbox: LiveSandbox, path: str, params: dict, words: str) -> None:
+    body = assert_problem(httpx.get(rest + path, params=params), 422)
+    assert words in body["detail"] and body["code"] == "invalid_input"
+    assert sandbox.requests() == 0
+
+
+@pytest.mark.parametrize(
+    ("fault", "status", "code"),
+    [
+        ({"status": 401}, 401, "unauthorized"),
+        ({"status": 402}, 402, "payment_required"),
+        ({"status": 422, "body": '{"detail": [{"loc": ["query", "x"], "msg": "bad"}]}'}, 422, "upstream_validation"),
+        ({"status": 503}, 502, "upstream_unavailable"),
+        ({"status": 500}, 502, "upstream_unavailable"),
+    ],
+)
+def test_upstream_errors_keep_their_status(
+    rest: str, sandbox: LiveSandbox, fault: dict, status: int, code: str
+) -> None:
+    sandbox.faults(next=[fault])
+    body = assert_problem(httpx.get(rest + WALLET), status)
+    assert body["code"] == code
+    assert sandbox.requests() == 1
+
+
+def test_403_404_and_429_with_retry_after(rest: str, sandbox: LiveSandbox) -> None:
+    assert assert_problem(httpx.get(rest + USAGE.format("rft_sbx_other_team")), 403)["code"] == "forbidden"
+    assert "not found" in assert_problem(httpx.get(rest + USAGE.format("rft_nope")), 404)["detail"]
+    sandbox.faults(next=[{"status": 429, "retry_after": "7"}])
+    r = httpx.get(rest + WALLET)
+    assert assert_problem(r, 429)["code"] == "rate_limited"
+    assert r.headers["retry-after"] == "7"
+
+
+def test_unavailable_after_retries_is_502_and_a_timeout_504(sandbox: LiveSandbox) -> None:
+    settings = sandbox_settings(sandbox.url, max_retries=1, timeout=0.3)
+    with running(settings) as launcher:
+        rest = launcher.urls["rest"]
+        sandbox.faults(next=[{"status": 503, "retry_after": "0"}, {"status": 503, "retry_after": "0"}])
+        body = assert_problem(httpx.get(rest + WALLET), 502)
+        assert "after 2 attempts" in body["detail"] and sandbox.requests() == 2
+        sandbox.faults(next=[{"status": 200, "delay": 1.0}, {"status": 200, "delay": 1.0}])
+        assert assert_problem(httpx.get(rest + WALLET, timeout=10), 504)["code"] == "upstream_timeout"
+
+
+def test_healthz_and_openapi_touch_no_upstream(rest: str, sandbox: LiveSandbox) -> None:
+    assert httpx.get(rest + "/healthz").json() == {"status": "ok"}
+    doc = httpx.get(rest + "/openapi.json").json()
+    assert sandbox.requests() == 0
+    for op in OPERATIONS:  # every operation in the table, none written by hand
+        spec = doc["paths"][op.rest_path][op.method.lower()]
+        assert {p["name"] for p in spec["parameters"]} == {p.wire for p in op.params}
+        assert {"200", "401", "422", "429", "502", "504"} <= set(spec["responses"])
+    wallet = doc["paths"][WALLET]["get"]
+    assert {p["name"]: p["in"] for p in wallet["parameters"]} == dict.fromkeys(("limit", "offset", "teamId"), "query")
+    assert assert_problem(httpx.get(rest + "/v1/nowhere"), 404)["code"] == "no_route"
+
+
+def test_fifty_identical_requests_cost_one_upstream_call(rest: str, sandbox: LiveSandbox) -> None:
+    sandbox.faults(latency=[0.5, 0.5])
+    limits = httpx.Limits(max_connections=60)
+    with httpx.Client(limits=limits, timeout=20) as client, concurrent.futures.ThreadPoolExecutor(50) as pool:
+        answers = list(pool.map(lambda _: client.get(rest + WALLET, params={"limit": 5}), range(50)))
+    assert [r.status_code for r in answers] == [200] * 50
+    assert all(r.json() == answers[0].json() for r in answers)
+    assert sandbox.requests() == 1
+
+
+def test_cache_ttl_reuses_a_success(sandbox: LiveSandbox) -> None:
+    with running(sandbox_settings(sandbox.url), cache_ttl=60) as launcher:
+        for _ in range(3):
+            assert httpx.get(launcher.urls["rest"] + USAGE.format("rft_sbx_running")).status_code == 200
+        assert httpx.get(launcher.urls["rest"] + USAGE.format("rft_nope")).status_code == 404
+        assert httpx.get(launcher.urls["rest"] + USAGE.format("rft_nope")).status_code == 404
+    assert sandbox.requests("/usage") == 3  # one success cached; failures never are
+
+
+def test_bad_host_and_origin_are_refused_on_both_ports(rest: str, sandbox: LiveSandbox) -> None:
+    assert assert_problem(httpx.get(rest + WALLET, headers={"Host": "evil.example"}), 421)["code"] == "bad_host"
+    r = httpx.get(rest + WALLET, headers={"Origin": "http://evil.example"})
+    assert assert_problem(r, 403)["code"] == "bad_origin"
+    assert httpx.get(rest + WALLET, headers={"Origin": "http://localhost:3000"}).status_code == 200
+    assert sandbox.requests() == 1
+    with running(sandbox_settings(sandbox.url)) as launcher:
+        mcp = launcher.urls["mcp"]
+        r = httpx.post(mcp, json={}, headers={"Host": "evil.example:9090"})
+        assert_problem(r, 421)
+
+
+def test_token_is_required_on_both_ports_when_set(sandbox: LiveSandbox) -> None:
+    with running(sandbox_settings(sandbox.url), token="s3cret-token") as launcher:
+        rest, mcp = launcher.urls["rest"], launcher.urls["mcp"]
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic s3cret-token"}):
+            r = httpx.get(rest + WALLET, headers=headers)
+            assert assert_problem(r, 401)["code"] == "unauthorized"
+            assert r.headers["www-authenticate"] == "Bearer" and "s3cret-token" not in r.text
+            assert_problem(httpx.post(mcp, json={}, headers=headers), 401)
+        assert sandbox.requests() == 0
+        ok = httpx.get(rest + WALLET, headers={"Authorization": "Bearer s3cret-token"})
+        assert ok.status_code == 200
+        assert httpx.get(rest + "/healthz").status_code == 200  # probes need no token
+
+
+def test_passthrough_forwards_each_callers_key_and_never_mixes_them(sandbox: LiveSandbox) -> None:
+    with running(sandbox_settings(sandbox.url, api_key=None), passthrough=True) as launcher:
+        rest = launcher.urls["rest"]
+        assert_problem(httpx.get(rest + WALLET), 401)
+        assert sandbox.requests() == 0
+        sandbox.faults(latency=[0.4, 0.4])
+        good = {"Authorization": f"Bearer {SANDBOX_API_KEY}"}
+        bad = {"Authorization": "Bearer someone-elses-key"}
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            futures = [pool.submit(httpx.get, rest + WALLET, headers=h, timeout=20) for h in [good, bad] * 4]
+            answers = [f.result() for f in futures]
+        assert [r.status_code for r in answers] == [200, 401] * 4
+        assert "someone-elses-key" not in answers[1].text
+        # coalesced per key: one upstream call for each of the two keys, never one for both
+        assert sandbox.requests() == 2
+
+
+def test_refuses_a_public_address_without_a_token(sandbox: LiveSandbox) -> None:
+    settings = sandbox_settings(sandbox.url)
+    with pytest.raises(ConfigError, match="without a token"):
+        Launcher(ServeOptions(host="0.0.0.0"), settings)
+    ServeOptions(host="0.0.0.0", token="t").check(settings)
+    ServeOptions(host="0.0.0.0", passthrough=True).check(settings)
+    with pytest.raises(ConfigError, match="exclude each other"):
+        ServeOptions(token="t", passthrough=True).check(settings)
