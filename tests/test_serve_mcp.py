@@ -1,0 +1,103 @@
+"""The MCP face end to end with the official MCP client: streamable HTTP and stdio."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx2
+from mcp import Client
+from mcp.client.stdio import StdioServerParameters
+from mcp.client.streamable_http import streamable_http_client
+
+from conftest import ROOT, LiveSandbox, script_env, upstream_body
+from prime_billing.config import SANDBOX_API_KEY
+from serve_harness import running, sandbox_settings
+
+USAGE_TOOL, WALLET_TOOL = "prime-intellect-getrunusage", "prime-intellect-getwallet"
+
+
+def http_client(url: str, bearer: str | None = None) -> Client:
+    headers = {"Authorization": f"Bearer {bearer}"} if bearer else {}
+    return Client(streamable_http_client(url, http_client=httpx2.AsyncClient(headers=headers, timeout=30)))
+
+
+async def exercise(client: Client, sandbox: LiveSandbox) -> dict[str, Any]:
+    """List the tools, call both, fail one: what every transport must do alike."""
+    tools = {t.name: t for t in (await client.list_tools()).tools}
+    usage = await client.call_tool(USAGE_TOOL, {"run_id": "rft_sbx_cached"})
+    wallet = await client.call_tool(WALLET_TOOL, {})  # the contract calls it with nothing
+    paged = await client.call_tool(WALLET_TOOL, {"limit": 3, "offset": 2, "team_id": "team_sbx_demo"})
+    missing = await client.call_tool(USAGE_TOOL, {"run_id": "rft_nope"})
+    before = sandbox.requests()
+    refused = await client.call_tool(USAGE_TOOL, {"run_id": "../etc"})
+    assert sandbox.requests() == before  # refused before anything left
+
+    assert not usage.is_error and not wallet.is_error and not paged.is_error
+    body = upstream_body(sandbox, "/api/v1/billing/runs/rft_sbx_cached/usage")
+    assert usage.structured_content == body
+    assert usage.structured_content["billing_version"] == 2 and usage.structured_content["gpu_hours"] == 41.5
+    assert "rft_sbx_cached" in usage.content[0].text
+    assert wallet.structured_content == upstream_body(sandbox, "/api/v1/billing/wallet")
+    assert paged.structured_content == upstream_body(
+        sandbox, "/api/v1/billing/wallet", limit=3, offset=2, teamId="team_sbx_demo"
+    )
+    for failed, words in ((missing, "not found"), (refused, "not a valid id")):
+        assert failed.is_error
+        text = failed.content[0].text
+        assert words in text and "\n" not in text and SANDBOX_API_KEY not in text
+    return tools
+
+
+def test_tools_over_streamable_http(sandbox: LiveSandbox) -> None:
+    async def go() -> None:
+        with running(sandbox_settings(sandbox.url)) as launcher:
+            async with http_client(launcher.urls["mcp"]) as client:
+                tools = await exercise(client, sandbox)
+        usage, wallet = tools[USAGE_TOOL], tools[WALLET_TOOL]
+        for tool in (usage, wallet):
+            a = tool.annotations
+            assert (a.read_only_hint, a.destructive_hint, a.idempotent_hint, a.open_world_hint) == (
+                True,
+                False,
+                True,
+                True,
+            )
+            assert tool.output_schema["type"] == "object" and tool.description
+        assert usage.input_schema["required"] == ["run_id"]
+        assert wallet.input_schema["required"] == []
+        assert set(wallet.input_schema["properties"]) == {"limit", "offset", "team_id"}
+
+    anyio.run(go)
+
+
+def test_tools_over_stdio(sandbox: LiveSandbox, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    env = script_env(home, sandbox.url)
+    params = StdioServerParameters(
+        command=sys.executable, args=["-m", "prime_billing", "mcp", "--stdio"], env=env, cwd=ROOT
+    )
+
+    async def go() -> None:
+        async with Client(params) as client:
+            tools = await exercise(client, sandbox)
+        assert {USAGE_TOOL, WALLET_TOOL} <= set(tools)
+
+    anyio.run(go)
+
+
+def test_passthrough_over_mcp_uses_the_callers_key(sandbox: LiveSandbox) -> None:
+    async def go() -> None:
+        with running(sandbox_settings(sandbox.url, api_key=None), passthrough=True) as launcher:
+            async with http_client(launcher.urls["mcp"], SANDBOX_API_KEY) as client:
+                ok = await client.call_tool(WALLET_TOOL, {})
+            async with http_client(launcher.urls["mcp"], "not-my-key") as client:
+                refused = await client.call_tool(WALLET_TOOL, {})
+        assert not ok.is_error and ok.structured_content["wallet_id"] == "wal_sbx_personal"
+        assert refused.is_error and "401" in refused.content[0].text
+        assert "not-my-key" not in refused.content[0].text
+
+    anyio.run(go)
