@@ -19,14 +19,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import anyio
+import httpx
+import httpx2
 import pytest
 from langchain_core.messages import ToolCall
+from mcp import Client as MCPClient
+from mcp.client.streamable_http import streamable_http_client
 
 from conftest import SCRIPTS, LiveSandbox, run, script_env, start_sandbox
 from prime_billing.client import Client
 from prime_billing.config import SANDBOX_API_KEY, Settings
 from prime_billing.langchain import PrimeBillingTool
 from prime_billing.sandbox import HUGE_BODY_BYTES, RUNS
+from serve_harness import running
 
 #: one retry, so "persistent" faults are queued twice and "once" faults once
 RETRIES = 1
@@ -49,7 +55,8 @@ class Row:
     calls: int | None = 1
     #: a body this large was offered: it must not have been read whole
     huge: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
+    #: the Retry-After the REST adapter passes on
+    retry_after: str | None = None
 
     @property
     def exit_code(self) -> int:
@@ -66,7 +73,7 @@ ROWS = [
     Row("403", [{"status": 403}], 403, "access denied (403"),
     Row("404", [{"status": 404}], 404, "not found (404"),
     Row("422", [{"status": 422}], 422, "refused the parameters (422"),
-    Row("429 + Retry-After", twice({"status": 429, "retry_after": "1"}), 429, "wait 1s", calls=2),
+    Row("429 + Retry-After", twice({"status": 429, "retry_after": "1"}), 429, "wait 1s", calls=2, retry_after="1"),
     Row("429, no Retry-After", twice({"status": 429}), 429, "wait a little", calls=2),
     Row("429 once", [{"status": 429}], 200, calls=2),
     Row("500", [{"status": 500}], 502, "unavailable (500)"),
@@ -100,6 +107,8 @@ class Seen:
     text: str
     #: problems beyond the code and words (traceback, more than one line, ...)
     flaws: list[str] = field(default_factory=list)
+    #: the Retry-After header, where the surface is HTTP
+    retry_after: str | None = None
 
 
 def dead_url() -> str:
@@ -138,10 +147,49 @@ def via_langchain(url: str, home: Path) -> Seen:
     return Seen(ok, 0 if ok else 1, str(msg.content), flaws)
 
 
+def _launcher_settings(url: str) -> Settings:
+    return Settings(api_key=SANDBOX_API_KEY, base_url=url, max_retries=RETRIES, timeout=TIMEOUT)
+
+
+def via_rest(url: str, home: Path) -> Seen:
+    with running(_launcher_settings(url), only="rest") as launcher:
+        r = httpx.get(launcher.urls["rest"] + f"/v1/api/v1/billing/runs/{RUN_ID}/usage", timeout=30)
+    flaws = []
+    if r.status_code == 200:
+        if r.json() != {**RUNS[RUN_ID], "sandbox": True} and r.json() != RUNS[RUN_ID]:
+            flaws.append("200 without the upstream body")
+        return Seen(True, 200, r.text, flaws)
+    if r.headers.get("content-type") != "application/problem+json":
+        flaws.append(f"content type {r.headers.get('content-type')!r}, not problem+json")
+    body = r.json()
+    if body.get("status") != r.status_code or "\n" in body.get("detail", "\n"):
+        flaws.append(f"not a one-line problem: {body}")
+    return Seen(False, r.status_code, body.get("detail", ""), flaws, r.headers.get("retry-after"))
+
+
+def via_mcp(url: str, home: Path) -> Seen:
+    async def go() -> Any:
+        with running(_launcher_settings(url), only="mcp") as launcher:
+            http = httpx2.AsyncClient(timeout=30)
+            async with MCPClient(streamable_http_client(launcher.urls["mcp"], http_client=http)) as client:
+                return await client.call_tool("prime-intellect-getrunusage", {"run_id": RUN_ID})
+
+    result = anyio.run(go)
+    text = "".join(getattr(c, "text", "") for c in result.content)
+    flaws = []
+    if not result.is_error and (result.structured_content or {}).get("run_id") != RUN_ID:
+        flaws.append("success without the structured body")
+    if result.is_error and "\n" in text:
+        flaws.append("multi-line error")
+    return Seen(not result.is_error, int(bool(result.is_error)), text, flaws)
+
+
 #: surface name -> (call it against an upstream URL, the code a row expects from it)
 SURFACES: dict[str, tuple[Callable[[str, Path], Seen], Callable[[Row], int]]] = {
     "script": (via_script, lambda row: row.exit_code),
     "langchain": (via_langchain, lambda row: row.exit_code),
+    "rest": (via_rest, lambda row: row.http),
+    "mcp": (via_mcp, lambda row: row.exit_code),
 }
 
 
@@ -162,6 +210,8 @@ def check_row(row: Row, surface: str, home: Path) -> list[str]:
             problems.append(f"code {seen.code}, expected {expected(row)} ({seen.text[:160]})")
         if row.says and row.says not in seen.text:
             problems.append(f"says {seen.text[:160]!r}, expected it to hold {row.says!r}")
+        if surface == "rest" and seen.retry_after != row.retry_after:
+            problems.append(f"Retry-After {seen.retry_after!r}, expected {row.retry_after!r}")
         if "Bearer" in seen.text or SANDBOX_API_KEY in seen.text:
             problems.append("the key or its header leaked into the error")
         if live is not None:

@@ -3,8 +3,9 @@
 A run id is either refused before anything is sent or travels as exactly one
 path segment of the usage route; an upstream body of any shape ends as a typed
 Result or one clean error, never another exception: on the client, the
-LangChain tools (invoked by ToolCall) and the scripts (real subprocesses
-against the loopback sandbox).
+LangChain tools (invoked by ToolCall), the scripts (real subprocesses against
+the loopback sandbox), and the launcher's REST and MCP faces (real servers on
+loopback, the official MCP client), which never answer 500 of their own.
 """
 
 from __future__ import annotations
@@ -13,24 +14,31 @@ import copy
 import json
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from string import ascii_letters, digits
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+import anyio
 import httpx
+import httpx2
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from langchain_core.messages import ToolCall, ToolMessage
+from mcp import Client as MCPClient
+from mcp.client.streamable_http import streamable_http_client
 
-from conftest import SCRIPTS, LiveSandbox, run, script_env
+from conftest import SCRIPTS, LiveSandbox, run, script_env, start_sandbox
 from prime_billing import operations as ops
 from prime_billing.client import Client, Result
 from prime_billing.config import SANDBOX_API_KEY, Settings
 from prime_billing.errors import PrimeBillingError
 from prime_billing.langchain import PrimeBillingTool
 from prime_billing.sandbox import RUNS, Sandbox
+from serve_harness import running
 
 USAGE_ROUTE = re.compile(r"^/api/v1/billing/runs/([^/?#]+)/usage$")
 WALLET_ROUTE = "/api/v1/billing/wallet"
@@ -325,9 +333,9 @@ def test_scripts_exit_cleanly_on_any_body(
 
 def test_tricky_run_ids_in_the_script_never_leave_their_segment(sandbox: LiveSandbox, home: Path) -> None:
     env = script_env(home, sandbox.url)
-    for run_id in ["../wallet", "a/b", "%2e%2e", "a?limit=1", "x" * 129]:
-        out = run([str(SCRIPTS / "run_usage.py"), "--", run_id], env)
-        assert out.returncode == 2 and "is not a valid id" in out.stderr and out.stderr.count("\n") == 1
+    # with several ids, every one is checked before anything is sent
+    out = run([str(SCRIPTS / "run_usage.py"), "--", "rft_sbx_running", "../wallet", "a/b", "%2e%2e", "a?x=1"], env)
+    assert out.returncode == 2 and "'../wallet' is not a valid id" in out.stderr and out.stderr.count("\n") == 1
     assert sandbox.requests() == 0
     ok = run([str(SCRIPTS / "run_usage.py"), "rft:sbx.1-2_3"], env)
     assert ok.returncode == 1 and "not found (404" in ok.stderr
@@ -345,3 +353,125 @@ def test_what_the_properties_found_stays_fixed() -> None:
     drifted = Client(_settings(), transport=httpx.MockTransport(lambda r: httpx.Response(200, json=run_body)))
     with drifted, pytest.raises(PrimeBillingError, match=r"RunUsage schema \(training\.tokens"):
         drifted.call("get_run_usage", {"run_id": "rft_sbx_cached"})
+
+
+# --------------------------------------------------------------------------- the launcher's faces
+
+
+@dataclass
+class Served:
+    """The launcher (REST and MCP) in front of a sandbox of its own, for a whole module."""
+
+    live: LiveSandbox
+    rest: str
+    mcp: str
+    http: httpx.Client
+
+    def reset(self) -> None:
+        self.live.box.clear_faults()
+        self.live.box.stats.clear()
+
+    def upstream_targets(self) -> list[str]:
+        return [k.split(" ", 1)[1] for k in self.live.box.stats if k.startswith("GET ")]
+
+
+@pytest.fixture(scope="module")
+def served() -> Iterator[Served]:
+    live, _ = start_sandbox()
+    settings = Settings(api_key=SANDBOX_API_KEY, base_url=live.url, max_retries=0, timeout=5.0)
+    try:
+        with running(settings) as launcher, httpx.Client(timeout=30) as http:
+            yield Served(live, launcher.urls["rest"], launcher.urls["mcp"], http)
+    finally:
+        live.server.shutdown()  # type: ignore[attr-defined]
+        live.server.server_close()  # type: ignore[attr-defined]
+
+
+def _every_byte_escaped(text: str) -> str:
+    """Percent-encode all but letters and digits, so no client normalises `..` or `/` away."""
+    keep = set(ascii_letters + digits)
+    return "".join(ch if ch in keep else "".join(f"%{b:02X}" for b in ch.encode()) for ch in text)
+
+
+def rest_call(served: Served, op: ops.Operation, args: dict[str, Any]) -> tuple[bool, str]:
+    path = op.rest_path
+    query = {}
+    for p in op.params:
+        if p.name not in args:
+            continue
+        if p.location == "path":
+            path = path.replace("{" + p.name + "}", _every_byte_escaped(str(args[p.name])))
+        else:
+            query[p.wire] = args[p.name]
+    r = served.http.get(served.rest + path, params=query)
+    assert r.status_code != 500, r.text  # never the adapter's own failure
+    if r.status_code == 200:
+        assert r.headers["content-type"] == "application/json"
+        return True, r.text
+    assert r.headers["content-type"] == "application/problem+json", r.text
+    problem = r.json()
+    assert problem["status"] == r.status_code and "\n" not in problem["detail"]
+    return False, problem["detail"]
+
+
+def mcp_call(served: Served, op: ops.Operation, args: dict[str, Any]) -> tuple[bool, str]:
+    async def go() -> Any:
+        http = httpx2.AsyncClient(timeout=30)
+        async with MCPClient(streamable_http_client(served.mcp, http_client=http)) as client:
+            return await client.call_tool(op.mcp_tool, args)
+
+    result = anyio.run(go)
+    text = "".join(getattr(c, "text", "") for c in result.content)
+    if result.is_error:
+        assert "\n" not in text
+        return False, text
+    assert isinstance(result.structured_content, dict)
+    return True, json.dumps(result.structured_content)
+
+
+SERVED = {"rest": rest_call, "mcp": mcp_call}
+
+
+#: examples per face: an MCP call opens a session each time, so it gets fewer
+EXAMPLES = {"rest": 40, "mcp": 12}
+
+
+@pytest.mark.parametrize("face", list(SERVED))
+def test_launcher_a_run_id_is_refused_or_is_exactly_one_segment(served: Served, face: str) -> None:
+    op = ops.get("get_run_usage")
+
+    @settings(max_examples=EXAMPLES[face], deadline=None)
+    @given(run_id=run_ids)
+    def check(run_id: str) -> None:
+        served.reset()
+        ok, _ = SERVED[face](served, op, {"run_id": run_id})
+        targets = served.upstream_targets()
+        if not targets:
+            assert not ok, "input that sent nothing must be refused"
+            return
+        (target,) = targets
+        match = USAGE_ROUTE.fullmatch(target)
+        assert match and unquote(match.group(1)) == run_id, f"{run_id!r} reached {target!r}"
+
+    check()
+
+
+@pytest.mark.parametrize("face", list(SERVED))
+def test_launcher_any_upstream_body_is_the_body_or_one_clean_error(served: Served, face: str) -> None:
+    op = ops.get("get_run_usage")
+
+    @settings(max_examples=EXAMPLES[face], deadline=None)
+    @given(
+        body=script_bodies,
+        status=st.sampled_from([200, 200, 200, 404, 422, 500]),
+        ctype=st.sampled_from(CONTENT_TYPES),
+    )
+    def check(body: str, status: int, ctype: str) -> None:
+        served.reset()
+        served.live.faults(next=[{"status": status, "body": body, "content_type": ctype}])
+        ok, text = SERVED[face](served, op, {"run_id": "rft_sbx_running"})
+        event("body" if ok else "error")
+        if ok:
+            assert status == 200 and json.loads(text) == json.loads(body)
+
+    check()
