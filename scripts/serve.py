@@ -1,4 +1,11 @@
 #!/usr/bin/env python3
+# /// script
+# requires-python = ">=3.11"
+# dependencies = [
+#     "httpx>=0.27", "pydantic>=2.7", "mcp>=2,<3", "starlette>=0.40", "uvicorn>=0.30",
+#     "aiohttp>=3.10", "httptools>=0.6", "uvloop>=0.19; sys_platform != 'win32'",
+# ]
+# ///
 """Serve REST (8080) and MCP (9090, /mcp) for other programs: serve.py [--sandbox] [--host H] [--only rest|mcp]
 
 Needs the serve extra: pip install 'prime-billing-skill[serve]'.
@@ -10,7 +17,7 @@ from pathlib import Path
 # Prefer the package bundled beside this script (the skill folder), then an installed one.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "skill"))
 
-from prime_billing.cli import main
+from prime_billing.serve.command import run_script
 
 if __name__ == "__main__":
-    sys.exit(main(["serve", *sys.argv[1:]]))
+    sys.exit(run_script(Path(__file__).name))

@@ -20,16 +20,30 @@ def _upstream_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+SERVE_DESCRIPTION = (
+    "Serve the operations over REST (port 8080) and MCP streamable HTTP (port 9090, /mcp) from one "
+    "process, on 127.0.0.1 unless --host says otherwise. A non-loopback --host needs a token "
+    "(PRIME_BILLING_TOKEN or --token) or --auth passthrough."
+)
+
+
 def add_serve(sub: Any) -> None:
     p = sub.add_parser(
-        "serve",
-        help="serve REST (8080) and MCP (9090) for other programs and agents",
-        description=(
-            "Serve the operations over REST (port 8080) and MCP streamable HTTP (port 9090, /mcp) from one "
-            "process, on 127.0.0.1 unless --host says otherwise. A non-loopback --host needs a token "
-            "(PRIME_BILLING_TOKEN or --token) or --auth passthrough."
-        ),
+        "serve", help="serve REST (8080) and MCP (9090) for other programs and agents", description=SERVE_DESCRIPTION
     )
+    _serve_arguments(p)
+
+
+def run_script(prog: str, argv: list[str] | None = None) -> int:
+    """Entry for `scripts/serve.py`: the serve command under the script's own name."""
+    from ..cli import _execute, _Parser
+
+    p = _Parser(prog=prog, description=SERVE_DESCRIPTION)
+    _serve_arguments(p)
+    return _execute(p, argv)
+
+
+def _serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--rest-port", type=int, default=REST_PORT, metavar="N", help=f"REST port (default {REST_PORT})")
     p.add_argument("--mcp-port", type=int, default=MCP_PORT, metavar="N", help=f"MCP port (default {MCP_PORT})")
