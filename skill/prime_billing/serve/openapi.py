@@ -50,15 +50,18 @@ def document(operations: Sequence[Operation], *, secured: bool) -> dict[str, Any
         params = []
         for p in op.params:
             schema = {k: v for k, v in p.json_schema().items() if k != "description"}
-            params.append(
-                {
-                    "name": p.wire,
-                    "in": "path" if p.location == "path" else "query",
-                    "required": p.required or p.location == "path",
-                    "description": p.description,
-                    "schema": schema,
-                }
-            )
+            if p.format == "date-time":  # a date (midnight UTC) or a date-time
+                schema["anyOf"] = [{"format": "date"}, {"format": "date-time"}]
+            param: dict[str, Any] = {
+                "name": p.wire,
+                "in": "path" if p.location == "path" else "query",
+                "required": p.required or p.location == "path",
+                "description": p.description,
+                "schema": schema,
+            }
+            if not param["required"]:
+                param["allowEmptyValue"] = True  # `?teamId=` means not given, as upstream reads it
+            params.append(param)
         responses: dict[str, Any] = {
             "200": {
                 "description": "The upstream body, unchanged (fields unknown to this version included).",

@@ -57,7 +57,13 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     if status == 404:
         return problem(404, "no_route", f"no route {request.url.path}: see /openapi.json")
     if status == 405:
-        return problem(405, "method_not_allowed", f"{request.method} is not allowed here: see /openapi.json")
+        allow = (exc.headers or {}).get("Allow") if isinstance(exc, HTTPException) else None
+        return problem(
+            405,
+            "method_not_allowed",
+            f"{request.method} is not allowed here: see /openapi.json",
+            {"Allow": allow} if allow else None,
+        )
     return problem(status, "error", "the server failed to answer: try again; if it persists report it")
 
 
