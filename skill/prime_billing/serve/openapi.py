@@ -77,7 +77,7 @@ def document(operations: Sequence[Operation], *, secured: bool) -> dict[str, Any
                 response["headers"] = {"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds."}}
             responses[str(status)] = response
         paths.setdefault(op.rest_path, {})[op.method.lower()] = {
-            "operationId": op.contract_name,
+            "operationId": op.contract_name or op.name,
             "summary": op.description.split(":")[0],
             "description": op.description,
             "parameters": params,
