@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import quote
 
@@ -209,6 +209,17 @@ RUN_ID = Param(
     max_length=128,
     many=True,
 )
+TEAM_ID = Param(
+    "team_id",
+    str,
+    "Team whose wallet to read; omit for the personal wallet.",
+    wire_name="teamId",
+    pattern=ID_PATTERN,
+    max_length=128,
+    flag="--team",
+)
+LIMIT = Param("limit", int, "Rows per page, 1-100.", default=20, minimum=1, maximum=100)
+OFFSET = Param("offset", int, "Rows to skip from the newest, >= 0.", default=0, minimum=0)
 
 OPERATIONS: tuple[Operation, ...] = (
     Operation(
@@ -233,19 +244,7 @@ OPERATIONS: tuple[Operation, ...] = (
             "Prime Intellect wallet: current balance in USD and the most recent billing rows "
             "(newest first; what drained the balance: RFT runs, pods, disks, inference...)."
         ),
-        params=(
-            Param("limit", int, "Rows per page, 1-100.", default=20, minimum=1, maximum=100),
-            Param("offset", int, "Rows to skip from the newest, >= 0.", default=0, minimum=0),
-            Param(
-                "team_id",
-                str,
-                "Team whose wallet to read; omit for the personal wallet.",
-                wire_name="teamId",
-                pattern=ID_PATTERN,
-                max_length=128,
-                flag="--team",
-            ),
-        ),
+        params=(LIMIT, OFFSET, TEAM_ID),
         upstream_path="/api/v1/billing/wallet",
         rest_path="/v1/api/v1/billing/wallet",
         mcp_tool="prime-intellect-getwallet",
@@ -260,16 +259,6 @@ OPERATIONS: tuple[Operation, ...] = (
 # Composite answers built from the two upstream calls; REST routes under their own
 # prefix, so the contract's paths stay exactly as they are.
 
-TEAM_ID = Param(
-    "team_id",
-    str,
-    "Team whose wallet to read; omit for the personal wallet.",
-    wire_name="teamId",
-    pattern=ID_PATTERN,
-    max_length=128,
-    flag="--team",
-)
-
 OPERATIONS += (
     Operation(
         name="reconcile_run",
@@ -279,18 +268,7 @@ OPERATIONS += (
             "Compares the run's billed total with the sum of every wallet billing row for that run "
             "(all pages); within one cent is reconciled, otherwise the difference is flagged."
         ),
-        params=(
-            Param(
-                "run_id",
-                str,
-                RUN_ID.description,
-                location="path",
-                required=True,
-                pattern=ID_PATTERN,
-                max_length=128,
-            ),
-            TEAM_ID,
-        ),
+        params=(replace(RUN_ID, many=False), TEAM_ID),
         upstream_path="",
         rest_path="/v1/prime-billing/runs/{run_id}/reconcile",
         mcp_tool="prime-intellect-reconcile",
@@ -338,8 +316,8 @@ OPERATIONS += (
         ),
         params=(
             Param("min_balance", float, "Minimum balance in USD; below it the check fails.", required=True, minimum=0),
-            Param("limit", int, "Wallet rows to include, 1-100.", default=20, minimum=1, maximum=100),
-            Param("offset", int, "Rows to skip from the newest, >= 0.", default=0, minimum=0),
+            LIMIT,
+            OFFSET,
             TEAM_ID,
         ),
         upstream_path="",
