@@ -8,7 +8,8 @@ data: an `x-prime-sandbox: 1` header and `"sandbox": true` in the body.
 
 Control (real server only, loopback): `POST /_sandbox/faults` with
 `{"next": [fault, ...], "rate": 0.1, "rate_fault": fault, "latency": [lo, hi]}`,
-`DELETE /_sandbox/faults`, `GET /_sandbox/stats`. A fault is
+`DELETE /_sandbox/faults`, `GET /_sandbox/stats` (counters, and `inflight_peak`: the
+most requests answered at once). A fault is
 `{"status": 503, "retry_after": "1", "body": "...", "content_type": "...",
 "delay": 0.5, "action": "reset|truncate|huge|huge_unsized|drift", "path": "/wallet"}`.
 Streamed (huge) bodies count what was really written in the stats:
@@ -257,6 +258,9 @@ class Sandbox:
     rate_fault: Fault = field(default_factory=Fault)
     queue: list[Fault] = field(default_factory=list)
     stats: Counter[str] = field(default_factory=Counter)
+    #: requests being answered right now over the socket, and the most at once since the stats were cleared
+    inflight: int = 0
+    inflight_peak: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _rng: random.Random = field(default_factory=lambda: random.Random(1), repr=False)
     #: run id -> progress spec (plus "seen": usage requests answered so far)
@@ -453,8 +457,9 @@ class Sandbox:
             if method == "DELETE":
                 with self._lock:
                     self.stats.clear()
+                    self.inflight_peak = self.inflight
             with self._lock:
-                return _json(200, dict(self.stats))
+                return _json(200, {**self.stats, "inflight_peak": self.inflight_peak})
         return _json(404, {"detail": "Not Found"})
 
     # ------------------------------------------------------------ in-process transport
@@ -529,6 +534,19 @@ def make_server(sandbox: Sandbox, host: str = "127.0.0.1", port: int = 0) -> Any
         disable_nagle_algorithm = True
 
         def _serve(self) -> None:
+            counted = not self.path.startswith("/_sandbox/")
+            if counted:
+                with sandbox._lock:
+                    sandbox.inflight += 1
+                    sandbox.inflight_peak = max(sandbox.inflight_peak, sandbox.inflight)
+            try:
+                self._answer()
+            finally:
+                if counted:
+                    with sandbox._lock:
+                        sandbox.inflight -= 1
+
+        def _answer(self) -> None:
             length = int(self.headers.get("content-length") or 0)
             body = self.rfile.read(length) if length else b""
             reply = sandbox.dispatch(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body)

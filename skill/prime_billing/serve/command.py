@@ -75,6 +75,9 @@ def _serve_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--no-access-log", action="store_true", help="no JSON access log lines on stderr")
     _upstream_args(p)
+    from .limits import add_arguments
+
+    add_arguments(p)
     p.set_defaults(_run=_run_serve)
 
 
@@ -102,6 +105,8 @@ def _run_serve(ns: argparse.Namespace) -> int:
     except ImportError:
         print(f"{ns._prog}: error: {EXTRA_HINT}", file=sys.stderr)
         return 2
+    from .limits import from_args
+
     options = ServeOptions(
         host=ns.host,
         rest_port=ns.rest_port,
@@ -114,6 +119,7 @@ def _run_serve(ns: argparse.Namespace) -> int:
         allow_origins=(*ns.allow_origin, *_env_list("PRIME_BILLING_ALLOWED_ORIGINS")),
         drain_seconds=ns.drain,
         access_log=not ns.no_access_log,
+        limits=from_args(ns),
     )
     settings = load_settings(base_url=ns.base_url, sandbox=ns.sandbox)
     serve(options, settings, announce=lambda line: print(line, flush=True))

@@ -23,6 +23,7 @@ from ..config import Settings
 from ..errors import ConfigError
 from . import MCP_PATH, MCP_PORT, REST_PORT, accesslog
 from .gateway import Gateway
+from .limits import Bounds, Limits, bound_upstream, uvicorn_options
 from .security import Guard, Policy, is_loopback
 
 
@@ -43,9 +44,12 @@ class ServeOptions:
     allow_origins: tuple[str, ...] = ()
     drain_seconds: float = 30.0
     access_log: bool = True
+    #: upstream concurrency, per-caller rate, request size and client pace (limits.py)
+    limits: Limits = field(default_factory=Limits)
 
     def check(self, settings: Settings) -> None:
         """Refuse unsafe or impossible combinations before binding anything."""
+        self.limits.check()
         if self.only not in (None, "rest", "mcp"):
             raise ConfigError(f"--only {self.only!r}: use rest or mcp")
         if self.cache_ttl < 0:
@@ -113,6 +117,7 @@ class Launcher:
         self.gateway = Gateway(
             self.settings, passthrough=o.passthrough, cache_ttl=o.cache_ttl, transport=self._transport
         )
+        bound_upstream(self.gateway.client, o.limits.max_upstream)
         faces: list[tuple[str, int, Any, str]] = []
         if o.only in (None, "rest"):
             faces.append(("rest", o.rest_port, build_rest_app(self.gateway, secured=bool(o.token)), "auto"))
@@ -120,7 +125,8 @@ class Launcher:
             faces.append(("mcp", o.mcp_port, build_mcp_app(self.gateway), "on"))
         sockets = [_listen(o.host, port) for _, port, _, _ in faces]
         for (name, _, app, lifespan), sock in zip(faces, sockets, strict=True):
-            wrapped = accesslog.AccessLog(Guard(app, policy), name) if o.access_log else Guard(app, policy)
+            guarded = Bounds(Guard(app, policy), o.limits, host=o.host)
+            wrapped = accesslog.AccessLog(guarded, name) if o.access_log else guarded
             config = uvicorn.Config(
                 wrapped,
                 log_level="warning",
@@ -130,6 +136,7 @@ class Launcher:
                 timeout_keep_alive=30,
                 server_header=False,
                 proxy_headers=False,
+                **uvicorn_options(o.limits),
             )
             server = _Server(config)
             self._servers.append(server)

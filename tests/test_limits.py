@@ -1,0 +1,133 @@
+"""The launcher's resource bounds, each set small and then exceeded, on real loopback servers."""
+
+from __future__ import annotations
+
+import socket
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from conftest import LiveSandbox, run, script_env
+from prime_billing.cli import build_parser
+from prime_billing.errors import ConfigError
+from prime_billing.serve.limits import Limits, from_args
+from serve_harness import running, sandbox_settings
+
+WALLET = "/v1/api/v1/billing/wallet"
+PROBLEM = "application/problem+json"
+
+
+def problem(r: httpx.Response, status: int) -> dict:
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"] == PROBLEM
+    body = r.json()
+    assert body["status"] == status and "\n" not in body["detail"]
+    return body
+
+
+def raw_exchange(url: str, data: bytes, *, then_wait: bool = True) -> bytes:
+    """Send raw bytes on a fresh connection and read until the server closes it."""
+    host, port = url.removeprefix("http://").split("/")[0].split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as s:
+        s.sendall(data)
+        chunks = []
+        while then_wait:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
+def test_upstream_concurrency_is_bounded_and_the_rest_wait(sandbox: LiveSandbox) -> None:
+    sandbox.faults(latency=[0.2, 0.2])
+    sandbox.box.inflight_peak = 0
+    with running(sandbox_settings(sandbox.url), only="rest", limits=Limits(max_upstream=2)) as launcher:
+        url = launcher.urls["rest"] + WALLET
+        # distinct pages, so coalescing does not fold them into one call
+        with httpx.Client(timeout=30) as client, ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(lambda i: client.get(url, params={"offset": i}), range(8)))
+    assert [r.status_code for r in answers] == [200] * 8
+    assert sandbox.requests() == 8
+    assert sandbox.box.inflight_peak == 2
+
+
+def test_a_caller_over_its_rate_gets_429_with_retry_after_and_others_do_not(sandbox: LiveSandbox) -> None:
+    with running(sandbox_settings(sandbox.url), limits=Limits(rate=0.5, burst=3)) as launcher:
+        rest = launcher.urls["rest"]
+        codes = [httpx.get(rest + WALLET).status_code for _ in range(3)]
+        refused = httpx.get(rest + WALLET)
+        other = httpx.get(rest + WALLET, headers={"Authorization": "Bearer another-caller"})
+        health = [httpx.get(rest + "/healthz").status_code for _ in range(5)]
+        accept = {"Accept": "application/json, text/event-stream"}
+        mcp = [httpx.post(launcher.urls["mcp"], json={}, headers=accept) for _ in range(4)]
+    assert codes == [200, 200, 200]
+    body = problem(refused, 429)
+    assert body["code"] == "too_many_requests" and int(refused.headers["retry-after"]) >= 1
+    assert other.status_code == 200  # its own bucket
+    assert health == [200] * 5  # probes are never limited
+    # each port counts on its own (an MCP tool call is several requests, a REST call one)
+    assert [r.status_code for r in mcp[:3]] == [400] * 3  # the MCP server refuses `{}` itself
+    assert problem(mcp[3], 429)["code"] == "too_many_requests"
+    assert sandbox.requests() == 4
+
+
+def test_rate_limit_is_off_on_loopback_unless_asked_and_on_elsewhere() -> None:
+    assert Limits().rate_for("127.0.0.1") == 0 and Limits().rate_for("::1") == 0
+    assert Limits().rate_for("0.0.0.0") == 50 and Limits(rate=0).rate_for("0.0.0.0") == 0
+    assert Limits(rate=5).rate_for("127.0.0.1") == 5
+
+
+def test_request_head_and_body_size_caps(sandbox: LiveSandbox) -> None:
+    limits = Limits(max_header=2048, max_body=1024)
+    with running(sandbox_settings(sandbox.url), limits=limits) as launcher:
+        rest, mcp = launcher.urls["rest"], launcher.urls["mcp"]
+        big_header = httpx.get(rest + WALLET, headers={"X-Padding": "x" * 4096})
+        long_url = httpx.get(rest + WALLET, params={"teamId": "t" * 4096})
+        fine = httpx.get(rest + WALLET, headers={"X-Padding": "x" * 1000})
+        accept = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+        declared = httpx.post(mcp, content=b"{" + b" " * 2000 + b"}", headers=accept)
+
+        def chunks():  # no Content-Length: only counting what arrives can tell
+            for _ in range(40):
+                yield b" " * 100
+
+        streamed = httpx.post(mcp, content=chunks(), headers=accept)
+    assert problem(big_header, 431)["code"] == "headers_too_large"
+    assert long_url.status_code == 431
+    assert fine.status_code == 200
+    assert problem(declared, 413)["code"] == "body_too_large"
+    assert problem(streamed, 413)["code"] == "body_too_large"
+    assert sandbox.requests() == 1
+
+
+def test_slow_clients_are_answered_408_and_disconnected(sandbox: LiveSandbox) -> None:
+    with running(sandbox_settings(sandbox.url), limits=Limits(client_timeout=0.3)) as launcher:
+        rest, mcp = launcher.urls["rest"], launcher.urls["mcp"]
+        # a head that never ends, and a body that never comes
+        head = raw_exchange(rest, b"GET /v1/api/v1/billing/wallet HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+        silent = raw_exchange(rest, b"")
+        body = raw_exchange(
+            mcp,
+            b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b"Accept: application/json, text/event-stream\r\nContent-Length: 100\r\n\r\n{",
+        )
+        # a prompt client on the same server is served
+        assert httpx.get(rest + WALLET).status_code == 200
+    for answer in (head, silent, body):
+        assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
+        assert b"application/problem+json" in answer and b"request_timeout" in answer
+    assert sandbox.requests() == 1
+
+
+def test_bounds_from_the_command_line(home: Path) -> None:
+    flags = "--max-upstream 4 --rate-limit 2.5 --rate-burst 5 --max-body 100 --max-header 4096 --client-timeout 3"
+    ns = build_parser().parse_args(["serve", *flags.split()])
+    assert from_args(ns) == Limits(max_upstream=4, rate=2.5, burst=5, max_body=100, max_header=4096, client_timeout=3)
+    assert from_args(build_parser().parse_args(["serve"])) == Limits()
+    with pytest.raises(ConfigError, match="--client-timeout must be > 0"):
+        from_args(build_parser().parse_args(["serve", "--client-timeout", "0"]))
+    out = run(["-m", "prime_billing", "serve", "--max-body", "-1"], script_env(home))
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and "--max-body must be >= 0" in out.stderr
