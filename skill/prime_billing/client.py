@@ -75,6 +75,9 @@ class Result(Generic[M]):
     #: the answer came from the sandbox, not Prime's API
     sandbox: bool = False
     attempts: int = 1
+    #: the upstream body's bytes as they came, when the answer is one upstream body (a server
+    #: passes them on unchanged instead of encoding `raw` again); None for composite operations
+    body: bytes | None = field(default=None, repr=False, compare=False)
 
     def summary(self, *, banner: bool = True) -> str:
         """Compact text; sandbox answers say so on their first line."""
@@ -280,7 +283,7 @@ class _Core:
                 status=response.status_code,
             ) from None
         sandbox = response.headers.get(SANDBOX_HEADER) == "1" or self.settings.sandbox
-        return Result(op, data, raw, checked, sandbox, attempts)
+        return Result(op, data, raw, checked, sandbox, attempts, body)
 
     def _plan(
         self, name: str, args: Mapping[str, Any], api_key: str | None, on_step: OnStep | None = None
