@@ -68,6 +68,8 @@ class ServerClient(AsyncClient):
         #: requests actually sent upstream, in all
         self.sent = 0
         self._aiohttp: Any = None
+        #: upstream URLs built already, by path and query (pages and runs asked for again)
+        self._urls: dict[tuple[str, tuple[tuple[str, str], ...]], Any] = {}
         self._use_aiohttp = transport is None and not settings.sandbox
         if self._use_aiohttp:
             try:
@@ -118,13 +120,18 @@ class ServerClient(AsyncClient):
         from yarl import URL
 
         session = self._aiohttp or self._session()
-        target = self.settings.base_url + req.path
-        if req.query:
-            target += "?" + urlencode(req.query)
+        where = (req.path, tuple(req.query.items()))
+        url = self._urls.get(where)
+        if url is None:
+            target = self.settings.base_url + req.path
+            if req.query:
+                target += "?" + urlencode(req.query)
+            url = URL(target, encoded=True)
+            if len(self._urls) >= 4096:  # bounded: start over
+                self._urls.clear()
+            self._urls[where] = url
         try:
-            async with session.request(
-                req.method, URL(target, encoded=True), headers=req.headers, allow_redirects=False
-            ) as r:
+            async with session.request(req.method, url, headers=req.headers, allow_redirects=False) as r:
                 response = _Head(r.status, r.headers)
                 self._check_size(response, 0)  # type: ignore[arg-type]
                 buf = bytearray()
