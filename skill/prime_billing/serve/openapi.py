@@ -52,6 +52,8 @@ def document(operations: Sequence[Operation], *, secured: bool) -> dict[str, Any
             schema = {k: v for k, v in p.json_schema().items() if k != "description"}
             if p.format == "date-time":  # a date (midnight UTC) or a date-time
                 schema["anyOf"] = [{"format": "date"}, {"format": "date-time"}]
+            if p.pattern:  # an id is one path segment: never `.` or `..`
+                schema["not"] = {"enum": [".", ".."]}
             param: dict[str, Any] = {
                 "name": p.wire,
                 "in": "path" if p.location == "path" else "query",
