@@ -2,7 +2,7 @@
 
 Everything on 127.0.0.1, each part its own process: the sandbox (upstream), the
 adapter (`prime-billing serve --only rest`) and schemathesis's own CLI with all
-its default checks and every phase (examples, coverage, fuzzing, stateful).
+its default checks and phases (coverage, fuzzing, stateful; the document has no examples).
 Prints what schemathesis reports, then one table: operations, test cases,
 failures, upstream requests the run caused, and its duration.
 

@@ -37,7 +37,7 @@ from serve_harness import running
 #: one retry, so "persistent" faults are queued twice and "once" faults once
 RETRIES = 1
 #: seconds a surface waits for an answer; the timeout rows answer after twice that
-TIMEOUT = 1.0
+TIMEOUT = 1.5
 RUN_ID = "rft_sbx_running"
 HTML = "<html><head><title>502 Bad Gateway</title></head><body><h1>Bad Gateway</h1></body></html>"
 

@@ -55,7 +55,7 @@ def test_upstream_concurrency_is_bounded_and_the_rest_wait(sandbox: LiveSandbox)
 
 
 def test_a_caller_over_its_rate_gets_429_with_retry_after_and_others_do_not(sandbox: LiveSandbox) -> None:
-    with running(sandbox_settings(sandbox.url), limits=Limits(rate=0.5, burst=3)) as launcher:
+    with running(sandbox_settings(sandbox.url), limits=Limits(rate=0.05, burst=3)) as launcher:
         rest = launcher.urls["rest"]
         codes = [httpx.get(rest + WALLET).status_code for _ in range(3)]
         refused = httpx.get(rest + WALLET)

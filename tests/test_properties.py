@@ -118,7 +118,7 @@ SURFACES = ["client", "langchain"]
 
 @pytest.mark.parametrize("surface", SURFACES)
 @pytest.mark.parametrize("op", [op for op in ops.OPERATIONS if any(p.location == "path" for p in op.params)])
-@settings(max_examples=120, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(run_id=run_ids)
 def test_a_run_id_is_refused_or_is_exactly_one_segment(surface: str, op: ops.Operation, run_id: str) -> None:
     recorder = Recorder()
@@ -266,7 +266,7 @@ def bodies(base: dict[str, Any]) -> st.SearchStrategy[bytes]:
 
 @pytest.mark.parametrize("surface", SURFACES)
 @pytest.mark.parametrize(("op_name", "base"), [("get_run_usage", RUN_BODY), ("get_wallet", WALLET_BODY)])
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=120, deadline=None)
 @given(data=st.data())
 def test_any_upstream_body_is_a_result_or_one_clean_error(
     surface: str, op_name: str, base: dict[str, Any], data: Any
