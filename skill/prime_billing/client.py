@@ -226,6 +226,9 @@ class _Core:
             ra = retry_after_seconds(headers.get("retry-after"))
             wait = f"wait {ra:g}s" if ra is not None else "wait a little"
             return RateLimitError(f"rate limited (429){tried}: {wait} and try again", status=status, retry_after=ra)
+        if status == 504:
+            # the upstream's own gateway gave up waiting: a timeout, like ours
+            return UpstreamTimeoutError(f"Prime API timed out (504){tried}: try again later", status=status)
         if status >= 500:
             return UpstreamUnavailableError(
                 f"Prime API unavailable ({status}){tried}: try again later",
