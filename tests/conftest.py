@@ -100,6 +100,20 @@ def upstream_body(live: LiveSandbox, path: str, **params: object) -> dict:
     return r.json()
 
 
+def all_rows(live: LiveSandbox, **params: object) -> list[dict]:
+    """Every wallet row, read straight from the upstream, for an independent sum."""
+    rows: list[dict] = []
+    while True:
+        page = upstream_body(live, "/api/v1/billing/wallet", limit=100, offset=len(rows), **params)
+        rows += page["recent_billings"]
+        if not page["recent_billings"] or len(rows) >= page["total_billings"]:
+            return rows
+
+
+def cents(value: float) -> int:
+    return round(value * 100)
+
+
 def run_tty(
     args: list[str], env: Mapping[str, str], *, stream: str = "stderr", timeout: float = 60
 ) -> tuple[int, str, str]:

@@ -10,25 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SCRIPTS, LiveSandbox, run, script_env, upstream_body
+from conftest import SCRIPTS, LiveSandbox, all_rows, cents, run, script_env, upstream_body
 from prime_billing.client import AsyncClient, Client
 from prime_billing.config import SANDBOX_API_KEY
 
 RECONCILE = str(SCRIPTS / "reconcile.py")
-
-
-def all_rows(live: LiveSandbox, **params: object) -> list[dict]:
-    """Every wallet row, read straight from the upstream, for an independent sum."""
-    rows: list[dict] = []
-    while True:
-        page = upstream_body(live, "/api/v1/billing/wallet", limit=100, offset=len(rows), **params)
-        rows += page["recent_billings"]
-        if not page["recent_billings"] or len(rows) >= page["total_billings"]:
-            return rows
-
-
-def cents(value: float) -> int:
-    return round(value * 100)
 
 
 @pytest.mark.parametrize("run_id", ["rft_sbx_running", "rft_sbx_completed", "rft_sbx_cached", "rft_sbx_failed"])

@@ -11,22 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SCRIPTS, LiveSandbox, run, run_tty, script_env, upstream_body
+from conftest import SCRIPTS, LiveSandbox, all_rows, cents, run, run_tty, script_env
 
 SPEND = str(SCRIPTS / "spend.py")
-
-
-def all_rows(live: LiveSandbox, **params: object) -> list[dict]:
-    rows: list[dict] = []
-    while True:
-        page = upstream_body(live, "/api/v1/billing/wallet", limit=100, offset=len(rows), **params)
-        rows += page["recent_billings"]
-        if not page["recent_billings"] or len(rows) >= page["total_billings"]:
-            return rows
-
-
-def cents(value: float) -> int:
-    return round(value * 100)
 
 
 def spend_json(live: LiveSandbox, home: Path, *args: str) -> dict:
