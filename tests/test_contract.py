@@ -64,6 +64,9 @@ def test_rest_paths_methods_and_params_match(served: Any) -> None:
             assert in_path == {p["name"] for p in consumed.get("inputParameters", []) if p["in"] == "path"}
             # `mapping: $.`: the whole upstream body is the answer
             assert [p["mapping"] for p in o["outputParameters"]] == ["$."]
+    # every route beyond the contract has its own operationId too (OpenAPI wants them unique)
+    ids = [spec["operationId"] for item in doc["paths"].values() for spec in item.values() if "operationId" in spec]
+    assert len(ids) == len(set(ids)) == len(doc["paths"]) and "" not in ids
     wallet = doc["paths"]["/v1/api/v1/billing/wallet"]["get"]
     assert {p["name"] for p in wallet["parameters"]} == {"limit", "offset", "teamId"}
     # and they answer, with the methods the contract gives
