@@ -260,6 +260,46 @@ def _head_refusal(status: int, code: str, detail: str) -> bytes:
     return head.encode("latin-1") + body
 
 
+class _OneWrite:
+    """A response's transport that sends a sized response's head together with its body.
+
+    uvicorn writes the head and the body separately; on a TCP_NODELAY socket
+    that is two segments, and the caller wakes up (and reads) twice for every
+    answer. A head that names its Content-Length is held until the first body
+    write (at most one ASGI message later); any other head (a stream) goes at once.
+    """
+
+    __slots__ = ("_armed", "_head", "_transport")
+
+    def __init__(self, transport: Any) -> None:
+        self._transport = transport
+        self._armed = True  # the first write but a 100 Continue is the head
+        self._head: bytes | None = None
+
+    def write(self, data: bytes) -> None:
+        if self._armed:
+            if data.startswith(b"HTTP/1.1 100 "):
+                self._transport.write(data)
+                return
+            self._armed = False
+            if b"\r\ncontent-length: " in data:
+                self._head = data
+                return
+        elif self._head is not None:
+            data = self._head + data
+            self._head = None
+        self._transport.write(data)
+
+    def close(self) -> None:
+        if self._head is not None:
+            self._transport.write(self._head)
+            self._head = None
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
 def protocol_class(limits: Limits) -> type[Any] | None:
     """uvicorn's httptools protocol, with a cap on the request head and a deadline for it.
 
@@ -312,6 +352,10 @@ def protocol_class(limits: Limits) -> type[Any] | None:
         def on_headers_complete(self) -> None:
             self._disarm()
             super().on_headers_complete()
+
+        def _start_asgi_task(self, cycle: Any, app: Any) -> None:
+            cycle.transport = _OneWrite(cycle.transport)
+            super()._start_asgi_task(cycle, app)
 
         def _count(self, n: int) -> None:
             self._head_bytes += n
