@@ -18,7 +18,7 @@ from urllib.parse import urlencode
 import httpx
 from pydantic import ValidationError
 
-from ..client import SANDBOX_HEADER, USER_AGENT, AsyncClient, Result
+from ..client import MAX_BODY_BYTES, SANDBOX_HEADER, USER_AGENT, AsyncClient, Result
 from ..config import Settings
 from ..operations import Operation
 
@@ -71,6 +71,22 @@ class ServerClient(AsyncClient):
         #: upstream URLs built already, by path and query (pages and runs asked for again)
         self._urls: dict[tuple[str, tuple[tuple[str, str], ...]], Any] = {}
         self._use_aiohttp = transport is None and not settings.sandbox
+        #: lean kept-alive GETs (http1.py) when httptools is there; aiohttp for anything else
+        self._http1: Any = None
+        #: request heads built already, by method, path, query and headers
+        self._heads: dict[tuple[Any, ...], bytes] = {}
+        if self._use_aiohttp:
+            try:
+                from .http1 import Http1Pool
+
+                self._http1 = Http1Pool(
+                    settings.base_url,
+                    connect_timeout=settings.connect_timeout,
+                    read_timeout=settings.timeout,
+                    cap=MAX_BODY_BYTES,
+                )
+            except ImportError:
+                pass
         if self._use_aiohttp:
             try:
                 import aiohttp  # noqa: F401
@@ -91,6 +107,8 @@ class ServerClient(AsyncClient):
 
     async def aclose(self) -> None:
         await super().aclose()
+        if self._http1 is not None:
+            await self._http1.aclose()
         if self._aiohttp is not None:
             await self._aiohttp.close()
 
@@ -101,7 +119,31 @@ class ServerClient(AsyncClient):
             tally.upstream += 1
         if not self._use_aiohttp:
             return await super()._send(req)
+        if self._http1 is not None and req.method == "GET":
+            return await self._send_http1(req)
         return await self._send_aiohttp(req)
+
+    async def _send_http1(self, req: Any) -> Any:
+        from .http1 import TooLarge
+
+        where = (req.method, req.path, tuple(req.query.items()), tuple(req.headers.items()))
+        head = self._heads.get(where)
+        try:
+            if head is None:
+                target = req.path + ("?" + urlencode(req.query) if req.query else "")
+                head = self._http1.head(
+                    req.method, target, {"User-Agent": USER_AGENT, "Accept": "application/json", **req.headers}
+                )
+                if len(self._heads) >= 4096:  # bounded: start over
+                    self._heads.clear()
+                self._heads[where] = head
+            status, headers, body = await self._http1.request(head)
+        except TooLarge as exc:
+            self._check_size(_Head(exc.status, exc.headers), exc.received)  # type: ignore[arg-type]
+            raise AssertionError("unreachable: the size check refuses it") from None
+        except httpx.HTTPError as exc:
+            return exc
+        return _Head(status, headers), body
 
     def _session(self) -> Any:
         import aiohttp
