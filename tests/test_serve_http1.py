@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 
 import httpx
 import pytest
-
-pytest.importorskip("httptools")
+import trustme
 
 from prime_billing.serve.http1 import Http1Pool, TooLarge
 
@@ -92,5 +92,46 @@ def test_refuses_an_oversized_answer_and_reports_refused_and_broken_connections(
             await pool.request(pool.head("GET", "/x", {}))
         with pytest.raises(httpx.LocalProtocolError):
             pool.head("GET", "/x", {"Authorization": "Bearer a\r\nX-Evil: 1"})
+
+    asyncio.run(main())
+
+
+def test_https_upstream_is_verified() -> None:
+    """The production upstream is https: the pool speaks TLS and checks the certificate."""
+    ca = trustme.CA()
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost").configure_cert(server_ctx)
+    client_ctx = ssl.create_default_context()
+    ca.configure_trust(client_ctx)
+
+    async def main() -> None:
+        answers = [_ok(b'{"tls": true}'), _ok(b'{"tls": 2}')]
+
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            try:
+                while answers:
+                    await reader.readuntil(b"\r\n\r\n")
+                    writer.write(answers.pop(0))
+                    await writer.drain()
+            except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
+                pass
+            writer.close()
+
+        server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=server_ctx)
+        port = server.sockets[0].getsockname()[1]
+        trusted = Http1Pool(
+            f"https://localhost:{port}", connect_timeout=2, read_timeout=2, cap=1 << 20, ssl_context=client_ctx
+        )
+        head = trusted.head("GET", "/x", {})
+        assert head.startswith(b"GET /x HTTP/1.1\r\nHost: localhost:")
+        assert (await trusted.request(head))[2] == b'{"tls": true}'
+        assert (await trusted.request(head))[2] == b'{"tls": 2}'  # same TLS connection, kept alive
+        await trusted.aclose()
+        # without the CA the certificate is refused: no answer is read from an unverified peer
+        untrusted = Http1Pool(f"https://localhost:{port}", connect_timeout=2, read_timeout=2, cap=1 << 20)
+        with pytest.raises(httpx.ConnectError, match="cannot connect to localhost"):
+            await untrusted.request(untrusted.head("GET", "/x", {}))
+        await untrusted.aclose()
+        server.close()
 
     asyncio.run(main())

@@ -182,7 +182,15 @@ class _Conn(asyncio.Protocol):
 class Http1Pool:
     """Kept-alive connections to the one upstream origin."""
 
-    def __init__(self, base_url: str, *, connect_timeout: float, read_timeout: float, cap: int) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        connect_timeout: float,
+        read_timeout: float,
+        cap: int,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         parts = urlsplit(base_url)
         self.https = parts.scheme == "https"
         self.host = parts.hostname or "localhost"
@@ -195,7 +203,8 @@ class Http1Pool:
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self.cap = cap
-        self._ssl: ssl.SSLContext | None = ssl.create_default_context() if self.https else None
+        #: certificates are verified (the system's CAs unless a context is given)
+        self._ssl: ssl.SSLContext | None = (ssl_context or ssl.create_default_context()) if self.https else None
         self._idle: deque[_Conn] = deque()
         self._closed = False
 

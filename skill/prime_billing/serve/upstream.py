@@ -1,10 +1,11 @@
-"""The servers' upstream client: the core client's plan, with aiohttp doing the I/O.
+"""The servers' upstream client: the core client's plan, with a leaner send.
 
 `AsyncClient` keeps its checks, retries and error mapping in one plan and lets
-each face do only its own sending (`_send`). Here that send goes through
-aiohttp's connection pool: per request it costs a fraction of what httpx's
-async pool does, and a server pays that on every call it forwards. The
-in-process sandbox, or an explicit httpx transport (tests), keep the httpx path.
+each face do only its own sending (`_send`). A server pays its client's own
+cost on every call it forwards, so here GETs go over kept-alive HTTP/1.1
+connections parsed by httptools (`http1.py`), anything else through aiohttp's
+pool; both cost a fraction of httpx's async pool per request. The in-process
+sandbox, or an explicit httpx transport (tests), keep the httpx path.
 """
 
 from __future__ import annotations
@@ -154,6 +155,8 @@ class ServerClient(AsyncClient):
             headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=s.connect_timeout, sock_read=s.timeout),
             skip_auto_headers=("Accept-Encoding",),
+            # one session serves every caller (passthrough keys too): never carry cookies between them
+            cookie_jar=aiohttp.DummyCookieJar(),
         )
         return self._aiohttp
 
