@@ -100,6 +100,12 @@ def upstream_body(live: LiveSandbox, path: str, **params: object) -> dict:
     return r.json()
 
 
+def assert_one_line_error(out: subprocess.CompletedProcess[str], code: int, needle: str) -> None:
+    """The failure contract: the exit code, nothing on stdout, one stderr line that says it, no traceback."""
+    assert (out.returncode, out.stdout) == (code, ""), out.stderr
+    assert needle in out.stderr and out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
+
+
 def all_rows(live: LiveSandbox, **params: object) -> list[dict]:
     """Every wallet row, read straight from the upstream, for an independent sum."""
     rows: list[dict] = []

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SCRIPTS, LiveSandbox, run, script_env, upstream_body
+from conftest import SCRIPTS, LiveSandbox, assert_one_line_error, run, script_env, upstream_body
 from prime_billing.client import AsyncClient, Client
 from prime_billing.config import SANDBOX_API_KEY
 from prime_billing.operations import BY_NAME
@@ -70,9 +70,7 @@ def test_without_the_flag_the_wallet_command_is_the_contract_operation(sandbox: 
     [("-1", "min_balance must be >= 0, got -1"), ("lots", "must be a number, got 'lots'"), ("nan", "finite number")],
 )
 def test_bad_minimums_are_refused_before_sending(sandbox: LiveSandbox, home: Path, value: str, needle: str) -> None:
-    out = run([WALLET, "--min-balance", value], script_env(home, sandbox.url))
-    assert out.returncode == 2 and out.stdout == ""
-    assert needle in out.stderr and out.stderr.count("\n") == 1
+    assert_one_line_error(run([WALLET, "--min-balance", value], script_env(home, sandbox.url)), 2, needle)
     assert sandbox.requests() == 0
 
 

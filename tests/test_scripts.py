@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SCRIPTS, LiveSandbox, run, script_env, upstream_body
+from conftest import SCRIPTS, LiveSandbox, assert_one_line_error, run, script_env, upstream_body
 
 USAGE = str(SCRIPTS / "run_usage.py")
 WALLET = str(SCRIPTS / "wallet.py")
@@ -160,9 +160,7 @@ def test_auth_not_found_and_forbidden_runs(sandbox: LiveSandbox, home: Path) -> 
         ("rft_missing", 1, "run not found (404"),
         ("rft_sbx_other_team", 1, "access denied (403"),
     ]:
-        out = run([USAGE, run_id], env)
-        assert (out.returncode, out.stdout) == (code, "")
-        assert needle in out.stderr and out.stderr.count("\n") == 1
+        assert_one_line_error(run([USAGE, run_id], env), code, needle)
     bad_key = run([USAGE, "rft_sbx_running"], {**env, "PRIME_API_KEY": "pk-nope"})
     assert bad_key.returncode == 1 and "rejected the API key (401" in bad_key.stderr
 
@@ -193,9 +191,7 @@ def test_retries_give_up_after_a_bounded_number_of_attempts(sandbox: LiveSandbox
     "run_id", ["../wallet", "a/b", "%2e%2e", "", ".", "..", "x" * 129, "rft abc", "r?x=1", "rft\n"]
 )
 def test_hostile_run_ids_never_reach_upstream(sandbox: LiveSandbox, home: Path, run_id: str) -> None:
-    out = run([USAGE, run_id], script_env(home, sandbox.url))
-    assert out.returncode == 2
-    assert "is not a valid id" in out.stderr and out.stderr.count("\n") == 1
+    assert_one_line_error(run([USAGE, run_id], script_env(home, sandbox.url)), 2, "is not a valid id")
     assert sandbox.requests() == 0
 
 
@@ -213,9 +209,7 @@ def test_hostile_run_ids_never_reach_upstream(sandbox: LiveSandbox, home: Path, 
 def test_bad_wallet_arguments_are_refused_before_sending(
     sandbox: LiveSandbox, home: Path, args: list[str], needle: str
 ) -> None:
-    out = run([WALLET, *args], script_env(home, sandbox.url))
-    assert out.returncode == 2 and out.stdout == ""
-    assert needle in out.stderr and out.stderr.count("\n") == 1
+    assert_one_line_error(run([WALLET, *args], script_env(home, sandbox.url)), 2, needle)
     assert sandbox.requests() == 0
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SCRIPTS, LiveSandbox, all_rows, cents, run, run_tty, script_env
+from conftest import SCRIPTS, LiveSandbox, all_rows, assert_one_line_error, cents, run, run_tty, script_env
 
 SPEND = str(SCRIPTS / "spend.py")
 
@@ -149,9 +149,7 @@ def test_progress_shows_on_a_terminal_only(sandbox: LiveSandbox, home: Path) -> 
 def test_bad_arguments_are_refused_before_sending(
     sandbox: LiveSandbox, home: Path, args: list[str], needle: str
 ) -> None:
-    out = run([SPEND, *args], script_env(home, sandbox.url))
-    assert out.returncode == 2 and out.stdout == ""
-    assert needle in out.stderr and out.stderr.count("\n") == 1
+    assert_one_line_error(run([SPEND, *args], script_env(home, sandbox.url)), 2, needle)
     assert sandbox.requests() == 0
 
 
