@@ -172,18 +172,13 @@ class _Core:
             kwargs["transport"] = self._transport
         return kwargs
 
-    def _prepare(
-        self, name: str, args: Mapping[str, Any], api_key: str | None
-    ) -> tuple[ops.Operation, dict[str, Any], str, dict[str, str], dict[str, str]]:
-        op = ops.get(name)
+    def _checked(self, op: ops.Operation, args: Mapping[str, Any]) -> dict[str, Any]:
+        """The arguments to send: settings fill what the caller left out, then every one is checked."""
         given = dict(args)
         for param, setting in op.settings_defaults.items():
             if given.get(param) is None:
                 given[param] = getattr(self.settings, setting)
-        checked = op.check(given)
-        key = api_key or self.settings.require_key()
-        path, query = op.path_and_query(checked)
-        return op, checked, path, query, {"Authorization": f"Bearer {key}"}
+        return op.check(given)
 
     def _next_delay(self, attempt: int, waited: float, retry_after: float | None) -> float | None:
         """Seconds to wait before the next attempt, or None to give up now."""
@@ -294,13 +289,9 @@ class _Core:
         """Any operation as one plan: a plain one is one exchange; a composite one runs its
         `compose` plan, feeding it the Result of each sub-call, itself a nested plan."""
         op = ops.get(name)
+        checked = self._checked(op, args)
         if op.compose is None:
-            return (yield from self._exchange(name, args, api_key))
-        given = dict(args)
-        for param, setting in op.settings_defaults.items():
-            if given.get(param) is None:
-                given[param] = getattr(self.settings, setting)
-        checked = op.check(given)
+            return (yield from self._exchange(op, checked, api_key))
         report = op.compose(checked)
         sandbox, attempts = self.settings.sandbox, 0
         reply: Any = None
@@ -318,12 +309,13 @@ class _Core:
         return Result(op, model, model.model_dump(mode="json"), checked, sandbox, attempts)
 
     def _exchange(
-        self, name: str, args: Mapping[str, Any], api_key: str | None
+        self, op: ops.Operation, checked: dict[str, Any], api_key: str | None
     ) -> Generator[_Send | float, _Reply, Result[Any]]:
-        """The whole call as a plan both faces drive: yields a request to send or
+        """One upstream call as a plan both faces drive: yields a request to send or
         seconds to sleep, receives what the send produced, returns the Result."""
-        op, checked, path, query, headers = self._prepare(name, args, api_key)
-        request = _Send(op.method, path, query, headers)
+        key = api_key or self.settings.require_key()
+        path, query = op.path_and_query(checked)
+        request = _Send(op.method, path, query, {"Authorization": f"Bearer {key}"})
         attempt, waited = 0, 0.0
         while True:
             attempt += 1
