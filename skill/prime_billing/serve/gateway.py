@@ -45,11 +45,7 @@ class Gateway:
         self, op: Operation, args: Mapping[str, Any], credential: str | None = None, tally: Tally | None = None
     ) -> Result[Any]:
         """Validate, then fetch once for everyone asking the same thing right now."""
-        given = dict(args)
-        for param, setting in op.settings_defaults.items():
-            if given.get(param) is None:
-                given[param] = getattr(self.settings, setting)
-        checked = op.check(given)  # InvalidInputError here: nothing has left yet
+        checked = self.client._checked(op, args)  # InvalidInputError here: nothing has left yet
         if self.passthrough:
             if not credential:
                 raise AuthenticationError("send your Prime API key as `Authorization: Bearer <key>`", status=401)

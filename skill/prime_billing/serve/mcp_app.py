@@ -52,7 +52,7 @@ def tool_for(op: Operation) -> types.Tool:
 def _schema_mode(op: Operation) -> Any:
     """A plain operation answers the upstream body (validated shape); a composite one
     answers its model as dumped (serialized shape)."""
-    return "serialization" if getattr(op, "composite", False) else "validation"
+    return "serialization" if op.composite else "validation"
 
 
 def build_server(gateway: Gateway, operations: Sequence[Operation] = OPERATIONS) -> Server[Any]:
