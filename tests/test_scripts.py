@@ -4,11 +4,16 @@ against the sandbox on a real loopback socket."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
 
-from conftest import SCRIPTS, LiveSandbox, assert_one_line_error, run, script_env, upstream_body
+from conftest import ROOT, SCRIPTS, LiveSandbox, assert_one_line_error, run, script_env, upstream_body
 
 USAGE = str(SCRIPTS / "run_usage.py")
 WALLET = str(SCRIPTS / "wallet.py")
@@ -46,14 +51,28 @@ def test_several_runs_are_fetched_and_returned_in_order(sandbox: LiveSandbox, ho
     assert [d["run_id"] for d in json.loads(out.stdout)] == ["rft_sbx_running", "rft_sbx_failed"]
     assert sandbox.requests("/usage") == 2
 
-    # one bad run: the good one is still summarised, the bad one is one line on stderr, exit 1
-    mixed = run([USAGE, "rft_sbx_running", "rft_nope"], env)
+
+def test_an_unknown_run_among_several_loses_none_of_the_others(sandbox: LiveSandbox, home: Path) -> None:
+    env = script_env(home, sandbox.url)
+    running = upstream_body(sandbox, "/api/v1/billing/runs/rft_sbx_running/usage")
+    failed = upstream_body(sandbox, "/api/v1/billing/runs/rft_sbx_failed/usage")
+
+    # summary: the found runs are printed, the unknown one is one line on stderr, exit 1
+    mixed = run([USAGE, "rft_sbx_running", "rft_nope", "rft_sbx_failed"], env)
     assert mixed.returncode == 1
-    assert "rft_sbx_running" in mixed.stdout and "$17.50" in mixed.stdout
-    assert mixed.stderr.count("\n") == 1 and "not found (404" in mixed.stderr
-    # under --json nothing partial is written
-    mixed_json = run([USAGE, "rft_sbx_running", "rft_nope", "--json"], env)
-    assert mixed_json.returncode == 1 and mixed_json.stdout == ""
+    assert "rft_sbx_running" in mixed.stdout and "$17.50" in mixed.stdout and "rft_sbx_failed" in mixed.stdout
+    assert mixed.stderr.count("\n") == 1 and "not found (404" in mixed.stderr and "Traceback" not in mixed.stderr
+
+    # --json: the same runs kept, the unknown one an error object in its place, exit 1
+    js = run([USAGE, "rft_sbx_running", "rft_nope", "rft_sbx_failed", "--json"], env)
+    assert js.returncode == 1
+    assert js.stderr.count("\n") == 1 and js.stderr.startswith("run_usage.py: error: run not found (404")
+    message = js.stderr.removeprefix("run_usage.py: error: ").rstrip("\n")
+    error = {"run_id": "rft_nope", "error": {"code": "not_found", "status": 404, "message": message}}
+    assert json.loads(js.stdout) == [running, error, failed]
+
+    # a single id that fails still prints no JSON at all
+    assert_one_line_error(run([USAGE, "rft_nope", "--json"], env), 1, "run not found (404")
 
 
 def test_run_summary_carries_the_figures(sandbox: LiveSandbox, home: Path) -> None:
@@ -200,7 +219,7 @@ def test_hostile_run_ids_never_reach_upstream(sandbox: LiveSandbox, home: Path, 
     [
         (["--limit", "0"], "limit must be 1..100, got 0"),
         (["--limit", "101"], "limit must be 1..100, got 101"),
-        (["--offset", "-1"], "offset must be >= 0, got -1"),
+        (["--offset", "-1"], "offset must be 0..10000000, got -1"),
         (["--limit", "ten"], "invalid int value: 'ten'"),
         (["--team", "../x"], "team_id '../x' is not a valid id"),
         (["--bogus"], "unrecognized arguments: --bogus"),
@@ -239,3 +258,59 @@ def test_sandbox_flag_uses_demo_data_without_network_or_key(home: Path) -> None:
     assert out.stdout.startswith("SANDBOX DATA") and "$17.50" in out.stdout
     js = run([WALLET, "--sandbox", "--json"], env)
     assert json.loads(js.stdout)["sandbox"] is True
+
+
+@pytest.fixture(scope="session")
+def bare_python(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """An interpreter with nothing installed (no httpx, no pydantic), made once per session."""
+    venv = tmp_path_factory.mktemp("bare") / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    python = str(venv / "bin" / "python")
+    probe = subprocess.run([python, "-c", "import httpx"], env=_no_pythonpath(), capture_output=True, timeout=30)
+    assert probe.returncode != 0, "the bare venv can import httpx: the test below would prove nothing"
+    return python
+
+
+def _no_pythonpath(env: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """A PYTHONPATH could lend the bare interpreter the packages it must not have."""
+    return {k: v for k, v in env.items() if k != "PYTHONPATH"}
+
+
+CORE_FIX, SERVE_FIX = "pip install httpx pydantic", "pip install 'prime-billing-skill[serve]'"
+
+
+@pytest.mark.parametrize(
+    ("script", "args", "fix"),
+    [
+        pytest.param(script, args, fix, id=script)
+        for script, args, fix in [
+            ("run_usage.py", ["rft_sbx_running", "--sandbox"], CORE_FIX),
+            ("wallet.py", ["--sandbox"], CORE_FIX),
+            ("reconcile.py", ["rft_sbx_completed", "--sandbox"], CORE_FIX),
+            ("spend.py", ["--sandbox"], CORE_FIX),
+            ("serve.py", ["--sandbox"], SERVE_FIX),
+        ]
+    ],
+)
+def test_a_python_without_the_dependencies_gets_one_line_naming_the_fix(
+    bare_python: str, home: Path, script: str, args: list[str], fix: str
+) -> None:
+    out = subprocess.run(
+        [bare_python, str(SCRIPTS / script), *args],
+        env=_no_pythonpath(script_env(home)),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert_one_line_error(out, 2, f"uv run {SCRIPTS / script} ...")
+    assert out.stderr.startswith(f"{script}: error: missing dependency ") and fix in out.stderr
+
+
+def test_a_missing_module_of_our_own_is_a_bug_and_keeps_its_traceback(tmp_path: Path, home: Path) -> None:
+    shutil.copytree(ROOT / "skill" / "prime_billing", tmp_path / "skill" / "prime_billing")
+    shutil.copytree(SCRIPTS, tmp_path / "scripts")
+    (tmp_path / "skill" / "prime_billing" / "models.py").unlink()
+    out = run([str(tmp_path / "scripts" / "wallet.py"), "--sandbox"], script_env(home))
+    assert out.returncode == 1 and "Traceback" in out.stderr
+    assert "No module named 'prime_billing.models'" in out.stderr and "missing dependency" not in out.stderr

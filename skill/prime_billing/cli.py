@@ -6,11 +6,16 @@ line per error, never a traceback. Exit codes: 0 ok, 1 the API or network
 failed, 2 bad invocation or missing configuration, 3 a check did not pass
 (`reconcile` found a mismatch, the balance is below `wallet --min-balance`):
 the answer is still printed, and stderr says by how much in one line.
+A missing dependency is one line naming what to install (exit 2). SIGTERM ends
+any command with exit 0, SIGINT with 130, at once and without a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
@@ -19,13 +24,15 @@ from . import __version__
 from .errors import InvalidInputError, PrimeBillingError
 
 EXIT_OK, EXIT_API, EXIT_USAGE, EXIT_CHECK = 0, 1, 2, 3
+#: Ctrl-C: the shell's convention (128 + SIGINT)
+EXIT_INTERRUPTED = 130
 EXIT_CODES = (
     "exit codes: 0 ok, 1 API or network failure, 2 bad invocation or configuration, "
     "3 a check did not pass (reconcile mismatch, balance below --min-balance)"
 )
 
 
-class _Parser(argparse.ArgumentParser):
+class Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line naming the fix."""
 
     def error(self, message: str) -> NoReturn:
@@ -79,7 +86,7 @@ def _add_op_args(p: argparse.ArgumentParser, op: Any) -> None:
 def _op_parser(op: Any, prog: str | None = None, parent: Any = None) -> argparse.ArgumentParser:
     epilog = EXIT_CODES
     if parent is None:
-        p = _Parser(prog=prog, description=op.description, epilog=epilog)
+        p = Parser(prog=prog, description=op.description, epilog=epilog)
     else:
         p = parent.add_parser(op.command, help=op.description.split(":")[0], description=op.description, epilog=epilog)
     _add_op_args(p, op)
@@ -126,22 +133,27 @@ def _run_operation(op: Any, ns: argparse.Namespace) -> int:
         progress.done()
 
     errors = [o for o in outcomes if isinstance(o, PrimeBillingError)]
+    done = [o for o in outcomes if not isinstance(o, PrimeBillingError)]
     if csv_to and not errors:
         _write_csv(outcomes, csv_to)
         if csv_to == "-":
             return _alerts(prog, outcomes)
     if ns.json:
-        if errors:  # one JSON document or none: never a partial one
-            for e in errors:
-                _fail(prog, e, e.exit_code)
-            return max(e.exit_code for e in errors)
+        if errors and len(outcomes) == 1:  # the one document failed: nothing to print
+            return _fail(prog, errors[0], errors[0].exit_code)
         import json
 
-        docs = [o.raw for o in outcomes]
+        # several ids: one element per id, in order; a failed one is an error object,
+        # so the runs that were found are never lost to another's failure
+        docs = [
+            _error_doc(str(many), a[many], o) if isinstance(o, PrimeBillingError) else o.raw
+            for a, o in zip(calls, outcomes, strict=True)
+        ]
         sys.stdout.write(json.dumps(docs[0] if len(docs) == 1 else docs, ensure_ascii=False))
         sys.stdout.write("\n")
-        return _alerts(prog, outcomes)
-    done = [o for o in outcomes if not isinstance(o, PrimeBillingError)]
+        for e in errors:
+            _fail(prog, e, e.exit_code)
+        return max(e.exit_code for e in errors) if errors else _alerts(prog, outcomes)
     if done:
         from .render import SANDBOX_BANNER
 
@@ -152,6 +164,11 @@ def _run_operation(op: Any, ns: argparse.Namespace) -> int:
     if errors:
         return max(e.exit_code for e in errors)
     return _alerts(prog, done)
+
+
+def _error_doc(key: str, value: Any, exc: PrimeBillingError) -> dict[str, Any]:
+    """A failed id's place in a `--json` array: the id and what went wrong, as the error classes say it."""
+    return {key: value, "error": {"code": exc.code, "status": exc.status, "message": str(exc)}}
 
 
 def _attempt(client: Any, name: str, args: dict[str, Any], progress: Any = None) -> Any:
@@ -226,6 +243,7 @@ def _sandbox_command(sub: Any) -> None:
     p.add_argument("--fail-rate", type=float, default=0.0, metavar="P", help="fraction of requests answered 503")
 
     def run(ns: argparse.Namespace) -> int:
+        _quit_on(signal.SIGINT, EXIT_OK)  # a server stopped by Ctrl-C has done its job
         from .sandbox import Sandbox, serve
 
         box = Sandbox()
@@ -260,9 +278,9 @@ EXTRA_COMMANDS: list[Callable[[Any], None]] = [_sandbox_command, _serve_commands
 def build_parser(prog: str = "prime-billing") -> argparse.ArgumentParser:
     from .operations import OPERATIONS
 
-    parser = _Parser(prog=prog, description="Prime Intellect billing: RFT run cost and wallet balance.")
+    parser = Parser(prog=prog, description="Prime Intellect billing: RFT run cost and wallet balance.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
     for op in OPERATIONS:
         if op.cli_extends is None:
             _op_parser(op, parent=sub)
@@ -271,33 +289,107 @@ def build_parser(prog: str = "prime-billing") -> argparse.ArgumentParser:
     return parser
 
 
-def _execute(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
-    ns = parser.parse_args(argv)
-    ns._prog = parser.prog
-    try:
-        return int(ns._run(ns))
-    except PrimeBillingError as exc:
-        return _fail(parser.prog, exc, exc.exit_code)
-    except KeyboardInterrupt:
-        return 130
-    except BrokenPipeError:
-        # the reader (`| head`) went away: not an error worth a traceback
-        import os
+def execute(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
+    """Parse `argv` with `parser` and run the command it picks; returns the exit code.
 
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_OK
+    A process entry point only: it installs process-wide signal handlers (see `_quit_on`)."""
+    return _guarded(parser.prog, lambda: _dispatch(parser, argv))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return _execute(build_parser(), argv)
+    """The `prime-billing` command."""
+    return _guarded("prime-billing", lambda: _dispatch(build_parser(), argv))
 
 
 def run_script(command: str, prog: str, argv: Sequence[str] | None = None) -> int:
     """Entry for `scripts/*.py`: one operation's parser, under the script's name."""
-    from .operations import OPERATIONS
 
-    op = next(o for o in OPERATIONS if o.command == command and o.cli_extends is None)
-    return _execute(_op_parser(op, prog=prog), argv)
+    def parser() -> argparse.ArgumentParser:
+        from .operations import OPERATIONS
+
+        op = next(o for o in OPERATIONS if o.command == command and o.cli_extends is None)
+        return _op_parser(op, prog=prog)
+
+    return _guarded(prog, lambda: _dispatch(parser(), argv))
+
+
+def _dispatch(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
+    ns = parser.parse_args(argv)
+    ns._prog = parser.prog
+    code = int(ns._run(ns))
+    sys.stdout.flush()  # the answer is out before a late SIGTERM could drop the buffer
+    return code
+
+
+def _guarded(prog: str, body: Callable[[], int]) -> int:
+    """Run `body` (building the parser too: that is where the dependencies load) so
+    that every way it can end is an exit code and at most one line per error."""
+    _quit_on(signal.SIGTERM, EXIT_OK)
+    _quit_on(signal.SIGINT, EXIT_INTERRUPTED)
+    try:
+        return body()
+    except PrimeBillingError as exc:
+        return _fail(prog, exc, exc.exit_code)
+    except ModuleNotFoundError as exc:
+        if not _third_party(exc.name):
+            raise  # one of this package's own modules, or the stdlib's: a bug, keep the traceback
+        return _fail(prog, PrimeBillingError(_missing_dependency(prog, exc)), EXIT_USAGE)
+    except KeyboardInterrupt:  # a SIGINT that came while another handler was in place
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # the reader (`| head`) went away: not an error worth a traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
+    finally:
+        _settle()
+
+
+def _quit_on(sig: int, code: int) -> None:
+    """From now on `sig` ends the process at once with `code`, wherever it lands.
+
+    `os._exit` rather than an exception: no `finally` or `except` can turn a late
+    signal into a traceback, stdout's buffer is dropped instead of flushed (so a
+    half-written answer never goes out), and worker threads blocked on a slow
+    upstream are not waited for. Open sockets are closed by the kernel."""
+    with contextlib.suppress(ValueError):  # not the main thread: signals are not ours to handle
+        signal.signal(sig, lambda _sig, _frame: os._exit(code))
+
+
+def _settle() -> None:
+    """The command is over: a signal from here on is ignored and the exit code is the
+    command's own. Left alone, Python's shutdown restores the default action, and a
+    SIGTERM landing then would end the process with 143."""
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(ValueError):
+            signal.signal(sig, signal.SIG_IGN)
+
+
+def _third_party(name: str | None) -> bool:
+    top = (name or "").partition(".")[0]
+    return bool(top) and top != __package__ and top not in sys.stdlib_module_names
+
+
+def _missing_dependency(prog: str, exc: ModuleNotFoundError) -> str:
+    """`missing dependency X: <how to install it>`; a script also gets its `uv run` line,
+    since each one declares its own dependencies (PEP 723)."""
+    fix = "pip install httpx pydantic"
+    if _needed_by(exc).split(".")[:2] == [__package__, "serve"]:  # the server stack
+        fix = "pip install 'prime-billing-skill[serve]'"
+    if prog.endswith(".py"):
+        path = sys.argv[0] if os.path.basename(sys.argv[0]) == prog else f"scripts/{prog}"
+        fix += f", or run it as: uv run {path} ..."
+    return f"missing dependency {str(exc.name).partition('.')[0]}: {fix}"
+
+
+def _needed_by(exc: BaseException) -> str:
+    """The innermost module of this package in the traceback: the one whose import failed."""
+    found, tb = "", exc.__traceback__
+    while tb is not None:
+        name = str(tb.tb_frame.f_globals.get("__name__", ""))
+        if name == __package__ or name.startswith(f"{__package__}."):
+            found = name
+        tb = tb.tb_next
+    return found
 
 
 if __name__ == "__main__":

@@ -597,11 +597,15 @@ def make_server(sandbox: Sandbox, host: str = "127.0.0.1", port: int = 0) -> Any
 
 
 def serve(sandbox: Sandbox, host: str = "127.0.0.1", port: int = 0, *, announce: Any = print) -> None:
-    """Serve until interrupted; announces the URL (and the demo key) on one line."""
+    """Serve until interrupted; announces the URL (and the demo key) on one line.
+
+    Ctrl-C returns normally; once bound, the socket is closed however serving ends
+    (the announce is inside the `try`). `prime-billing sandbox` has SIGTERM and
+    SIGINT exit 0 before the bind, so a supervisor never sees 143."""
     server = make_server(sandbox, host, port)
-    real_host, real_port = server.server_address[:2]
-    announce(f"sandbox serving on http://{real_host}:{real_port} (key: {sandbox.api_key}); Ctrl-C stops it")
     try:
+        real_host, real_port = server.server_address[:2]
+        announce(f"sandbox serving on http://{real_host}:{real_port} (key: {sandbox.api_key}); Ctrl-C stops it")
         server.serve_forever(poll_interval=0.2)
     except KeyboardInterrupt:
         pass
