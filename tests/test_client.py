@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -12,7 +13,18 @@ import pytest
 
 from conftest import LiveSandbox
 from prime_billing import errors
-from prime_billing.client import AsyncClient, Client, RetryPolicy, retry_after_seconds
+from prime_billing.client import (
+    DEFAULT_HEADERS,
+    MAX_BODY_BYTES,
+    AsyncClient,
+    Client,
+    Reply,
+    Request,
+    RetryPolicy,
+    check_size,
+    retry_after_seconds,
+    url_for,
+)
 from prime_billing.config import SANDBOX_API_KEY, Settings, load_settings
 from prime_billing.models import RunUsage
 from prime_billing.sandbox import RUNS, Sandbox
@@ -26,7 +38,6 @@ def live_client(live: LiveSandbox, **kw: object) -> Client:
 
 
 def test_sync_and_async_faces_return_the_same_result() -> None:
-    box = Sandbox()
     with Client(sandbox=True) as sync_client:
         a = sync_client.get_run_usage("rft_sbx_cached")
 
@@ -36,8 +47,10 @@ def test_sync_and_async_faces_return_the_same_result() -> None:
 
     b = asyncio.run(fetch())
     assert a.raw == b.raw == {**RUNS["rft_sbx_cached"], "sandbox": True}  # type: ignore[attr-defined]
-    assert a.data == b.data  # type: ignore[attr-defined]
-    assert a.sandbox and box is not None
+    assert a.data == b.data and a.body == b.body  # type: ignore[attr-defined]
+    # both say the figures are not real: the flag, and the banner on the first line
+    assert a.sandbox and b.sandbox and a.attempts == b.attempts == 1  # type: ignore[attr-defined]
+    assert a.summary() == b.summary() and a.summary().splitlines()[0].startswith("SANDBOX DATA")  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("face", ["sync", "async"])
@@ -193,3 +206,164 @@ def test_settings_precedence_in_process(tmp_path: object, monkeypatch: pytest.Mo
         load_settings(env={"PRIME_API_BASE_URL": "ftp://x"})
     with pytest.raises(errors.ConfigError, match="PRIME_BILLING_TIMEOUT"):
         load_settings(env={"PRIME_BILLING_TIMEOUT": "soon"})
+
+
+def test_cached_input_above_input_is_counted_as_all_the_input_never_a_negative_line() -> None:
+    """A backend reporting more cached input tokens than input tokens: the cached ones are part
+    of the input, so at most all of it was cached. Figures worked by hand:
+    input 1,000,000 tok, all cached @ $0.10/Mtok = $0.10; uncached 0 tok = $0.00;
+    output 2,000,000 tok @ $1.50/Mtok = $3.00; inference derived $3.10 (billed: $3.25)."""
+    body = {
+        "run_id": "rft_over",
+        "training": {"tokens": 0, "cost_usd": 0},
+        "inference": {
+            "tokens": 3_000_000,
+            "input_tokens": 1_000_000,
+            "output_tokens": 2_000_000,
+            "cached_input_tokens": 3_000_000,
+            "cost_usd": 3.25,
+        },
+        "total_tokens": 3_000_000,
+        "total_cost_usd": 3.25,
+        "pricing": {
+            "inference_input_per_mtok": 0.5,
+            "inference_cached_input_per_mtok": 0.1,
+            "inference_output_per_mtok": 1.5,
+        },
+    }
+    transport = httpx.MockTransport(lambda r: httpx.Response(200, json=body))
+    with Client(Settings(api_key="k"), transport=transport) as c:
+        result = c.get_run_usage("rft_over")
+    costs = result.data.costs
+    cached = costs.inference_cached_input
+    assert cached is not None and (cached.tokens, cached.cost_usd) == (1_000_000, pytest.approx(0.10))
+    assert (costs.inference_input.tokens, costs.inference_input.cost_usd) == (0, 0.0)
+    assert (costs.inference_output.tokens, costs.inference_output.cost_usd) == (2_000_000, pytest.approx(3.0))
+    assert costs.inference_derived_usd == pytest.approx(3.10) and costs.inference_billed_usd == 3.25
+    text = result.summary()
+    line = {
+        label: next(ln for ln in text.splitlines() if ln.strip().startswith(label + " "))
+        for label in ("input", "cached input", "output")
+    }
+    assert "1,000,000 tok" in line["cached input"] and line["cached input"].endswith("$0.10")
+    assert " 0 tok" in line["input"] and line["input"].endswith("$0.00")
+    assert "2,000,000 tok" in line["output"] and line["output"].endswith("$3.00")
+    assert "-$" not in text
+    # the body itself is passed on as it came: the upstream's own figure is not corrected
+    assert result.raw["inference"]["cached_input_tokens"] == 3_000_000
+
+
+# --------------------------------------------------------------------------- the send seam
+
+
+def test_url_for_builds_the_one_url_every_sender_uses() -> None:
+    assert url_for("https://x.test", Request("GET", "/api/v1/billing/wallet", {}, {})) == (
+        "https://x.test/api/v1/billing/wallet"
+    )
+    request = Request("GET", "/api/v1/billing/wallet", {"limit": "5", "teamId": "t:1 b/c"}, {})
+    assert (
+        url_for("http://127.0.0.1:8", request)
+        == "http://127.0.0.1:8/api/v1/billing/wallet?limit=5&teamId=t%3A1%20b%2Fc"
+    )
+
+
+def test_check_size_refuses_what_may_not_fit_and_lets_the_rest_through() -> None:
+    check_size(httpx.Headers({"content-length": str(MAX_BODY_BYTES)}), MAX_BODY_BYTES)
+    check_size({"content-encoding": "identity"})
+    check_size({"content-length": "١٢٣٤٥٦٧٨٩"})  # not a length: the running count still caps it
+    for headers, received in (
+        ({"content-length": str(MAX_BODY_BYTES + 1)}, 0),
+        ({}, MAX_BODY_BYTES + 1),
+        ({"content-encoding": "gzip"}, 0),
+    ):
+        with pytest.raises(errors.BadResponseError, match="refused unread"):
+            check_size(httpx.Headers(headers), received)
+
+
+def test_requests_ask_for_json_uncompressed_and_carry_the_key_only_in_the_header() -> None:
+    seen: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json=RUNS["rft_sbx_running"])
+
+    with Client(Settings(api_key="k-123"), transport=httpx.MockTransport(answer)) as c:
+        c.get_run_usage("rft_sbx_running")
+    (request,) = seen
+    assert {k: request.headers[k] for k in DEFAULT_HEADERS} == dict(DEFAULT_HEADERS)
+    assert request.headers["accept-encoding"] == "identity" and request.headers["authorization"] == "Bearer k-123"
+    assert "k-123" not in str(request.url)
+
+
+class Scripted:
+    """Replies handed out in order by an overriding `send`: a Reply, or an exception to raise."""
+
+    def __init__(self, *steps: Reply | Exception) -> None:
+        self.steps = list(steps)
+        self.requests: list[Request] = []
+
+    def next(self, request: Request) -> Reply:
+        self.requests.append(request)
+        step = self.steps.pop(0)
+        if isinstance(step, Exception):
+            raise step
+        return step
+
+
+def _json_reply(status: int, data: object, **headers: str) -> Reply:
+    return Reply(status, httpx.Headers({"content-type": "application/json", **headers}), json.dumps(data).encode())
+
+
+@pytest.mark.parametrize("face", ["sync", "async"])
+def test_a_subclass_overriding_send_keeps_retries_errors_and_validation(face: str) -> None:
+    """`send` is the whole contract of a sender: the plan still retries, maps errors and validates."""
+    script = Scripted(
+        httpx.ConnectError("refused"),
+        _json_reply(503, {"detail": "busy"}, **{"retry-after": "0"}),
+        httpx.ReadTimeout("slow"),
+        _json_reply(200, {**RUNS["rft_sbx_running"], "new_field": [1]}),
+    )
+
+    class SyncSender(Client):
+        def send(self, request: Request) -> Reply:
+            return script.next(request)
+
+    class AsyncSender(AsyncClient):
+        async def send(self, request: Request) -> Reply:
+            return script.next(request)
+
+    settings = Settings(api_key="k", base_url="http://nowhere.test")
+    if face == "sync":
+        with SyncSender(settings, retry=FAST) as c:
+            result = c.get_run_usage("rft_sbx_running")
+    else:
+
+        async def go() -> object:
+            async with AsyncSender(settings, retry=FAST) as c:
+                return await c.get_run_usage("rft_sbx_running")
+
+        result = asyncio.run(go())
+    assert result.attempts == 4 and result.data.run_id == "rft_sbx_running"  # type: ignore[attr-defined]
+    assert result.raw["new_field"] == [1] and result.data.model_extra == {"new_field": [1]}  # type: ignore[attr-defined]
+    assert (
+        script.requests
+        == [Request("GET", "/api/v1/billing/runs/rft_sbx_running/usage", {}, {"Authorization": "Bearer k"})] * 4
+    )
+
+    # and the errors are the plan's: a 404 from an overriding send reads as a 404 from httpx
+    script.steps = [_json_reply(404, {"detail": "Run rft_x not found"})]
+    with SyncSender(settings, retry=FAST) as c, pytest.raises(errors.NotFoundError, match="run not found \\(404"):
+        c.get_run_usage("rft_x")
+
+
+def test_result_raw_is_the_body_parsed_on_demand_and_composites_dump_their_model() -> None:
+    body = json.dumps({**RUNS["rft_sbx_running"], "extra": {"kept": True}}, separators=(",", ":")).encode()
+    transport = httpx.MockTransport(lambda r: httpx.Response(201, content=body))  # any 2xx is an answer
+    with Client(Settings(api_key="k"), transport=transport) as c:
+        result = c.get_run_usage("rft_sbx_running")
+    assert result.body == body  # the bytes as they came, for a server to pass on
+    assert result.raw == json.loads(body) and result.raw is result.raw  # parsed once
+    assert json.loads(result.json()) == json.loads(body)
+    with Client(sandbox=True) as c:
+        report = c.call("reconcile_run", {"run_id": "rft_sbx_running"})
+    assert report.body is None and report.raw == report.data.model_dump(mode="json")

@@ -245,7 +245,7 @@ def test_bad_arguments_read_like_the_scripts_on_every_path(tools: dict[str, Base
     cases = [
         (wallet, {"limit": 0}, "limit must be 1..100, got 0"),
         (wallet, {"limit": "many"}, "limit must be a whole number, got 'many'"),
-        (wallet, {"offset": -1}, "offset must be >= 0, got -1"),
+        (wallet, {"offset": -1}, "offset must be 0..10000000, got -1"),
         (wallet, {"colour": "red"}, "get_wallet takes no parameter 'colour'; it takes limit, offset, team_id"),
         (wallet, {"team_id": "a/b"}, "team_id 'a/b' is not a valid id"),
         (usage, {}, "run_id is required"),

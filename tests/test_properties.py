@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -35,7 +36,7 @@ from conftest import SCRIPTS, LiveSandbox, run, script_env, start_sandbox
 from prime_billing import operations as ops
 from prime_billing.client import Client, Result
 from prime_billing.config import SANDBOX_API_KEY, Settings
-from prime_billing.errors import PrimeBillingError
+from prime_billing.errors import APIError, BadResponseError, PrimeBillingError
 from prime_billing.langchain import PrimeBillingTool
 from prime_billing.sandbox import RUNS, Sandbox
 from serve_harness import running
@@ -236,6 +237,48 @@ def _at(body: Any, path: tuple[Any, ...]) -> Any:
     return body
 
 
+DATE_FIELDS = frozenset({"created_at", "updated_at", "last_billed_at"})
+
+
+@st.composite
+def variants(draw: st.DrawFn, base: dict[str, Any]) -> Any:
+    """A real body with other valid values in some leaves and unknown fields added: still an answer."""
+    body: Any = copy.deepcopy(base)
+    valid: dict[type, st.SearchStrategy[Any]] = {
+        int: st.integers(-(2**63), 2**63 - 1),
+        float: st.floats(allow_nan=False, allow_infinity=False),
+        str: st.text(max_size=30),
+    }
+    leaves_at = [p for p in _paths(body) if p and type(_at(body, p)) in valid]
+    for path in draw(st.lists(st.sampled_from(leaves_at), max_size=4)):
+        parent = _at(body, path[:-1])
+        parent[path[-1]] = draw(dates if path[-1] in DATE_FIELDS else valid[type(parent[path[-1]])])
+    objects = [p for p in _paths(body) if isinstance(_at(body, p), dict)]
+    for path in draw(st.lists(st.sampled_from(objects), max_size=2)):
+        _at(body, path)[draw(st.text(min_size=1, max_size=8).map(lambda k: "x_" + k))] = draw(json_values)
+    return body
+
+
+#: values of another JSON type that a lenient reader would take anyway (true as 1, "5" as 5, a
+#: digit string as a Unix time...), and a few it must never show as a figure
+CONFUSABLE = st.sampled_from(
+    [
+        *(True, False, None, 0, 5, 5.0, -1.5, float("inf"), float("nan"), "5", "1.5", "nan", "", [], {}),
+        *("0", "1700000000", "2026-11-20", "2026-11-20 10:00:00", "2026-11-20T10:00Z", "2026-11-20T10:00:00.1234567"),
+    ]
+)
+
+
+@st.composite
+def mistyped(draw: st.DrawFn, base: dict[str, Any]) -> Any:
+    """A real body with one or two leaves given a confusable value of another type."""
+    body: Any = copy.deepcopy(base)
+    leaves_at = [p for p in _paths(body) if p and not isinstance(_at(body, p), dict | list)]
+    for path in draw(st.lists(st.sampled_from(leaves_at), min_size=1, max_size=2)):
+        _at(body, path[:-1])[path[-1]] = draw(CONFUSABLE)
+    return body
+
+
 def _wallet_body() -> dict[str, Any]:
     api = httpx.Client(transport=httpx.MockTransport(Sandbox().handle), base_url="http://sbx")
     auth = {"Authorization": f"Bearer {SANDBOX_API_KEY}"}
@@ -255,6 +298,9 @@ def _encoded(value: Any) -> bytes:
 
 def bodies(base: dict[str, Any]) -> st.SearchStrategy[bytes]:
     return st.one_of(
+        variants(base).map(_encoded),
+        mistyped(base).map(_encoded),
+        mistyped(base).map(_encoded),  # twice: the likeliest drift, and the one a lenient reader hides
         retyped(base).map(_encoded),
         near_valid(base).map(_encoded),
         json_values.map(_encoded),
@@ -264,11 +310,171 @@ def bodies(base: dict[str, Any]) -> st.SearchStrategy[bytes]:
     )
 
 
+# The oracle: the documented bodies, field by field, written by hand from UPSTREAM.md (not from the
+# package's models). A 2xx body is an answer exactly when it is a JSON object with every required
+# field, and every documented field it has holds the documented JSON type; anything else is
+# refused as a bad response. Unknown fields are kept, whatever they hold.
+
+
+@dataclass(frozen=True)
+class F:
+    #: "string", "integer" (within 64 bits), "number" (finite), "date-time", an object spec (dict)
+    #: or a list of one object spec (an array of such objects)
+    kind: Any
+    required: bool = False
+    nullable: bool = False
+    #: the value when absent ("numbers default to 0 / null when absent")
+    default: Any = None
+
+
+BUCKET = {
+    "tokens": F("integer", default=0),
+    "input_tokens": F("integer", default=0),
+    "output_tokens": F("integer", default=0),
+    "cost_usd": F("number", default=0.0),
+    "cached_input_tokens": F("integer", nullable=True),
+}
+PRICING = {
+    rate: F("number", nullable=True)
+    for rate in (
+        "training_per_mtok",
+        "inference_input_per_mtok",
+        "inference_output_per_mtok",
+        "inference_cached_input_per_mtok",
+    )
+}
+RUN_SPEC = {
+    "run_id": F("string", required=True),
+    "run_name": F("string", nullable=True),
+    "base_model": F("string", nullable=True),
+    "status": F("string", nullable=True),
+    "training": F(BUCKET, required=True),
+    "inference": F(BUCKET, required=True),
+    "total_tokens": F("integer", default=0),
+    "total_cost_usd": F("number", default=0.0),
+    "pricing": F(PRICING, required=True),
+    "record_count": F("integer", default=0),
+}
+ROW = {
+    "id": F("string", required=True),
+    "created_at": F("date-time", required=True),
+    "updated_at": F("date-time", nullable=True),
+    "last_billed_at": F("date-time", nullable=True),
+    "amount_usd": F("number", required=True),
+    "currency": F("string", default="USD"),
+    "resource_type": F("string", nullable=True),
+    "resource_id": F("string", nullable=True),
+}
+WALLET_SPEC = {
+    "wallet_id": F("string", required=True),
+    "team_id": F("string", nullable=True),
+    "balance_usd": F("number", required=True),
+    "currency": F("string", required=True),
+    "total_billings": F("integer", default=0),
+    "recent_billings": F([ROW], default=[]),
+}
+
+#: ISO 8601 date-time as in UPSTREAM.md's examples: seconds always, a fraction of up to 6 digits,
+#: Z or a +hh:mm offset, or no offset (UTC)
+DATE_TIME = re.compile(
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]{1,6}))?(Z|[+-][0-9]{2}:[0-9]{2})?"
+)
+
+
+def date_time(text: str) -> datetime | None:
+    """The moment a date-time text names, or None when it is not one (bad shape or calendar)."""
+    m = DATE_TIME.fullmatch(text)
+    if m is None:
+        return None
+    year, month, day, hour, minute, second = (int(g) for g in m.groups()[:6])
+    micro = int((m.group(7) or "").ljust(6, "0"))
+    zone, tz = m.group(8), None
+    if zone == "Z":
+        tz = UTC
+    elif zone:
+        hours, minutes = int(zone[1:3]), int(zone[4:6])
+        if hours > 23 or minutes > 59:
+            return None
+        tz = timezone((1 if zone[0] == "+" else -1) * timedelta(hours=hours, minutes=minutes))
+    try:
+        return datetime(year, month, day, hour, minute, second, micro, tzinfo=tz)
+    except ValueError:
+        return None
+
+
+def fits(value: Any, kind: Any) -> bool:
+    if isinstance(kind, dict):
+        return isinstance(value, dict) and conforms(value, kind)
+    if isinstance(kind, list):
+        return isinstance(value, list) and all(fits(v, kind[0]) for v in value)
+    if kind == "string":
+        return isinstance(value, str)
+    if kind == "integer":
+        # a count beyond 64 bits is a broken answer (the client refuses it as drift)
+        return type(value) is int and -(2**63) <= value <= 2**63 - 1
+    if kind == "number":
+        try:
+            return type(value) in (int, float) and math.isfinite(float(value))
+        except OverflowError:
+            return False
+    assert kind == "date-time"
+    return isinstance(value, str) and date_time(value) is not None
+
+
+def conforms(obj: dict[str, Any], spec: dict[str, F]) -> bool:
+    for name, f in spec.items():
+        if name not in obj:
+            if f.required:
+                return False
+        elif not (obj[name] is None and f.nullable) and not fits(obj[name], f.kind):
+            return False
+    return True
+
+
+def documented(body: bytes, spec: dict[str, F]) -> bool:
+    try:
+        value = json.loads(body)
+    except ValueError:
+        return False
+    return isinstance(value, dict) and conforms(value, spec)
+
+
+def same(a: Any, b: Any) -> bool:
+    """Equal as JSON (NaN equal to NaN, -0.0 apart from 0.0)."""
+    return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+
+
+def assert_holds(model: Any, obj: dict[str, Any], spec: dict[str, F]) -> None:
+    """Every documented field of `model` says what the body said (or its default), and the
+    unknown fields are kept as they came."""
+    for name, f in spec.items():
+        value, held = obj.get(name, f.default), getattr(model, name)
+        if value is None:
+            assert held is None, name
+        elif isinstance(f.kind, dict):
+            assert_holds(held, value, f.kind)
+        elif isinstance(f.kind, list):
+            assert len(held) == len(value), name
+            for row, given in zip(held, value, strict=True):
+                assert_holds(row, given, f.kind[0])
+        elif f.kind == "date-time":
+            when = date_time(value)
+            assert held == when and held.utcoffset() == when.utcoffset(), (name, value, held)  # type: ignore[union-attr]
+        elif f.kind == "number":
+            assert type(held) is float and held == float(value), (name, value, held)
+        else:
+            assert type(held) is type(value) and held == value, (name, value, held)
+    assert same(model.model_extra, {k: v for k, v in obj.items() if k not in spec})
+
+
+SPECS = {"get_run_usage": RUN_SPEC, "get_wallet": WALLET_SPEC}
+
+
 @pytest.mark.parametrize("surface", SURFACES)
 @pytest.mark.parametrize(("op_name", "base"), [("get_run_usage", RUN_BODY), ("get_wallet", WALLET_BODY)])
-@settings(max_examples=120, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(data=st.data())
-def test_any_upstream_body_is_a_result_or_one_clean_error(
+def test_any_upstream_body_is_the_documented_answer_or_a_bad_response(
     surface: str, op_name: str, base: dict[str, Any], data: Any
 ) -> None:
     body = data.draw(bodies(base), label="body")
@@ -277,17 +483,35 @@ def test_any_upstream_body_is_a_result_or_one_clean_error(
     headers = {"content-type": ctype} if ctype else {}
     if data.draw(st.booleans(), label="retry-after"):
         headers["retry-after"] = data.draw(st.sampled_from(["0", "-1", "soon", "Wed, 21 Oct 2015 07:28:00 GMT"]))
+    sent = b"" if status == 204 else body
 
     def answer(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(status, headers=headers, content=b"" if status == 204 else body)
+        return httpx.Response(status, headers=headers, content=sent)
 
+    answered = 200 <= status < 300
+    expected = answered and documented(sent, SPECS[op_name])
+    event("answer" if expected else "bad response" if answered else "error status")
     args = {"run_id": "rft_sbx_cached"} if op_name == "get_run_usage" else {}
     with Client(_settings(), transport=httpx.MockTransport(answer)) as client:
-        ok, text = outcome(surface, client, op_name, args)
-    event("result" if ok else "error")
-    assert text and "Traceback" not in text
-    if not ok:
-        assert "\n" not in text
+        if surface != "client":
+            ok, text = outcome(surface, client, op_name, args)
+            assert ok == expected and text and "Traceback" not in text
+            assert ok or "\n" not in text
+            return
+        try:
+            result = client.call(op_name, args)
+        except PrimeBillingError as exc:
+            assert not expected, f"refused a documented body: {exc}"
+            assert str(exc) and "\n" not in str(exc)
+            # a 2xx that is not the documented body is a bad response; any other status is that status
+            assert isinstance(exc, BadResponseError) == answered, exc
+            assert isinstance(exc, APIError) and exc.status in (status, None)
+            return
+    assert expected, "took a body that is not the documented answer"
+    parsed = json.loads(sent)
+    assert same(result.raw, parsed) and result.body == sent
+    assert_holds(result.data, parsed, SPECS[op_name])
+    assert result.summary() and json.loads(result.json()) is not None
 
 
 # --------------------------------------------------------------------------- scripts

@@ -8,11 +8,13 @@ import csv
 import json
 from pathlib import Path
 
+import httpx
 import pytest
 
 from conftest import SCRIPTS, LiveSandbox, all_rows, cents, run, script_env, upstream_body
 from prime_billing.client import AsyncClient, Client
-from prime_billing.config import SANDBOX_API_KEY
+from prime_billing.config import SANDBOX_API_KEY, Settings
+from prime_billing.sandbox import RUNS
 
 RECONCILE = str(SCRIPTS / "reconcile.py")
 
@@ -121,3 +123,75 @@ def test_both_client_faces_give_the_same_report(sandbox: LiveSandbox) -> None:
     assert sync.sandbox and sync.summary().startswith("SANDBOX DATA")
     # the JSON-able raw is the model dumped: it validates back to the same report
     assert type(sync.data).model_validate(sync.raw) == sync.data
+
+
+# --------------------------------------------------------------------------- the one-cent edge, figures by hand
+
+
+def _upstream(billed: float, run_rows: list[float], other_rows: list[float]) -> httpx.MockTransport:
+    """A run billed `billed` whose wallet holds `run_rows` for it and `other_rows` for something else."""
+    run = {**RUNS["rft_sbx_running"], "run_id": "rft_edge", "total_cost_usd": billed}
+    rows = [
+        {
+            "id": f"bill_{i}",
+            "created_at": f"2026-11-{20 - i:02d}T10:00:00Z",
+            "amount_usd": amount,
+            "resource_type": "rft_run" if rid == "rft_edge" else "pods",
+            "resource_id": rid,
+        }
+        for i, (amount, rid) in enumerate([(a, "rft_edge") for a in run_rows] + [(a, "pod_1") for a in other_rows])
+    ]
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/usage"):
+            return httpx.Response(200, json=run)
+        offset, limit = int(request.url.params["offset"]), int(request.url.params["limit"])
+        page = rows[offset : offset + limit]
+        wallet = {"wallet_id": "wal_edge", "balance_usd": 50.0, "currency": "USD", "total_billings": len(rows)}
+        return httpx.Response(200, json={**wallet, "recent_billings": page})
+
+    return httpx.MockTransport(answer)
+
+
+@pytest.mark.parametrize(
+    ("billed", "run_rows", "difference", "side"),
+    [
+        # 10.00 billed, 4.00 + 5.99 = 9.99 charged: the wallet paid exactly one cent less
+        (10.00, [4.00, 5.99], 0.01, "less"),
+        # 9.99 billed, 4.00 + 6.00 = 10.00 charged: exactly one cent more
+        (9.99, [4.00, 6.00], -0.01, "more"),
+    ],
+)
+def test_exactly_one_cent_apart_is_reconciled(
+    billed: float, run_rows: list[float], difference: float, side: str
+) -> None:
+    with Client(Settings(api_key="k"), transport=_upstream(billed, run_rows, [7.25])) as c:
+        result = c.call("reconcile_run", {"run_id": "rft_edge"})
+    report = result.data
+    assert (report.run_billed_usd, report.difference_usd) == (billed, difference)
+    assert report.reconciled is True and result.alert is None
+    assert len(report.rows) == 2 and report.rows_scanned == 3
+    assert "RECONCILED (within $0.01)" in result.summary() and f"(wallet charged {side})" in result.summary()
+
+
+@pytest.mark.parametrize(
+    ("billed", "run_rows", "difference", "shown", "side"),
+    [
+        # 10.011 billed, 4.00 + 6.00 = 10.00 charged: 1.1 cents less, shown to the cent as $0.01
+        (10.011, [4.00, 6.00], 0.011, "$10.01", "less"),
+        # 9.989 billed, 10.00 charged: 1.1 cents more
+        (9.989, [4.00, 6.00], -0.011, "$9.99", "more"),
+    ],
+)
+def test_a_tenth_of_a_cent_past_one_cent_is_a_mismatch(
+    billed: float, run_rows: list[float], difference: float, shown: str, side: str
+) -> None:
+    with Client(Settings(api_key="k"), transport=_upstream(billed, run_rows, [7.25])) as c:
+        result = c.call("reconcile_run", {"run_id": "rft_edge"})
+    report = result.data
+    assert (report.wallet_charged_usd, report.difference_usd) == (10.0, difference)
+    assert report.reconciled is False and "MISMATCH by $0.01" in result.summary()
+    assert result.alert == (
+        f"run rft_edge does not reconcile: it reports {shown} billed, "
+        f"its 2 wallet rows sum to $10.00, the wallet was charged $0.01 {side}"
+    )

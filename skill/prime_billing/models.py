@@ -3,6 +3,10 @@
 Models keep unknown fields (`extra="allow"`): the upstream schema grows, and
 whatever passes a body on must not drop what it does not know yet. Derived
 money figures live here, once; a null rate stays None ("unknown"), never $0.
+
+Known fields take the JSON type the upstream documents and nothing else: left
+to itself pydantic would read `true` as 1 token, `"0"` as a date in 1970 and
+`NaN` as an amount, and show them as figures. Such a body is schema drift.
 """
 
 from __future__ import annotations
@@ -10,13 +14,48 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler, GetJsonSchemaHandler, Strict
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema, core_schema
 
 MTOK = 1_000_000
-#: a count beyond 64 bits is a broken answer, refused as schema drift rather than overflowing arithmetic
-Count = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
+#: a JSON integer (not 5.0, "5" or true); beyond 64 bits is a broken answer, refused as schema
+#: drift rather than overflowing arithmetic
+Count = Annotated[int, Strict(), Field(ge=-(2**63), le=2**63 - 1)]
+#: an amount or a rate: a JSON number (not "1.5" or true), finite
+Number = Annotated[float, Strict(), Field(allow_inf_nan=False)]
+
+#: ISO 8601 date-time as the upstream writes it; no offset means UTC
+DATE_TIME_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?(Z|[+-][0-9]{2}:[0-9]{2})?$"
+
+
+_EXPECTED_DATE_TIME = "expected an ISO 8601 date-time like 2026-11-20T10:00:00Z"
+
+
+class _DateTimeText:
+    """A datetime given as date-time text only (or as a datetime, in Python). pydantic's own
+    rules would also take a number or a digit string as a Unix time. Checked inside
+    pydantic-core (a pattern, then its datetime parser): no Python call per row."""
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        as_datetime = handler(source)
+        expected = {"custom_error_type": "date_time_text", "custom_error_message": _EXPECTED_DATE_TIME}
+        pattern = core_schema.custom_error_schema(
+            core_schema.str_schema(pattern=DATE_TIME_PATTERN, strict=True), **expected
+        )
+        text = core_schema.chain_schema([pattern, as_datetime])
+        return core_schema.json_or_python_schema(
+            json_schema=text,
+            python_schema=core_schema.union_schema([text, core_schema.is_instance_schema(datetime)], **expected),
+        )
+
+    def __get_pydantic_json_schema__(self, schema: CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        return handler(core_schema.datetime_schema())
+
+
+Moment = Annotated[datetime, _DateTimeText()]
 
 
 class _Body(BaseModel):
@@ -27,7 +66,7 @@ class TokenBucket(_Body):
     tokens: Count = 0
     input_tokens: Count = 0
     output_tokens: Count = 0
-    cost_usd: float = 0.0
+    cost_usd: Number = 0.0
     #: newer backends only; part of `input_tokens`
     cached_input_tokens: Count | None = None
 
@@ -35,10 +74,10 @@ class TokenBucket(_Body):
 class Pricing(_Body):
     """USD per million tokens, snapshotted when the run was billed; None = unknown."""
 
-    training_per_mtok: float | None = None
-    inference_input_per_mtok: float | None = None
-    inference_output_per_mtok: float | None = None
-    inference_cached_input_per_mtok: float | None = None
+    training_per_mtok: Number | None = None
+    inference_input_per_mtok: Number | None = None
+    inference_output_per_mtok: Number | None = None
+    inference_cached_input_per_mtok: Number | None = None
 
 
 @dataclass(frozen=True)
@@ -87,7 +126,7 @@ class RunUsage(_Body):
     training: TokenBucket
     inference: TokenBucket
     total_tokens: Count = 0
-    total_cost_usd: float = 0.0
+    total_cost_usd: Number = 0.0
     pricing: Pricing
     record_count: Count = 0
 
@@ -120,10 +159,10 @@ class RunUsage(_Body):
 
 class BillingEntry(_Body):
     id: str
-    created_at: datetime
-    updated_at: datetime | None = None
-    last_billed_at: datetime | None = None
-    amount_usd: float
+    created_at: Moment
+    updated_at: Moment | None = None
+    last_billed_at: Moment | None = None
+    amount_usd: Number
     currency: str = "USD"
     resource_type: str | None = None
     resource_id: str | None = None
@@ -132,7 +171,7 @@ class BillingEntry(_Body):
 class Wallet(_Body):
     wallet_id: str
     team_id: str | None = None
-    balance_usd: float
+    balance_usd: Number
     currency: str
     #: all rows of the wallet, not only this page
     total_billings: Count = 0
