@@ -21,7 +21,7 @@ TOKEN = "tok-for-the-test-0123"
 def test_cli_import_path_stays_free_of_the_server_stack(home: Path) -> None:
     code = (
         "import sys, prime_billing.cli as c; c.build_parser();"
-        "heavy = [m for m in sys.modules if m.split('.')[0] in ('mcp', 'starlette', 'uvicorn', 'aiohttp')];"
+        "heavy = [m for m in sys.modules if m.split('.')[0] in ('mcp', 'starlette', 'uvicorn', 'pyreqwest')];"
         "print(heavy)"
     )
     out = run(["-c", code], script_env(home))

@@ -103,6 +103,21 @@ class BadResponseError(APIError):
     code = "bad_upstream_response"
 
 
+class ReportTooLargeError(PrimeBillingError):
+    """A report would read more wallet rows than the server allows one request."""
+
+    http_status = 422
+    code = "report_too_large"
+
+    def __init__(self, rows: int, cap: int) -> None:
+        super().__init__(
+            f"this report would read {rows} wallet rows; this server reads at most {cap} for one request: "
+            "narrow it with a since date, or ask the server's operator to raise --max-report-rows"
+        )
+        self.rows = rows
+        self.cap = cap
+
+
 _BEARER = re.compile(r"(?i)(bearer\s+)\S+")
 
 

@@ -21,8 +21,10 @@ Scenario knobs, through the same call (and cleared with the faults):
 "tokens_per_step": 500000, "final": "COMPLETED"}` makes a run advance one step
 per usage request (more training tokens and cost) and reach `final` after
 `steps`; `"page_cap": 7` serves at most 7 wallet rows per page whatever `limit`
-asks; `"new_rows": 3` makes 3 new rows arrive (newest) after the first wallet
-request, shifting every offset as a live wallet does. Without them the data
+asks; `"rows": 10000` makes every wallet hold that many rows, the demo rows
+first, then older $0.01 pod rows made as they are read (a long wallet costs no
+memory); `"new_rows": 3` makes 3 new rows arrive (newest) after the first
+wallet request, shifting every offset as a live wallet does. Without them the data
 never changes.
 """
 
@@ -269,6 +271,8 @@ class Sandbox:
     page_cap: int | None = None
     #: rows that arrive after the first wallet request (newest first)
     new_rows: int = 0
+    #: rows every wallet holds in all (demo rows, then generated older ones); None: the demo rows only
+    rows: int | None = None
     _wallet_requests: int = field(default=0, repr=False)
 
     # ------------------------------------------------------------ control
@@ -291,13 +295,15 @@ class Sandbox:
                 self.page_cap = int(spec["page_cap"]) if spec["page_cap"] else None
             if "new_rows" in spec:
                 self.new_rows, self._wallet_requests = int(spec["new_rows"]), 0
+            if "rows" in spec:
+                self.rows = int(spec["rows"]) if spec["rows"] else None
 
     def clear_faults(self) -> None:
         with self._lock:
             self.queue.clear()
             self.rate, self.latency, self.rate_fault = 0.0, (0.0, 0.0), Fault()
             self.progress.clear()
-            self.page_cap, self.new_rows, self._wallet_requests = None, 0, 0
+            self.page_cap, self.new_rows, self._wallet_requests, self.rows = None, 0, 0, None
 
     def _take_fault(self, path: str) -> Fault | None:
         with self._lock:
@@ -409,6 +415,8 @@ class Sandbox:
             arrived = self.new_rows if self._wallet_requests > 1 else 0
         if arrived:
             rows = _arrivals(wallet["wallet_id"], rows[0], arrived) + rows
+        if self.rows is not None:
+            rows = _LongWallet(wallet["wallet_id"], rows, self.rows + arrived)  # type: ignore[assignment]
         offset, limit = values["offset"], values["limit"]
         if self.page_cap is not None:
             limit = min(limit, self.page_cap)
@@ -490,6 +498,32 @@ def _arrivals(wallet_id: str, newest: dict[str, Any], n: int) -> list[dict[str, 
          "resource_id": f"pod_sbx_new_{i}", "created_at": stamp, "updated_at": stamp, "last_billed_at": stamp}
         for i in range(n)
     ]  # fmt: skip
+
+
+class _LongWallet:
+    """A wallet of `total` rows: the demo rows (and arrivals), then older generated ones, made
+    only when a page asks for them."""
+
+    def __init__(self, wallet_id: str, demo: list[dict[str, Any]], total: int) -> None:
+        self.wallet_id, self.demo, self.total = wallet_id, demo, total
+        self.oldest = datetime.fromisoformat(demo[-1]["created_at"].replace("Z", "+00:00"))
+
+    def __len__(self) -> int:
+        return self.total
+
+    def __getitem__(self, page: slice) -> list[dict[str, Any]]:
+        return [self._row(i) for i in range(*page.indices(self.total))]
+
+    def _row(self, i: int) -> dict[str, Any]:
+        if i < len(self.demo):
+            return self.demo[i]
+        n = i - len(self.demo)
+        stamp = (self.oldest - timedelta(minutes=n + 1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return {
+            "id": f"bill_{self.wallet_id[4:]}_old_{n:07d}", "created_at": stamp, "updated_at": stamp,
+            "last_billed_at": stamp, "amount_usd": 0.01, "currency": "USD", "resource_type": "pods",
+            "resource_id": f"pod_sbx_old_{n % 50:02d}",
+        }  # fmt: skip
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:

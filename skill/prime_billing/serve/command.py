@@ -4,13 +4,14 @@ loads when one of them runs, so every other command stays light."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
+from ..errors import ConfigError
 from . import MCP_PORT, REST_PORT
-
-EXTRA_HINT = "the server needs the serve extra: pip install 'prime-billing-skill[serve]'"
 
 
 def _upstream_args(p: argparse.ArgumentParser) -> None:
@@ -23,7 +24,12 @@ def _upstream_args(p: argparse.ArgumentParser) -> None:
 SERVE_DESCRIPTION = (
     "Serve the operations over REST (port 8080) and MCP streamable HTTP (port 9090, /mcp) from one "
     "process, on 127.0.0.1 unless --host says otherwise. A non-loopback --host needs a token "
-    "(PRIME_BILLING_TOKEN or --token) or --auth passthrough."
+    "(PRIME_BILLING_TOKEN or --token-file) or --auth passthrough."
+)
+#: a token on the command line is readable by every local user (/proc/PID/cmdline, ps)
+TOKEN_WARNING = (
+    "warning: --token is visible to every user of this machine (ps, /proc); "
+    "use PRIME_BILLING_TOKEN or --token-file PATH instead"
 )
 
 
@@ -36,11 +42,11 @@ def add_serve(sub: Any) -> None:
 
 def run_script(prog: str, argv: list[str] | None = None) -> int:
     """Entry for `scripts/serve.py`: the serve command under the script's own name."""
-    from ..cli import _execute, _Parser
+    from ..cli import Parser, execute
 
-    p = _Parser(prog=prog, description=SERVE_DESCRIPTION)
+    p = Parser(prog=prog, description=SERVE_DESCRIPTION)
     _serve_arguments(p)
-    return _execute(p, argv)
+    return execute(p, argv)
 
 
 def _serve_arguments(p: argparse.ArgumentParser) -> None:
@@ -49,8 +55,12 @@ def _serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mcp-port", type=int, default=MCP_PORT, metavar="N", help=f"MCP port (default {MCP_PORT})")
     p.add_argument("--only", choices=("rest", "mcp"), help="serve one face only")
     p.add_argument(
-        "--token", metavar="TOKEN", help="callers must send `Authorization: Bearer TOKEN` (default PRIME_BILLING_TOKEN)"
+        "--token-file",
+        metavar="PATH",
+        help="callers must send `Authorization: Bearer TOKEN`, TOKEN read from this file "
+        "(default: the PRIME_BILLING_TOKEN environment variable)",
     )
+    p.add_argument("--token", metavar="TOKEN", help="as --token-file, but visible to every local user: avoid")
     p.add_argument(
         "--auth",
         choices=("key", "passthrough"),
@@ -97,22 +107,32 @@ def _env_list(name: str) -> list[str]:
     return [v for v in os.environ.get(name, "").split(",") if v.strip()]
 
 
+def _token(ns: argparse.Namespace) -> str | None:
+    if ns.token_file:
+        try:
+            token = Path(ns.token_file).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"cannot read --token-file {ns.token_file}: {exc.strerror}; fix the path") from None
+        if not token:
+            raise ConfigError(f"--token-file {ns.token_file} is empty: put the token in it")
+        return token
+    if ns.token:
+        print(f"{ns._prog}: {TOKEN_WARNING}", file=sys.stderr)
+        return str(ns.token)
+    return os.environ.get("PRIME_BILLING_TOKEN") or None
+
+
 def _run_serve(ns: argparse.Namespace) -> int:
     from ..config import load_settings
-
-    try:
-        from .runner import ServeOptions, serve
-    except ImportError:
-        print(f"{ns._prog}: error: {EXTRA_HINT}", file=sys.stderr)
-        return 2
     from .limits import from_args
+    from .runner import ServeOptions, serve
 
     options = ServeOptions(
         host=ns.host,
         rest_port=ns.rest_port,
         mcp_port=ns.mcp_port,
         only=ns.only,
-        token=ns.token or os.environ.get("PRIME_BILLING_TOKEN") or None,
+        token=_token(ns),
         passthrough=ns.auth == "passthrough",
         cache_ttl=ns.cache_ttl,
         allow_hosts=(*ns.allow_host, *_env_list("PRIME_BILLING_ALLOWED_HOSTS")),
@@ -122,17 +142,14 @@ def _run_serve(ns: argparse.Namespace) -> int:
         limits=from_args(ns),
     )
     settings = load_settings(base_url=ns.base_url, sandbox=ns.sandbox)
-    serve(options, settings, announce=lambda line: print(line, flush=True))
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C before the handlers were in place
+        serve(options, settings, announce=lambda line: print(line, flush=True))
     return 0
 
 
 def _run_mcp(ns: argparse.Namespace) -> int:
     from ..config import load_settings
+    from .runner import serve_stdio
 
-    try:
-        from .runner import serve_stdio
-    except ImportError:
-        print(f"{ns._prog}: error: {EXTRA_HINT}", file=sys.stderr)
-        return 2
     serve_stdio(load_settings(base_url=ns.base_url, sandbox=ns.sandbox))
     return 0

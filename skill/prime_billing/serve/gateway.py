@@ -1,10 +1,10 @@
-"""The servers' one way upstream: a shared async client, coalescing, counting.
+"""The servers' one way upstream: checks, coalescing, report bounds, counting.
 
-Both faces (REST and MCP) call `Gateway.call`; it validates before anything
-leaves, folds identical in-flight calls into one (keyed by a hash of the
-credential plus the operation and its checked arguments, which fix the path
-and query, so two callers with different keys never share an answer), and
-counts the upstream requests each caller caused, for the access log.
+Both faces (REST and MCP) call `Gateway.call`; it checks the arguments before
+anything leaves, folds identical in-flight calls into one (keyed by a hash of
+the credential plus the operation and its checked arguments, which fix the
+path and query, so two callers with different keys never share an answer),
+and stops a report that would read more rows than one request may.
 """
 
 from __future__ import annotations
@@ -13,14 +13,13 @@ import hashlib
 from collections.abc import Mapping
 from typing import Any
 
-import httpx
-
-from ..client import Result
+from ..client import OnStep, Result
 from ..config import Settings
-from ..errors import AuthenticationError
+from ..errors import AuthenticationError, ReportTooLargeError
+from ..models import Wallet
 from ..operations import Operation
 from .coalesce import Coalescer
-from .upstream import TALLY, ServerClient, Tally
+from .upstream import TALLY, Tally, Upstream
 
 
 class Gateway:
@@ -30,12 +29,14 @@ class Gateway:
         *,
         passthrough: bool = False,
         cache_ttl: float = 0.0,
-        transport: httpx.AsyncBaseTransport | None = None,
+        max_upstream: int = 0,
+        max_report_rows: int = 10_000,
     ) -> None:
         self.settings = settings
         #: each caller's bearer is its Prime key; the server holds none
         self.passthrough = passthrough
-        self.client = ServerClient(settings, transport=transport)
+        self.max_report_rows = max_report_rows
+        self.client = Upstream(settings, max_in_flight=max_upstream)
         self._flights: Coalescer[Result[Any]] = Coalescer(cache_ttl)
 
     async def aclose(self) -> None:
@@ -44,21 +45,38 @@ class Gateway:
     async def call(
         self, op: Operation, args: Mapping[str, Any], credential: str | None = None, tally: Tally | None = None
     ) -> Result[Any]:
-        """Validate, then fetch once for everyone asking the same thing right now."""
-        checked = self.client._checked(op, args)  # InvalidInputError here: nothing has left yet
+        """Check, then fetch once for everyone asking the same thing right now."""
+        checked = self.client.checked(op, args)  # InvalidInputError here: nothing has left yet
         if self.passthrough:
             if not credential:
                 raise AuthenticationError("send your Prime API key as `Authorization: Bearer <key>`", status=401)
             key = credential
         else:
             key = self.settings.require_key()
-        # The operation and its checked arguments determine the upstream path and query
-        # (and, for a composite operation, every sub-call), so they key the flight.
         flight = (hashlib.sha256(key.encode()).digest(), op.name, tuple(sorted(checked.items())))
+        api_key = key if self.passthrough else None
+        on_step = self._bounded(checked.get("since") is not None) if op.composite else None
         token = TALLY.set(tally)
         try:
             return await self._flights.run(
-                flight, lambda: self.client.call(op.name, checked, api_key=key if self.passthrough else None)
+                flight, lambda: self.client.call(op.name, checked, api_key=api_key, on_step=on_step)
             )
         finally:
             TALLY.reset(token)
+
+    def _bounded(self, since: bool) -> OnStep:
+        """A report's step watcher: refuses once the rows to read exceed the cap. A report that
+        asks for a second page reads the wallet to its end (or to `since`): without a start
+        date the total says at once how many rows that is."""
+        cap, read, pages = self.max_report_rows, 0, 0
+
+        def step(result: Result[Any]) -> None:
+            nonlocal read, pages
+            if isinstance(result.data, Wallet):
+                pages += 1
+                read += len(result.data.recent_billings)
+                rows = read if since or pages < 2 else max(read, result.data.total_billings)
+                if rows > cap:
+                    raise ReportTooLargeError(rows, cap)
+
+        return step

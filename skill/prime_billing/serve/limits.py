@@ -1,38 +1,29 @@
 """Resource bounds for the launcher: what one caller, or all of them, can make it hold.
 
 - Upstream concurrency: at most `max_upstream` requests to Prime at once, across
-  every caller; the rest wait their turn (the upstream's own rate limits and the
-  key's quota are shared by everyone this server serves).
-- Per-caller rate: a token bucket per caller (its bearer credential, else its
-  address) on each port; beyond it, 429 with `Retry-After`. Off by default on
-  loopback, where the callers are this machine's own programs.
-- Request size: the request line plus headers (431 beyond `max_header`) and the
-  body (413 beyond `max_body`, refused unread when Content-Length says so).
-- Slow clients: a request head or body that takes longer than `client_timeout`
-  is answered 408 and the connection closed, so a trickling client cannot hold
-  a connection (and its memory) open indefinitely.
+  every caller (the key's quota is shared by everyone this server serves).
+- Per-caller rate: a token bucket per caller on each port; every upstream call
+  a request causes is counted, not only the request. Beyond it, 429 with
+  `Retry-After`. Off by default on loopback, where callers are this machine's own programs.
+- Request size: line plus headers (431 beyond `max_header`) and body (413 beyond `max_body`).
+- Slow bodies: a body that takes longer than `client_timeout` is answered 408.
+- Reports: at most `max_report_rows` wallet rows read for one request.
 
-Refusals are problem+json like every other error. `/healthz` is never limited.
-The command-line part is imported with every `prime-billing` command, so the
-server stack is imported only where the middleware runs.
+What uvicorn cannot bound through its public options (a request head that
+trickles in, a head too large to buffer) is the ingress's job: reference/serve.md
+says which limit lives where. This module is imported with every `prime-billing`
+command, so it imports nothing of the server stack.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import hashlib
-import json
 import math
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
-
-if TYPE_CHECKING:
-    from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 #: callers remembered by the rate limiter; the least recently seen are forgotten first
 MAX_CALLERS = 10_000
@@ -52,8 +43,10 @@ class Limits:
     max_body: int = 256 * 1024
     #: largest request line plus headers, bytes
     max_header: int = 16 * 1024
-    #: seconds a client has to send its request head, and then its body
+    #: seconds a client has to send its request body
     client_timeout: float = 10.0
+    #: wallet rows one report request may read (a 10,000-row wallet fits)
+    max_report_rows: int = 10_000
 
     def check(self) -> None:
         for name in ("max_upstream", "max_body", "max_header"):
@@ -65,6 +58,8 @@ class Limits:
             raise ConfigError("--rate-burst must be >= 1")
         if self.client_timeout <= 0:
             raise ConfigError("--client-timeout must be > 0 seconds")
+        if self.max_report_rows < 1:
+            raise ConfigError("--max-report-rows must be >= 1")
 
     def rate_for(self, host: str) -> float:
         from .security import is_loopback
@@ -73,28 +68,14 @@ class Limits:
             return self.rate
         return 0.0 if is_loopback(host) else DEFAULT_PUBLIC_RATE
 
-
-# --------------------------------------------------------------------------- upstream concurrency
-
-
-def bound_upstream(client: Any, limit: int) -> None:
-    """Make every upstream send of `client` (a ServerClient) wait for one of `limit` slots."""
-    if limit <= 0:
-        return
-    gate = asyncio.Semaphore(limit)
-    send = client._send
-
-    async def bounded(req: Any) -> Any:
-        async with gate:
-            return await send(req)
-
-    client._send = bounded
+    def buckets(self, host: str) -> Buckets | None:
+        rate = self.rate_for(host)
+        if rate <= 0:
+            return None
+        return Buckets(rate, self.burst if self.burst is not None else max(1, math.ceil(2 * rate)))
 
 
-# --------------------------------------------------------------------------- per-caller rate, body size and pace
-
-
-class _Buckets:
+class Buckets:
     """Token buckets keyed by caller, bounded in number."""
 
     def __init__(self, rate: float, burst: int) -> None:
@@ -103,7 +84,7 @@ class _Buckets:
         self._state: OrderedDict[bytes, tuple[float, float]] = OrderedDict()
 
     def take(self, caller: bytes) -> float:
-        """0 when the caller may go on; otherwise the seconds until it may."""
+        """0 when the caller may go on (a token is spent); otherwise the seconds until it may."""
         now = time.monotonic()
         tokens, last = self._state.pop(caller, (float(self.burst), now))
         tokens = min(float(self.burst), tokens + (now - last) * self.rate)
@@ -118,283 +99,6 @@ class _Buckets:
         return wait
 
 
-class Bounds:
-    """ASGI middleware: per-caller rate limit, body size cap and body read deadline."""
-
-    def __init__(self, app: ASGIApp, limits: Limits, *, host: str = "127.0.0.1") -> None:
-        from .security import HEALTH_PATH
-
-        self.exempt = HEALTH_PATH
-        self.app = app
-        self.limits = limits
-        rate = limits.rate_for(host)
-        burst = limits.burst if limits.burst is not None else max(1, math.ceil(2 * rate))
-        self._buckets = _Buckets(rate, burst) if rate > 0 else None
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] == self.exempt:
-            await self.app(scope, receive, send)
-            return
-        if self._buckets is not None:
-            wait = self._buckets.take(_caller(scope))
-            if wait > 0:
-                from .problems import problem
-
-                seconds = max(1, math.ceil(wait))
-                refusal = problem(
-                    429,
-                    "too_many_requests",
-                    f"too many requests from this caller: wait {seconds}s and try again",
-                    {"Retry-After": str(seconds)},
-                )
-                await refusal(scope, receive, send)
-                return
-        if not _has_body(scope):
-            await self.app(scope, receive, send)
-            return
-        length = _content_length(scope)
-        if length is not None and length > self.limits.max_body:
-            await _refuse(scope, receive, send, 413, "body_too_large", self._too_large())
-            return
-        body = await self._read_body(receive)
-        if body is None:
-            return  # the client went away
-        if isinstance(body, int):
-            if body == 413:
-                await _refuse(scope, receive, send, 413, "body_too_large", self._too_large())
-            else:
-                detail = f"the request body did not arrive within {self.limits.client_timeout:g}s: send it promptly"
-                await _refuse(scope, receive, send, 408, "request_timeout", detail)
-            return
-        await self.app(scope, _replay(body, receive), send)
-
-    def _too_large(self) -> str:
-        return f"request body larger than {self.limits.max_body} bytes: send a smaller one"
-
-    async def _read_body(self, receive: Receive) -> bytes | int | None:
-        """The whole body, or 413 / 408, or None if the client disconnected."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.limits.client_timeout
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                return 408
-            try:
-                message = await asyncio.wait_for(receive(), remaining)
-            except TimeoutError:
-                return 408
-            if message["type"] == "http.disconnect":
-                return None
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.limits.max_body:
-                return 413
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                return b"".join(chunks)
-
-
-def _caller(scope: Scope) -> bytes:
-    """A caller is its bearer credential when it sends one, else its address; hashed, never kept."""
-    for name, value in scope["headers"]:
-        if name == b"authorization":
-            return b"a" + hashlib.sha256(value).digest()[:16]
-    client = scope.get("client") or ("", 0)
-    return b"i" + str(client[0]).encode()
-
-
-def _has_body(scope: Scope) -> bool:
-    for name, value in scope["headers"]:
-        if name == b"content-length":
-            return value.strip() != b"0"
-        if name == b"transfer-encoding":
-            return True
-    return False
-
-
-def _content_length(scope: Scope) -> int | None:
-    for name, value in scope["headers"]:
-        if name == b"content-length":
-            try:
-                return int(value)
-            except ValueError:
-                return None
-    return None
-
-
-def _replay(body: bytes, receive: Receive) -> Receive:
-    """The body read already, then whatever the connection says next (a disconnect)."""
-    sent = False
-
-    async def replay() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replay
-
-
-async def _refuse(scope: Scope, receive: Receive, send: Send, status: int, code: str, detail: str) -> None:
-    from .problems import problem
-
-    # the rest of the body is not read, so the connection cannot be reused
-    await problem(status, code, detail, {"Connection": "close"})(scope, receive, send)
-
-
-# --------------------------------------------------------------------------- request head: size and pace
-
-
-def _head_refusal(status: int, code: str, detail: str) -> bytes:
-    body = json.dumps(
-        {"type": f"urn:prime-billing:problem:{code}", "status": status, "detail": detail, "code": code}
-    ).encode()
-    reason = {408: "Request Timeout", 431: "Request Header Fields Too Large"}[status]
-    head = (
-        f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/problem+json\r\n"
-        f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
-    )
-    return head.encode("latin-1") + body
-
-
-class _OneWrite:
-    """A response's transport that sends a sized response's head together with its body.
-
-    uvicorn writes the head and the body separately; on a TCP_NODELAY socket
-    that is two segments, and the caller wakes up (and reads) twice for every
-    answer. A head that names its Content-Length is held until the first body
-    write (at most one ASGI message later); any other head (a stream) goes at once.
-    """
-
-    __slots__ = ("_armed", "_head", "_transport")
-
-    def __init__(self, transport: Any) -> None:
-        self._transport = transport
-        self._armed = True  # the first write but a 100 Continue is the head
-        self._head: bytes | None = None
-
-    def write(self, data: bytes) -> None:
-        if self._armed:
-            if data.startswith(b"HTTP/1.1 100 "):
-                self._transport.write(data)
-                return
-            self._armed = False
-            if b"\r\ncontent-length: " in data:
-                self._head = data
-                return
-        elif self._head is not None:
-            data = self._head + data
-            self._head = None
-        self._transport.write(data)
-
-    def close(self) -> None:
-        if self._head is not None:
-            self._transport.write(self._head)
-            self._head = None
-        self._transport.close()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._transport, name)
-
-
-def protocol_class(limits: Limits) -> type[Any] | None:
-    """uvicorn's httptools protocol, with a cap on the request head and a deadline for it.
-
-    uvicorn itself times out only idle keep-alive connections; a client that
-    connects and trickles its headers would hold the connection forever.
-    None when httptools is not installed (uvicorn then uses h11, capped by size only).
-    """
-    try:
-        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-    except ImportError:
-        return None
-
-    class BoundedHttpToolsProtocol(HttpToolsProtocol):  # type: ignore[misc]
-        max_head = limits.max_header
-        head_timeout = limits.client_timeout
-
-        def connection_made(self, transport: Any) -> None:
-            self._head_bytes = 0
-            self._head_timer: asyncio.TimerHandle | None = None
-            self._too_large = False
-            super().connection_made(transport)
-            self._arm()
-
-        def connection_lost(self, exc: Exception | None) -> None:
-            self._disarm()
-            super().connection_lost(exc)
-
-        def _arm(self) -> None:
-            if self._head_timer is None:
-                self._head_timer = self.loop.call_later(self.head_timeout, self._head_too_slow)
-
-        def _disarm(self) -> None:
-            if self._head_timer is not None:
-                self._head_timer.cancel()
-                self._head_timer = None
-
-        def on_message_begin(self) -> None:
-            self._head_bytes = 0
-            self._arm()
-            super().on_message_begin()
-
-        def on_url(self, url: bytes) -> None:
-            self._count(len(url))
-            super().on_url(url)
-
-        def on_header(self, name: bytes, value: bytes) -> None:
-            self._count(len(name) + len(value) + 4)
-            super().on_header(name, value)
-
-        def on_headers_complete(self) -> None:
-            self._disarm()
-            super().on_headers_complete()
-
-        def _start_asgi_task(self, cycle: Any, app: Any) -> None:
-            cycle.transport = _OneWrite(cycle.transport)
-            super()._start_asgi_task(cycle, app)
-
-        def _count(self, n: int) -> None:
-            self._head_bytes += n
-            if self.max_head and self._head_bytes > self.max_head:
-                self._too_large = True
-                raise ValueError("request head too large")  # the parser turns it into a parse error
-
-        def send_400_response(self, msg: str) -> None:
-            if not self._too_large:
-                super().send_400_response(msg)
-                return
-            detail = f"request line and headers larger than {self.max_head} bytes: send smaller ones"
-            self.transport.write(_head_refusal(431, "headers_too_large", detail))
-            self.transport.close()
-
-        def _head_too_slow(self) -> None:
-            self._head_timer = None
-            if self.transport.is_closing():
-                return
-            if self.cycle is not None and not self.cycle.response_complete:
-                return  # a request is being answered: its head did arrive
-            detail = f"the request head did not arrive within {self.head_timeout:g}s: send it promptly"
-            self.transport.write(_head_refusal(408, "request_timeout", detail))
-            self.transport.close()
-
-    return BoundedHttpToolsProtocol
-
-
-def uvicorn_options(limits: Limits) -> dict[str, Any]:
-    """Keyword arguments for `uvicorn.Config` that apply the head limits."""
-    cls = protocol_class(limits)
-    if cls is not None:
-        return {"http": cls}
-    return {"http": "h11", "h11_max_incomplete_event_size": limits.max_header or None}
-
-
-# --------------------------------------------------------------------------- command line
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
     d = Limits()
     g = p.add_argument_group("resource bounds")
@@ -404,8 +108,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     g.add_argument(
         "--rate-limit", type=float, default=None, metavar="R",
-        help=f"requests per second per caller, then 429 (default: off on loopback, {DEFAULT_PUBLIC_RATE:g} "
-        "elsewhere; 0: off)",
+        help=f"requests (and upstream calls) per second per caller, then 429 (default: off on loopback, "
+        f"{DEFAULT_PUBLIC_RATE:g} elsewhere; 0: off)",
     )  # fmt: skip
     g.add_argument("--rate-burst", type=int, default=None, metavar="N", help="burst above the rate (default 2x rate)")
     g.add_argument(
@@ -418,7 +122,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     g.add_argument(
         "--client-timeout", type=float, default=d.client_timeout, metavar="S",
-        help=f"seconds a client has to send its request head, then its body; then 408 (default {d.client_timeout:g})",
+        help=f"seconds a client has to send its request body, then 408 (default {d.client_timeout:g})",
+    )  # fmt: skip
+    g.add_argument(
+        "--max-report-rows", type=int, default=d.max_report_rows, metavar="N",
+        help=f"wallet rows one report request may read, then 422 (default {d.max_report_rows})",
     )  # fmt: skip
 
 
@@ -430,6 +138,7 @@ def from_args(ns: argparse.Namespace) -> Limits:
         max_body=ns.max_body,
         max_header=ns.max_header,
         client_timeout=ns.client_timeout,
+        max_report_rows=ns.max_report_rows,
     )
     limits.check()
     return limits

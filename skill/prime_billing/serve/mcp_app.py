@@ -23,9 +23,8 @@ from .. import __version__
 from ..errors import PrimeBillingError, redact
 from ..operations import OPERATIONS, Operation
 from . import MCP_PATH
-from .accesslog import TALLY
 from .gateway import Gateway
-from .security import CREDENTIAL, HEALTH_PATH
+from .security import CREDENTIAL, HEALTH_PATH, TALLY
 
 INSTRUCTIONS = (
     "Prime Intellect billing: what an RFT run cost (prime-intellect-getrunusage, by run id) and the wallet "
@@ -37,9 +36,10 @@ def tool_for(op: Operation) -> types.Tool:
     h = op.hints
     return types.Tool(
         name=op.mcp_tool,
+        title=op.description.split(":")[0],
         description=op.description,
         input_schema=op.input_schema(),
-        output_schema=op.model.model_json_schema(mode=_schema_mode(op)),
+        output_schema=output_schema(op),
         annotations=types.ToolAnnotations(
             read_only_hint=h.read_only,
             destructive_hint=h.destructive,
@@ -49,15 +49,32 @@ def tool_for(op: Operation) -> types.Tool:
     )
 
 
-def _schema_mode(op: Operation) -> Any:
-    """A plain operation answers the upstream body (validated shape); a composite one
-    answers its model as dumped (serialized shape)."""
-    return "serialization" if op.composite else "validation"
+def output_schema(op: Operation) -> dict[str, Any]:
+    """The result's top level: each field and its JSON type, nested objects and arrays unexpanded.
+
+    MCP clients check every result against this schema (the official client with
+    jsonschema: about 2 ms for a 20-row wallet against the full schema, 0.07 ms
+    against this one), which a model needs only to know what comes back; the
+    full schema of every field is in the REST face's /openapi.json.
+    """
+    full = op.model.model_json_schema(mode="serialization" if op.composite else "validation")
+
+    def top(prop: dict[str, Any]) -> dict[str, Any]:
+        if "anyOf" in prop:
+            return {"anyOf": [top(p) for p in prop["anyOf"]]}
+        return {"type": prop.get("type", "object")}
+
+    return {
+        "type": "object",
+        "properties": {name: top(prop) for name, prop in full["properties"].items()},
+        "required": full.get("required", []),
+    }
 
 
 def build_server(gateway: Gateway, operations: Sequence[Operation] = OPERATIONS) -> Server[Any]:
     tools = [tool_for(op) for op in operations]
     by_tool = {op.mcp_tool: op for op in operations}
+    inputs = {t.name: t.input_schema for t in tools}
 
     async def list_tools(ctx: Any, params: Any) -> types.ListToolsResult:
         return types.ListToolsResult(tools=tools)
@@ -83,6 +100,7 @@ def build_server(gateway: Gateway, operations: Sequence[Operation] = OPERATIONS)
         instructions=INSTRUCTIONS,
         on_list_tools=list_tools,
         on_call_tool=call_tool,
+        get_tool_input_schema=inputs.get,
     )
 
 

@@ -1,194 +1,112 @@
-"""The servers' upstream client: the core client's plan, with a leaner send.
+"""The launcher's one way upstream: the core client's plan, sent with pyreqwest.
 
-`AsyncClient` keeps its checks, retries and error mapping in one plan and lets
-each face do only its own sending (`_send`). A server pays its client's own
-cost on every call it forwards, so here GETs go over kept-alive HTTP/1.1
-connections parsed by httptools (`http1.py`), anything else through aiohttp's
-pool; both cost a fraction of httpx's async pool per request. The in-process
-sandbox, or an explicit httpx transport (tests), keep the httpx path.
+A server pays its client's cost on every request it forwards; pyreqwest (Rust's
+reqwest) was the cheapest of the clients measured side by side
+(`benchmarks/bench_upstream_clients.py`, reference/serve.md). It honours
+`HTTP_PROXY`, `HTTPS_PROXY` and `NO_PROXY` itself; `SSL_CERT_FILE` and
+`SSL_CERT_DIR` are added to its trusted roots here, as httpx trusts them.
+Retries, error mapping and the per-attempt deadline stay the core client's.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
-import json
+import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
-from urllib.parse import urlencode
+from datetime import timedelta
+from pathlib import Path
 
 import httpx
-from pydantic import ValidationError
+from pyreqwest.client import ClientBuilder
+from pyreqwest.exceptions import (
+    ConnectError,
+    ConnectTimeoutError,
+    PoolTimeoutError,
+    RequestTimeoutError,
+    RequestError,
+)
 
-from ..client import MAX_BODY_BYTES, SANDBOX_HEADER, USER_AGENT, AsyncClient, Result
+from ..client import DEFAULT_HEADERS, AsyncClient, Reply, Request, check_size, url_for
 from ..config import Settings
-from ..operations import Operation
 
 
 @dataclass
 class Tally:
-    """What one inbound request cost upstream (read by the access log)."""
+    """What one inbound request costs upstream: counted for the access log, paced by the caller's rate."""
 
     upstream: int = 0
+    #: spends one of the caller's rate tokens: 0, or the seconds until one is there
+    pace: Callable[[], float] | None = None
 
 
 #: the tally of the inbound request on whose behalf a call runs
 TALLY: contextvars.ContextVar[Tally | None] = contextvars.ContextVar("prime_billing_tally", default=None)
 
 
-class _Head:
-    """Status and headers of an aiohttp answer, shaped as the plan reads an httpx.Response
-    (`status_code`, case-insensitive `headers.get`), without building one per request."""
-
-    __slots__ = ("headers", "status_code")
-
-    def __init__(self, status_code: int, headers: Any) -> None:
-        self.status_code = status_code
-        self.headers = headers
-
-
-class _BodyResult(Result[Any]):
-    """A Result whose `raw` dict is parsed from `body` only when something reads it:
-    the REST face sends the bytes on as they came and never needs it."""
-
-    _raw: dict[str, Any] | None = None
-
-    @property  # type: ignore[override]
-    def raw(self) -> dict[str, Any]:
-        if self._raw is None:
-            self._raw = json.loads(self.body)  # type: ignore[arg-type]
-        return self._raw
-
-    @raw.setter
-    def raw(self, value: dict[str, Any] | None) -> None:
-        self._raw = value
+def trusted_roots() -> list[bytes]:
+    """PEM files named by SSL_CERT_FILE and in SSL_CERT_DIR, as OpenSSL and httpx read them."""
+    pems: list[bytes] = []
+    file, folder = os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR")
+    if file and Path(file).is_file():
+        pems.append(Path(file).read_bytes())
+    if folder and Path(folder).is_dir():
+        pems += [p.read_bytes() for p in sorted(Path(folder).iterdir()) if p.is_file() and p.suffix in (".pem", ".crt")]
+    return pems
 
 
-class ServerClient(AsyncClient):
-    def __init__(self, settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
-        super().__init__(settings, transport=transport)
+class Upstream(AsyncClient):
+    """`AsyncClient` whose one attempt (`send`) goes through a shared pyreqwest pool."""
+
+    def __init__(self, settings: Settings, *, max_in_flight: int = 0) -> None:
+        super().__init__(settings)
         #: requests actually sent upstream, in all
         self.sent = 0
-        self._aiohttp: Any = None
-        #: upstream URLs built already, by path and query (pages and runs asked for again)
-        self._urls: dict[tuple[str, tuple[tuple[str, str], ...]], Any] = {}
-        self._use_aiohttp = transport is None and not settings.sandbox
-        #: lean kept-alive GETs (http1.py) when httptools is there; aiohttp for anything else
-        self._http1: Any = None
-        #: request heads built already, by method, path, query and headers
-        self._heads: dict[tuple[Any, ...], bytes] = {}
-        if self._use_aiohttp:
-            try:
-                from .http1 import Http1Pool
-
-                self._http1 = Http1Pool(
-                    settings.base_url,
-                    connect_timeout=settings.connect_timeout,
-                    read_timeout=settings.timeout,
-                    cap=MAX_BODY_BYTES,
-                )
-            except ImportError:
-                pass
-        if self._use_aiohttp:
-            try:
-                import aiohttp  # noqa: F401
-            except ImportError:
-                self._use_aiohttp = False
-
-    def _result(
-        self, op: Operation, checked: dict[str, Any], response: httpx.Response, body: bytes, attempts: int
-    ) -> Result[Any]:
-        """Validate the body as JSON in one pass (half the cost of parsing, then validating);
-        anything it refuses goes the core's way, which gives the same answer or refusal as before."""
-        try:
-            data = op.model.model_validate_json(body)
-        except ValidationError:
-            return super()._result(op, checked, response, body, attempts)
-        sandbox = response.headers.get(SANDBOX_HEADER) == "1" or self.settings.sandbox
-        return _BodyResult(op, data, None, checked, sandbox, attempts, body)  # type: ignore[arg-type]
+        builder = (
+            ClientBuilder()
+            .default_headers(dict(DEFAULT_HEADERS))
+            .connect_timeout(timedelta(seconds=settings.connect_timeout))
+            .read_timeout(timedelta(seconds=settings.timeout))
+            .follow_redirects(False)
+            .gzip(False)
+            .brotli(False)
+            .zstd(False)
+            .deflate(False)
+            .referer(False)
+        )
+        if max_in_flight > 0:  # the rest wait for a slot; the key's quota is shared by every caller
+            builder = builder.max_connections(max_in_flight)
+        for pem in trusted_roots():
+            builder = builder.add_root_certificate_pem(pem)
+        self._pool = builder.build()
 
     async def aclose(self) -> None:
         await super().aclose()
-        if self._http1 is not None:
-            await self._http1.aclose()
-        if self._aiohttp is not None:
-            await self._aiohttp.close()
+        await self._pool.close()
 
-    async def _send(self, req: Any) -> Any:
+    async def send(self, request: Request) -> Reply:
         self.sent += 1
         tally = TALLY.get()
         if tally is not None:
             tally.upstream += 1
-        if not self._use_aiohttp:
-            return await super()._send(req)
-        if self._http1 is not None and req.method == "GET":
-            return await self._send_http1(req)
-        return await self._send_aiohttp(req)
-
-    async def _send_http1(self, req: Any) -> Any:
-        from .http1 import TooLarge
-
-        where = (req.method, req.path, tuple(req.query.items()), tuple(req.headers.items()))
-        head = self._heads.get(where)
+            # the request itself paid for its first call; a report's further pages are paid here
+            while tally.upstream > 1 and tally.pace is not None and (wait := tally.pace()) > 0:
+                await asyncio.sleep(wait)
+        url = url_for(self.settings.base_url, request)
         try:
-            if head is None:
-                target = req.path + ("?" + urlencode(req.query) if req.query else "")
-                head = self._http1.head(
-                    req.method, target, {"User-Agent": USER_AGENT, "Accept": "application/json", **req.headers}
-                )
-                if len(self._heads) >= 4096:  # bounded: start over
-                    self._heads.clear()
-                self._heads[where] = head
-            status, headers, body = await self._http1.request(head)
-        except TooLarge as exc:
-            self._check_size(_Head(exc.status, exc.headers), exc.received)  # type: ignore[arg-type]
-            raise AssertionError("unreachable: the size check refuses it") from None
-        except httpx.HTTPError as exc:
-            return exc
-        return _Head(status, headers), body
-
-    def _session(self) -> Any:
-        import aiohttp
-
-        s = self.settings
-        self._aiohttp = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=200, keepalive_timeout=30, ttl_dns_cache=300),
-            headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=s.connect_timeout, sock_read=s.timeout),
-            skip_auto_headers=("Accept-Encoding",),
-            # one session serves every caller (passthrough keys too): never carry cookies between them
-            cookie_jar=aiohttp.DummyCookieJar(),
-        )
-        return self._aiohttp
-
-    async def _send_aiohttp(self, req: Any) -> Any:
-        import aiohttp
-        from yarl import URL
-
-        session = self._aiohttp or self._session()
-        where = (req.path, tuple(req.query.items()))
-        url = self._urls.get(where)
-        if url is None:
-            target = self.settings.base_url + req.path
-            if req.query:
-                target += "?" + urlencode(req.query)
-            url = URL(target, encoded=True)
-            if len(self._urls) >= 4096:  # bounded: start over
-                self._urls.clear()
-            self._urls[where] = url
-        try:
-            async with session.request(req.method, url, headers=req.headers, allow_redirects=False) as r:
-                response = _Head(r.status, r.headers)
-                self._check_size(response, 0)  # type: ignore[arg-type]
-                buf = bytearray()
-                async for chunk in r.content.iter_any():
-                    buf += chunk
-                    self._check_size(response, len(buf))  # type: ignore[arg-type]
-                return response, bytes(buf)
-        except aiohttp.ConnectionTimeoutError as exc:
-            return httpx.ConnectTimeout(str(exc))
-        except TimeoutError as exc:
-            return httpx.ReadTimeout(str(exc))
-        except aiohttp.ClientConnectorError as exc:
-            return httpx.ConnectError(str(exc))
-        except aiohttp.ClientError as exc:
-            return httpx.ReadError(f"{type(exc).__name__}: {exc}")
+            async with self._pool.request(request.method, url).headers(request.headers).build_streamed() as response:
+                check_size(response.headers, 0)
+                body = bytearray()
+                while (chunk := await response.body_reader.read_chunk()) is not None:
+                    body += chunk
+                    check_size(response.headers, len(body))
+                return Reply(response.status, response.headers, bytes(body))
+        except (ConnectTimeoutError, PoolTimeoutError) as exc:
+            raise httpx.ConnectTimeout(str(exc)) from None
+        except RequestTimeoutError as exc:
+            raise httpx.ReadTimeout(str(exc)) from None
+        except ConnectError as exc:
+            raise httpx.ConnectError(str(exc)) from None
+        except RequestError as exc:  # a reset, a truncated body, ...
+            raise httpx.ReadError(f"{type(exc).__name__}: {exc}") from None
