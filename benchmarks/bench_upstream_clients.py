@@ -87,7 +87,14 @@ async def clients(url: str) -> dict[str, tuple[Get, Callable[[], Awaitable[None]
         async with session.get(url, allow_redirects=False) as r:
             return await r.read()
 
-    made["aiohttp"] = (aio_get, session.close)
+    made["aiohttp (trust_env)"] = (aio_get, session.close)
+    plain = aiohttp.ClientSession(auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar())
+
+    async def plain_get() -> bytes:
+        async with plain.get(url, allow_redirects=False) as r:
+            return await r.read()
+
+    made["aiohttp"] = (plain_get, plain.close)
     try:
         from pyreqwest.client import ClientBuilder
 

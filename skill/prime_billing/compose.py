@@ -94,12 +94,12 @@ def scan_wallet(team_id: str | None, since: datetime | None = None) -> Generator
         for row in page:
             if row.id in seen:
                 scan.duplicates += 1
-            elif since is None or _aware(row.created_at) >= since:
+            elif since is None or aware(row.created_at) >= since:
                 seen[row.id] = row
         offset += len(page)
         if not page or offset >= wallet.total_billings:
             break
-        if since is not None and _aware(page[-1].created_at) < since:
+        if since is not None and aware(page[-1].created_at) < since:
             break  # newest first: everything further is older still
         if scan.pages >= MAX_PAGES:
             raise BadResponseError(
@@ -109,7 +109,7 @@ def scan_wallet(team_id: str | None, since: datetime | None = None) -> Generator
     return scan
 
 
-def _aware(when: datetime) -> datetime:
+def aware(when: datetime) -> datetime:
     return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
 

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from ..client import OnStep, Result
+from ..compose import aware, parse_when
 from ..config import Settings
 from ..errors import AuthenticationError, ReportTooLargeError
 from ..models import Wallet
@@ -55,7 +57,8 @@ class Gateway:
             key = self.settings.require_key()
         flight = (hashlib.sha256(key.encode()).digest(), op.name, tuple(sorted(checked.items())))
         api_key = key if self.passthrough else None
-        on_step = self._bounded(checked.get("since") is not None) if op.composite else None
+        since = parse_when(checked["since"]) if checked.get("since") else None
+        on_step = self._bounded(since) if op.composite else None
         token = TALLY.set(tally)
         try:
             return await self._flights.run(
@@ -64,18 +67,19 @@ class Gateway:
         finally:
             TALLY.reset(token)
 
-    def _bounded(self, since: bool) -> OnStep:
-        """A report's step watcher: refuses once the rows to read exceed the cap. A report that
-        asks for a second page reads the wallet to its end (or to `since`): without a start
-        date the total says at once how many rows that is."""
-        cap, read, pages = self.max_report_rows, 0, 0
+    def _bounded(self, since: datetime | None) -> OnStep:
+        """A report's step watcher: refuses once the rows it keeps exceed the cap (rows older than
+        `since` are read only to find the end). A report that asks for a second page reads the
+        wallet to its end: without a start date the total says at once how many rows that is."""
+        cap, kept, pages = self.max_report_rows, 0, 0
 
         def step(result: Result[Any]) -> None:
-            nonlocal read, pages
+            nonlocal kept, pages
             if isinstance(result.data, Wallet):
                 pages += 1
-                read += len(result.data.recent_billings)
-                rows = read if since or pages < 2 else max(read, result.data.total_billings)
+                page = result.data.recent_billings
+                kept += len(page) if since is None else sum(1 for r in page if aware(r.created_at) >= since)
+                rows = kept if since is not None or pages < 2 else max(kept, result.data.total_billings)
                 if rows > cap:
                     raise ReportTooLargeError(rows, cap)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import os
 import signal
 import socket
 import sys
@@ -232,16 +233,21 @@ def serve_stdio(settings: Settings) -> None:
 
     settings.require_key()
 
+    def stop() -> None:
+        # The client is done with us. The SDK reads stdin in a worker thread that no
+        # cancellation reaches, so a clean shutdown would wait for the client to close stdin:
+        # leave at once instead; no request of ours is worth finishing for nobody.
+        sys.stdout.flush()
+        os._exit(0)
+
     async def main() -> None:
         upstream, sandbox = sandbox_upstream(settings)
         gateway = Gateway(upstream)
-        task, loop = asyncio.current_task(), asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):  # the client ends us: exit 0, no traceback
-            loop.add_signal_handler(sig, task.cancel)  # type: ignore[union-attr]
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop)
         try:
             await run_stdio(gateway)
-        except asyncio.CancelledError:
-            pass
         finally:
             await gateway.aclose()
             if sandbox is not None:

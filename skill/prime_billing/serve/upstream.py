@@ -1,32 +1,27 @@
-"""The launcher's one way upstream: the core client's plan, sent with pyreqwest.
+"""The launcher's one way upstream: the core client's plan, sent with aiohttp.
 
-A server pays its client's cost on every request it forwards; pyreqwest (Rust's
-reqwest) was the cheapest of the clients measured side by side
-(`benchmarks/bench_upstream_clients.py`, reference/serve.md). It honours
-`HTTP_PROXY`, `HTTPS_PROXY` and `NO_PROXY` itself; `SSL_CERT_FILE` and
-`SSL_CERT_DIR` are added to its trusted roots here, as httpx trusts them.
-Retries, error mapping and the per-attempt deadline stay the core client's.
+A server pays its client's cost on every request it forwards; aiohttp was the
+cheapest of the clients measured side by side that also hangs up at once when
+a call is cancelled (`benchmarks/bench_upstream_clients.py`, reference/serve.md).
+It is set up from the environment once, as httpx reads it: the proxy for the
+base URL from `HTTP_PROXY`/`HTTPS_PROXY`/`ALL_PROXY` unless `NO_PROXY` says
+otherwise, and the trusted CAs from `SSL_CERT_FILE`/`SSL_CERT_DIR` (httpx's own
+`create_ssl_context`). Asking the environment per request instead (aiohttp's
+`trust_env`) tripled the cost of a call. Retries, error mapping and the
+per-attempt deadline stay the core client's.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
-import os
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
-from pathlib import Path
+from urllib.parse import urlsplit
 
+import aiohttp
 import httpx
-from pyreqwest.client import ClientBuilder
-from pyreqwest.exceptions import (
-    ConnectError,
-    ConnectTimeoutError,
-    PoolTimeoutError,
-    RequestTimeoutError,
-    RequestError,
-)
 
 from ..client import DEFAULT_HEADERS, AsyncClient, Reply, Request, check_size, url_for
 from ..config import Settings
@@ -45,45 +40,44 @@ class Tally:
 TALLY: contextvars.ContextVar[Tally | None] = contextvars.ContextVar("prime_billing_tally", default=None)
 
 
-def trusted_roots() -> list[bytes]:
-    """PEM files named by SSL_CERT_FILE and in SSL_CERT_DIR, as OpenSSL and httpx read them."""
-    pems: list[bytes] = []
-    file, folder = os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR")
-    if file and Path(file).is_file():
-        pems.append(Path(file).read_bytes())
-    if folder and Path(folder).is_dir():
-        pems += [p.read_bytes() for p in sorted(Path(folder).iterdir()) if p.is_file() and p.suffix in (".pem", ".crt")]
-    return pems
+def proxy_for(url: str) -> str | None:
+    """The proxy the environment names for `url` (none when NO_PROXY covers its host)."""
+    parts = urlsplit(url)
+    if parts.hostname is None or urllib.request.proxy_bypass(parts.hostname):
+        return None
+    proxies = urllib.request.getproxies()
+    return proxies.get(parts.scheme) or proxies.get("all")
 
 
 class Upstream(AsyncClient):
-    """`AsyncClient` whose one attempt (`send`) goes through a shared pyreqwest pool."""
+    """`AsyncClient` whose one attempt (`send`) goes through a shared aiohttp pool."""
 
     def __init__(self, settings: Settings, *, max_in_flight: int = 0) -> None:
         super().__init__(settings)
         #: requests actually sent upstream, in all
         self.sent = 0
-        builder = (
-            ClientBuilder()
-            .default_headers(dict(DEFAULT_HEADERS))
-            .connect_timeout(timedelta(seconds=settings.connect_timeout))
-            .read_timeout(timedelta(seconds=settings.timeout))
-            .follow_redirects(False)
-            .gzip(False)
-            .brotli(False)
-            .zstd(False)
-            .deflate(False)
-            .referer(False)
-        )
-        if max_in_flight > 0:  # the rest wait for a slot; the key's quota is shared by every caller
-            builder = builder.max_connections(max_in_flight)
-        for pem in trusted_roots():
-            builder = builder.add_root_certificate_pem(pem)
-        self._pool = builder.build()
+        self._proxy = proxy_for(settings.base_url)
+        self._limit = max_in_flight
+        self._session: aiohttp.ClientSession | None = None
+
+    def _pool(self) -> aiohttp.ClientSession:
+        """Made on first use, inside the event loop that will drive it."""
+        if self._session is None:
+            s = self.settings
+            self._session = aiohttp.ClientSession(
+                # the rest wait for a connection: the key's quota is shared by every caller
+                connector=aiohttp.TCPConnector(limit=self._limit, ssl=httpx.create_ssl_context()),
+                headers=dict(DEFAULT_HEADERS),
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=s.connect_timeout, sock_read=s.timeout),
+                auto_decompress=False,  # never inflate: the body cap counts the bytes that came
+                cookie_jar=aiohttp.DummyCookieJar(),  # one pool serves every caller: no state between them
+            )
+        return self._session
 
     async def aclose(self) -> None:
         await super().aclose()
-        await self._pool.close()
+        if self._session is not None:
+            await self._session.close()
 
     async def send(self, request: Request) -> Reply:
         self.sent += 1
@@ -95,18 +89,20 @@ class Upstream(AsyncClient):
                 await asyncio.sleep(wait)
         url = url_for(self.settings.base_url, request)
         try:
-            async with self._pool.request(request.method, url).headers(request.headers).build_streamed() as response:
-                check_size(response.headers, 0)
+            async with self._pool().request(
+                request.method, url, headers=request.headers, proxy=self._proxy, allow_redirects=False
+            ) as response:
+                check_size(response.headers)
                 body = bytearray()
-                while (chunk := await response.body_reader.read_chunk()) is not None:
+                async for chunk in response.content.iter_any():
                     body += chunk
                     check_size(response.headers, len(body))
                 return Reply(response.status, response.headers, bytes(body))
-        except (ConnectTimeoutError, PoolTimeoutError) as exc:
+        except aiohttp.ConnectionTimeoutError as exc:
             raise httpx.ConnectTimeout(str(exc)) from None
-        except RequestTimeoutError as exc:
+        except (aiohttp.SocketTimeoutError, aiohttp.ServerTimeoutError) as exc:
             raise httpx.ReadTimeout(str(exc)) from None
-        except ConnectError as exc:
+        except aiohttp.ClientConnectorError as exc:
             raise httpx.ConnectError(str(exc)) from None
-        except RequestError as exc:  # a reset, a truncated body, ...
+        except aiohttp.ClientError as exc:  # a reset, a truncated body, ...
             raise httpx.ReadError(f"{type(exc).__name__}: {exc}") from None
