@@ -61,11 +61,14 @@ class Gateway:
         on_step = self._bounded(since) if op.composite else None
         token = TALLY.set(tally)
         try:
-            return await self._flights.run(
+            result = await self._flights.run(
                 flight, lambda: self.client.call(op.name, checked, api_key=api_key, on_step=on_step)
             )
         finally:
             TALLY.reset(token)
+        if tally is not None:
+            tally.accepted = True
+        return result
 
     def _bounded(self, since: datetime | None) -> OnStep:
         """A report's step watcher: refuses once the rows it keeps exceed the cap (rows older than

@@ -201,14 +201,6 @@ class Guard:
                 await _refuse(scope, receive, send, *args)
                 return
             read = got
-        status = 0
-
-        async def sent(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
         task = asyncio.current_task()
         left = False
 
@@ -223,7 +215,7 @@ class Guard:
 
         watcher = asyncio.ensure_future(watch()) if task is not None else None
         try:
-            await self.app(scope, _replay(read, receive), sent)
+            await self.app(scope, _replay(read, receive), send)
         except asyncio.CancelledError:
             if not left or task is None:
                 raise
@@ -231,7 +223,7 @@ class Guard:
         finally:
             if watcher is not None:
                 watcher.cancel()
-        if unproven is not None and 200 <= status < 400:
+        if unproven is not None and scope[TALLY].accepted:
             self._accepted[hashlib.sha256(unproven).digest()] = None
             if len(self._accepted) > MAX_CALLERS:
                 self._accepted.popitem(last=False)

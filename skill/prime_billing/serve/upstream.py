@@ -34,6 +34,8 @@ class Tally:
     upstream: int = 0
     #: spends one of the caller's rate tokens: 0, or the seconds until one is there
     pace: Callable[[], float] | None = None
+    #: the upstream answered a call with the caller's own key (passthrough): the key is real
+    accepted: bool = False
 
 
 #: the tally of the inbound request on whose behalf a call runs
