@@ -94,13 +94,20 @@ def test_retry_after_is_honoured_as_the_minimum_wait() -> None:
 
 
 def test_read_timeout_becomes_upstream_timeout(sandbox: LiveSandbox) -> None:
-    sandbox.faults(latency=[0.5, 0.5])
-    with (
-        live_client(sandbox, timeout=0.1, max_retries=1) as c,
-        pytest.raises(errors.UpstreamTimeoutError) as info,
-    ):
-        c.get_wallet()
+    """The upstream holds every answer until released, so each attempt times out whatever the load."""
+    sandbox.faults(hold=True)
+    try:
+        with (
+            live_client(sandbox, timeout=0.1, max_retries=1) as c,
+            pytest.raises(errors.UpstreamTimeoutError) as info,
+        ):
+            c.get_wallet()
+        held = sandbox.requests()
+    finally:
+        sandbox.box.release()
     assert info.value.http_status == 504 and "did not answer within 0.1s" in str(info.value)
+    # every attempt the policy allows was sent, and each was left unanswered
+    assert held == FAST.max_retries + 1 and f"after {held} attempts" in str(info.value)
 
 
 def test_connection_refused_is_unavailable() -> None:

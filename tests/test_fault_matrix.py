@@ -5,6 +5,7 @@ nobody listens on) and what every surface must make of it: the exit code of the
 scripts, the HTTP status of the REST adapter, `isError` of the MCP tools, the
 status of the LangChain tool message; the words the one-line explanation holds;
 and how many upstream requests it cost (retries included, one retry allowed).
+Every surface asks for one run's usage, or the wallet where a row says so.
 Rows are independent (each has its own sandbox), so they run side by side.
 """
 
@@ -31,7 +32,7 @@ from conftest import SCRIPTS, LiveSandbox, run, script_env, start_sandbox
 from prime_billing.client import Client
 from prime_billing.config import SANDBOX_API_KEY, Settings
 from prime_billing.langchain import PrimeBillingTool
-from prime_billing.sandbox import HUGE_BODY_BYTES, RUNS
+from prime_billing.sandbox import HUGE_BODY_BYTES, RUNS, Sandbox
 from serve_harness import running
 
 #: one retry, so "persistent" faults are queued twice and "once" faults once
@@ -40,6 +41,62 @@ RETRIES = 1
 TIMEOUT = 1.5
 RUN_ID = "rft_sbx_running"
 HTML = "<html><head><title>502 Bad Gateway</title></head><body><h1>Bad Gateway</h1></body></html>"
+#: a JSON value nested deeper than any parser's recursion allows, 100,000 objects down
+DEEP = '{"x": ' * 100_000 + "1" + "}" * 100_000
+
+
+def _upstream_wallet() -> dict[str, Any]:
+    """The personal wallet's first page as the sandbox itself serves it."""
+    reply = Sandbox().dispatch("GET", "/api/v1/billing/wallet", {"authorization": f"Bearer {SANDBOX_API_KEY}"})
+    assert isinstance(reply.body, bytes)
+    return json.loads(reply.body)
+
+
+@dataclass(frozen=True)
+class Target:
+    """One contract operation as each surface asks for it, and the bodies a success passes on."""
+
+    #: the script and its arguments
+    script: list[str]
+    #: LangChain tool (the operation's name) and its arguments, the MCP tool's too
+    tool: str
+    args: dict[str, Any]
+    rest_path: str
+    mcp_tool: str
+    #: a field every success carries, and its value
+    key: str
+    value: str
+    #: the upstream bodies the REST adapter may answer a success with
+    bodies: tuple[dict[str, Any], ...]
+
+
+USAGE = Target(
+    ["run_usage.py", RUN_ID, "--json"],
+    "get_run_usage",
+    {"run_id": RUN_ID},
+    f"/v1/api/v1/billing/runs/{RUN_ID}/usage",
+    "prime-intellect-getrunusage",
+    "run_id",
+    RUN_ID,
+    ({**RUNS[RUN_ID], "sandbox": True}, RUNS[RUN_ID]),
+)
+WALLET_BODY = _upstream_wallet()
+WALLET = Target(
+    ["wallet.py", "--json"],
+    "get_wallet",
+    {},
+    "/v1/api/v1/billing/wallet",
+    "prime-intellect-getwallet",
+    "wallet_id",
+    WALLET_BODY["wallet_id"],
+    (WALLET_BODY,),
+)
+
+
+def spliced(body: dict[str, Any], name: str, value: str) -> str:
+    """`body` as JSON with one more field, `name`, whose value is the JSON text `value`."""
+    text = json.dumps(body)
+    return f'{text[:-1]}, "{name}": {value}}}'
 
 
 @dataclass(frozen=True)
@@ -57,6 +114,10 @@ class Row:
     huge: bool = False
     #: the Retry-After the REST adapter passes on
     retry_after: str | None = None
+    #: the REST problem's `code`, where the row names one
+    problem: str | None = None
+    #: what every surface asks for
+    target: Target = USAGE
 
     @property
     def exit_code(self) -> int:
@@ -94,6 +155,29 @@ ROWS = [
     Row("schema drift", [{"action": "drift"}], 502, "does not match the RunUsage schema"),
     Row("50 MB body", [{"action": "huge"}], 502, "larger than 8 MiB", huge=True),
     Row("50 MB, no length", [{"action": "huge_unsized"}], 502, "larger than 8 MiB", huge=True),
+    # unparseable bodies: refused as bad answers in one line, never a crash of the parser
+    *[
+        Row(
+            f"valid {target.tool} body, extra field 100,000 deep",
+            [{"status": 200, "body": spliced(target.bodies[0], "x_deep", DEEP)}],
+            502,
+            "nested too deeply",
+            problem="bad_upstream_response",
+            target=target,
+        )
+        for target in (WALLET, USAGE)
+    ],
+    *[
+        Row(
+            f"JSON array for {target.tool}",
+            [{"status": 200, "body": json.dumps([target.bodies[0]])}],
+            502,
+            "not an object",
+            problem="bad_upstream_response",
+            target=target,
+        )
+        for target in (WALLET, USAGE)
+    ],
 ]
 
 
@@ -109,6 +193,8 @@ class Seen:
     flaws: list[str] = field(default_factory=list)
     #: the Retry-After header, where the surface is HTTP
     retry_after: str | None = None
+    #: the problem's `code`, where the surface is REST
+    problem: str | None = None
 
 
 def dead_url() -> str:
@@ -119,28 +205,29 @@ def dead_url() -> str:
     return f"http://127.0.0.1:{port}"
 
 
-def via_script(url: str, home: Path) -> Seen:
+def via_script(url: str, home: Path, target: Target) -> Seen:
     env = script_env(home, url, PRIME_BILLING_MAX_RETRIES=str(RETRIES), PRIME_BILLING_TIMEOUT=str(TIMEOUT))
-    out = run([str(SCRIPTS / "run_usage.py"), RUN_ID, "--json"], env)
+    script, *args = target.script
+    out = run([str(SCRIPTS / script), *args], env)
     flaws = []
     if "Traceback" in out.stderr:
         flaws.append("traceback")
     if out.returncode == 0:
-        if out.stderr or json.loads(out.stdout)["run_id"] != RUN_ID:
+        if out.stderr or json.loads(out.stdout)[target.key] != target.value:
             flaws.append("success without the body")
     elif out.stderr.count("\n") != 1 or out.stdout:
         flaws.append(f"not one stderr line: {out.stderr!r} / stdout {out.stdout[:80]!r}")
     return Seen(out.returncode == 0, out.returncode, out.stderr.strip(), flaws)
 
 
-def via_langchain(url: str, home: Path) -> Seen:
+def via_langchain(url: str, home: Path, target: Target) -> Seen:
     settings = Settings(api_key=SANDBOX_API_KEY, base_url=url, max_retries=RETRIES, timeout=TIMEOUT)
     with Client(settings) as client:
-        tool = PrimeBillingTool("get_run_usage", client=client)
-        msg = tool.invoke(ToolCall(name=tool.name, args={"run_id": RUN_ID}, id="call_1", type="tool_call"))
+        tool = PrimeBillingTool(target.tool, client=client)
+        msg = tool.invoke(ToolCall(name=tool.name, args=target.args, id="call_1", type="tool_call"))
     ok = msg.status == "success"
     flaws = []
-    if ok and getattr(msg.artifact, "run_id", None) != RUN_ID:
+    if ok and getattr(msg.artifact, target.key, None) != target.value:
         flaws.append("success without the typed body")
     if not ok and "\n" in str(msg.content):
         flaws.append("multi-line error")
@@ -151,12 +238,12 @@ def _launcher_settings(url: str) -> Settings:
     return Settings(api_key=SANDBOX_API_KEY, base_url=url, max_retries=RETRIES, timeout=TIMEOUT)
 
 
-def via_rest(url: str, home: Path) -> Seen:
+def via_rest(url: str, home: Path, target: Target) -> Seen:
     with running(_launcher_settings(url), only="rest") as launcher:
-        r = httpx.get(launcher.urls["rest"] + f"/v1/api/v1/billing/runs/{RUN_ID}/usage", timeout=30)
+        r = httpx.get(launcher.urls["rest"] + target.rest_path, timeout=30)
     flaws = []
     if r.status_code == 200:
-        if r.json() != {**RUNS[RUN_ID], "sandbox": True} and r.json() != RUNS[RUN_ID]:
+        if r.json() not in target.bodies:
             flaws.append("200 without the upstream body")
         return Seen(True, 200, r.text, flaws)
     if r.headers.get("content-type") != "application/problem+json":
@@ -164,20 +251,20 @@ def via_rest(url: str, home: Path) -> Seen:
     body = r.json()
     if body.get("status") != r.status_code or "\n" in body.get("detail", "\n"):
         flaws.append(f"not a one-line problem: {body}")
-    return Seen(False, r.status_code, body.get("detail", ""), flaws, r.headers.get("retry-after"))
+    return Seen(False, r.status_code, body.get("detail", ""), flaws, r.headers.get("retry-after"), body.get("code"))
 
 
-def via_mcp(url: str, home: Path) -> Seen:
+def via_mcp(url: str, home: Path, target: Target) -> Seen:
     async def go() -> Any:
         with running(_launcher_settings(url), only="mcp") as launcher:
             http = httpx2.AsyncClient(timeout=30)
             async with MCPClient(streamable_http_client(launcher.urls["mcp"], http_client=http)) as client:
-                return await client.call_tool("prime-intellect-getrunusage", {"run_id": RUN_ID})
+                return await client.call_tool(target.mcp_tool, target.args)
 
     result = anyio.run(go)
     text = "".join(getattr(c, "text", "") for c in result.content)
     flaws = []
-    if not result.is_error and (result.structured_content or {}).get("run_id") != RUN_ID:
+    if not result.is_error and (result.structured_content or {}).get(target.key) != target.value:
         flaws.append("success without the structured body")
     if result.is_error and "\n" in text:
         flaws.append("multi-line error")
@@ -185,7 +272,7 @@ def via_mcp(url: str, home: Path) -> Seen:
 
 
 #: surface name -> (call it against an upstream URL, the code a row expects from it)
-SURFACES: dict[str, tuple[Callable[[str, Path], Seen], Callable[[Row], int]]] = {
+SURFACES: dict[str, tuple[Callable[[str, Path, Target], Seen], Callable[[Row], int]]] = {
     "script": (via_script, lambda row: row.exit_code),
     "langchain": (via_langchain, lambda row: row.exit_code),
     "rest": (via_rest, lambda row: row.http),
@@ -204,7 +291,7 @@ def check_row(row: Row, surface: str, home: Path) -> list[str]:
         live.faults(next=row.faults)
         url = live.url
     try:
-        seen = call(url, home)
+        seen = call(url, home, row.target)
         problems = list(seen.flaws)
         if seen.code != expected(row):
             problems.append(f"code {seen.code}, expected {expected(row)} ({seen.text[:160]})")
@@ -212,6 +299,8 @@ def check_row(row: Row, surface: str, home: Path) -> list[str]:
             problems.append(f"says {seen.text[:160]!r}, expected it to hold {row.says!r}")
         if surface == "rest" and seen.retry_after != row.retry_after:
             problems.append(f"Retry-After {seen.retry_after!r}, expected {row.retry_after!r}")
+        if surface == "rest" and row.problem is not None and seen.problem != row.problem:
+            problems.append(f"problem code {seen.problem!r}, expected {row.problem!r}")
         if "Bearer" in seen.text or SANDBOX_API_KEY in seen.text:
             problems.append("the key or its header leaked into the error")
         if live is not None:

@@ -364,9 +364,9 @@ def test_a_whole_number_is_plain_ascii_digits_or_refused_unsent(op: str, param: 
 
 
 @pytest.mark.parametrize(
-    "value", ["1_0", "١٠", " 5 ", "12.", ".5", "1e3", "+1", "0x1", "", "٥", "5,5", "1" * 400 + "x"]
+    "value", ["1_0", "١٠", " 5 ", "12.", ".5", "1e", "e3", "1e3.5", "+1", "0x1", "", "٥", "5,5", "1" * 400 + "x"]
 )
-def test_a_minimum_balance_is_a_plain_decimal_or_refused_unsent(value: str) -> None:
+def test_a_minimum_balance_is_a_plain_json_number_or_refused_unsent(value: str) -> None:
     transport, seen = _recording()
     with (
         Client(Settings(api_key="k"), transport=transport) as c,
@@ -400,7 +400,16 @@ def test_plain_numbers_still_pass_as_text_and_as_numbers() -> None:
                 c.get_wallet(limit=limit, offset=offset)  # type: ignore[arg-type]
     assert sent == ["limit=7&offset=12", "limit=7&offset=12"]
     check = ops.get("check_budget").param("min_balance")
-    assert [check.check(v) for v in ("12", "12.5", "0", 3, 2.5)] == [12.0, 12.5, 0.0, 3.0, 2.5]
+    # the JSON number forms a schema-valid caller may send, exponent included
+    assert [check.check(v) for v in ("12", "12.5", "0", "1e3", "1.5E-2", 3, 2.5)] == [
+        12.0,
+        12.5,
+        0.0,
+        1000.0,
+        0.015,
+        3.0,
+        2.5,
+    ]
 
 
 def test_an_offset_is_bounded_where_no_wallet_reaches() -> None:

@@ -1,20 +1,25 @@
 """Reconcile, spend and the budget check through every surface derived from the table:
 LangChain tools (sync, async, by ToolCall), the REST routes (httpx) and the MCP tools
-(the official client over streamable HTTP), all against the sandbox on loopback; each
-answer equals what the client itself returns."""
+(the official client over streamable HTTP), all against the sandbox on loopback.
+
+The figures each answer must show are computed here, in cents, from what the
+upstream itself serves (every wallet row, each run's billed total), never taken
+from the project's own client: agreement with it would prove consistency, not
+correctness."""
 
 from __future__ import annotations
 
 import asyncio
+from collections import defaultdict
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
 from langchain_core.messages import ToolMessage
 
-from conftest import LiveSandbox
-from prime_billing.client import Client
+from conftest import LiveSandbox, all_rows, cents, upstream_body
 from prime_billing.config import SANDBOX_API_KEY
 from prime_billing.langchain import PrimeBillingToolkit
 from prime_billing.operations import BY_NAME, OPERATIONS
@@ -26,15 +31,102 @@ CALLS: list[tuple[str, dict[str, Any]]] = [
     ("reconcile_run", {"run_id": "rft_sbx_mismatch"}),
     ("reconcile_run", {"run_id": "rft_sbx_cached"}),
     ("spend_report", {"since": "2026-11-19"}),
+    ("spend_report", {"top": 3}),
     ("spend_report", {"team_id": "team_sbx_demo", "top": 2}),
     ("check_budget", {"min_balance": 150}),
     ("check_budget", {"min_balance": 100, "limit": 2}),
 ]
+WALLET = "/api/v1/billing/wallet"
 
 
-def direct(live: LiveSandbox, name: str, args: dict[str, Any]) -> dict[str, Any]:
-    with Client(base_url=live.url, api_key=SANDBOX_API_KEY) as client:
-        return client.call(name, args).raw
+def _team(args: dict[str, Any]) -> dict[str, Any]:
+    return {"teamId": args["team_id"]} if args.get("team_id") else {}
+
+
+def expected(live: LiveSandbox, name: str, args: dict[str, Any]) -> dict[str, Any]:
+    """The figures a report must show, worked out from the upstream's own bodies (money in cents)."""
+    if name == "reconcile_run":
+        run_id = args["run_id"]
+        billed = cents(upstream_body(live, f"/api/v1/billing/runs/{run_id}/usage")["total_cost_usd"])
+        wallet_rows = all_rows(live, **_team(args))
+        mine = [r for r in wallet_rows if r["resource_id"] == run_id]
+        charged = sum(cents(r["amount_usd"]) for r in mine)
+        return {
+            "billed": billed,
+            "charged": charged,
+            "difference": billed - charged,
+            "reconciled": abs(billed - charged) <= 1,
+            "row_ids": [r["id"] for r in mine],
+            "rows_scanned": len(wallet_rows),
+        }
+    if name == "spend_report":
+        rows = all_rows(live, **_team(args))
+        if args.get("since"):
+            start = datetime.fromisoformat(args["since"]).replace(tzinfo=UTC)
+            rows = [r for r in rows if datetime.fromisoformat(r["created_at"]) >= start]
+        by_type: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+        by_run: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+        for r in rows:
+            groups = [by_type[r["resource_type"]]]
+            if r["resource_type"] == "rft_run":
+                groups.append(by_run[r["resource_id"]])
+            for group in groups:
+                group[0] += cents(r["amount_usd"])
+                group[1] += 1
+        top = sorted(by_run.items(), key=lambda kv: (-kv[1][0], kv[0]))[: args.get("top", 5)]
+        return {
+            "balance": cents(upstream_body(live, WALLET, **_team(args))["balance_usd"]),
+            "total": sum(cents(r["amount_usd"]) for r in rows),
+            "row_count": len(rows),
+            "by_type": {k: tuple(v) for k, v in by_type.items()},
+            "top_runs": [(k, *v) for k, v in top],
+            "row_ids": [r["id"] for r in rows],
+        }
+    assert name == "check_budget"
+    page = {k: args[k] for k in ("limit", "offset") if k in args}
+    wallet = upstream_body(live, WALLET, **page, **_team(args))
+    gap = cents(wallet["balance_usd"]) - cents(args["min_balance"])
+    return {
+        "balance": cents(wallet["balance_usd"]),
+        "ok": gap >= 0,
+        "shortfall": max(0, -gap),
+        "headroom": max(0, gap),
+        "wallet": wallet,
+    }
+
+
+def figures(name: str, report: dict[str, Any]) -> dict[str, Any]:
+    """The same figures read off a report document, whichever surface answered it."""
+    if name == "reconcile_run":
+        return {
+            "billed": cents(report["run_billed_usd"]),
+            "charged": cents(report["wallet_charged_usd"]),
+            "difference": cents(report["difference_usd"]),
+            "reconciled": report["reconciled"],
+            "row_ids": [r["id"] for r in report["rows"]],
+            "rows_scanned": report["rows_scanned"],
+        }
+    if name == "spend_report":
+        return {
+            "balance": cents(report["balance_usd"]),
+            "total": cents(report["total_usd"]),
+            "row_count": report["row_count"],
+            "by_type": {g["key"]: (cents(g["total_usd"]), g["rows"]) for g in report["by_resource_type"]},
+            "top_runs": [(g["key"], cents(g["total_usd"]), g["rows"]) for g in report["top_runs"]],
+            "row_ids": [r["id"] for r in report["rows"]],
+        }
+    return {
+        "balance": cents(report["balance_usd"]),
+        "ok": report["ok"],
+        "shortfall": cents(report["shortfall_usd"]),
+        "headroom": cents(report["headroom_usd"]),
+        "wallet": report["wallet"],
+    }
+
+
+def dollars(amount_cents: int) -> str:
+    """Cents as the summaries print them: `$1,234.56`."""
+    return f"${amount_cents / 100:,.2f}"
 
 
 def rest_url(base: str, name: str, args: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -70,42 +162,53 @@ def test_the_new_operations_sit_beside_the_contract_ones() -> None:
     assert not any(op.composite for op in contract)
 
 
+def test_the_calls_reach_every_verdict(sandbox: LiveSandbox) -> None:
+    """The table is worth running: both reconcile verdicts, both budget verdicts, a top-runs list."""
+    want = [expected(sandbox, name, args) for name, args in CALLS]
+    assert {w["reconciled"] for w in want if "reconciled" in w} == {True, False}
+    assert {w["ok"] for w in want if "ok" in w} == {True, False}
+    assert any(len(w.get("top_runs", [])) == 3 for w in want)
+    assert all(w.get("row_ids", [None]) for w in want)  # no report is checked on zero rows
+
+
 def test_langchain_tools_answer_with_summary_and_report(sandbox: LiveSandbox) -> None:
     toolkit = PrimeBillingToolkit(base_url=sandbox.url, api_key=SANDBOX_API_KEY)
     tools = {t.name: t for t in toolkit.get_tools()}
     try:
         # by args: the content a model reads
+        mismatch = expected(sandbox, "reconcile_run", {"run_id": "rft_sbx_mismatch"})
         text = tools["reconcile_run"].invoke({"run_id": "rft_sbx_mismatch"})
-        assert "MISMATCH by $0.37" in text and "$2.13" in text
+        assert f"MISMATCH by {dollars(mismatch['difference'])}" in text and dollars(mismatch["charged"]) in text
+
         # by ToolCall: the report itself rides as the artifact
-        message = tools["reconcile_run"].invoke(
-            {"name": "reconcile_run", "args": {"run_id": "rft_sbx_mismatch"}, "id": "c1", "type": "tool_call"}
-        )
-        assert isinstance(message, ToolMessage) and message.status == "success"
-        assert isinstance(message.artifact, Reconciliation)
-        assert message.artifact.model_dump(mode="json") == direct(
-            sandbox, "reconcile_run", {"run_id": "rft_sbx_mismatch"}
-        )
+        for i, (name, args) in enumerate(CALLS):
+            message = tools[name].invoke({"name": name, "args": args, "id": f"c{i}", "type": "tool_call"})
+            assert isinstance(message, ToolMessage) and message.status == "success", message.content
+            assert figures(name, message.artifact.model_dump(mode="json")) == expected(sandbox, name, args)
+            assert isinstance(message.artifact, Reconciliation) == (name == "reconcile_run")
 
         async def go() -> ToolMessage:
             return await tools["spend_report"].ainvoke(
-                {"name": "spend_report", "args": {"since": "2026-11-19"}, "id": "c2", "type": "tool_call"}
+                {"name": "spend_report", "args": {"since": "2026-11-19"}, "id": "a1", "type": "tool_call"}
             )
 
         spent = asyncio.run(go())
-        assert isinstance(spent.artifact, SpendReport) and spent.artifact.total_usd == 56.09
-        assert "$56.09 USD in 12 rows" in spent.content
+        want = expected(sandbox, "spend_report", {"since": "2026-11-19"})
+        assert isinstance(spent.artifact, SpendReport)
+        assert figures("spend_report", spent.artifact.model_dump(mode="json")) == want
+        assert f"{dollars(want['total'])} USD in {want['row_count']} rows" in spent.content
 
         budget = tools["check_budget"].invoke(
-            {"name": "check_budget", "args": {"min_balance": 150}, "id": "c3", "type": "tool_call"}
+            {"name": "check_budget", "args": {"min_balance": 150}, "id": "b1", "type": "tool_call"}
         )
-        assert budget.status == "success"  # a failed check is an answer, not an error
-        assert budget.artifact.ok is False and budget.artifact.shortfall_usd == 26.55
-        assert "BELOW MINIMUM" in budget.content
+        short = expected(sandbox, "check_budget", {"min_balance": 150})
+        assert budget.status == "success" and short["ok"] is False  # a failed check is an answer, not an error
+        assert f"BELOW MINIMUM: balance {dollars(short['balance'])}" in budget.content
+        assert dollars(short["shortfall"]) in budget.content
 
         for args, needle in [({"run_id": "rft_missing"}, "run not found (404"), ({"run_id": "../x"}, "run_id")]:
             failed = tools["reconcile_run"].invoke(
-                {"name": "reconcile_run", "args": args, "id": "c4", "type": "tool_call"}
+                {"name": "reconcile_run", "args": args, "id": "e1", "type": "tool_call"}
             )
             assert failed.status == "error" and needle in failed.content
     finally:
@@ -118,7 +221,7 @@ def test_rest_routes_answer_the_report(launcher: Any, sandbox: LiveSandbox, name
     r = httpx.get(url, params=query)
     assert r.status_code == 200, r.text
     assert r.headers["content-type"] == "application/json"
-    assert r.json() == direct(sandbox, name, args)
+    assert figures(name, r.json()) == expected(sandbox, name, args)
 
 
 def test_rest_refuses_bad_input_and_documents_the_routes(launcher: Any, sandbox: LiveSandbox) -> None:
@@ -141,15 +244,11 @@ def test_rest_refuses_bad_input_and_documents_the_routes(launcher: Any, sandbox:
 def test_mcp_tools_return_the_report_as_structured_content(launcher: Any, sandbox: LiveSandbox) -> None:
     from mcp import Client as MCPClient
 
-    expected = {name: direct(sandbox, name, args) for name, args in CALLS[:1] + CALLS[2:3] + CALLS[4:5]}
-
     async def go() -> dict[str, Any]:
         out: dict[str, Any] = {}
         async with MCPClient(launcher.urls["mcp"]) as client:
-            listed = {t.name: t for t in (await client.list_tools()).tools}
-            out["listed"] = listed
-            for name, args in (CALLS[0], CALLS[2], CALLS[4]):
-                out[name] = await client.call_tool(BY_NAME[name].mcp_tool, args)
+            out["listed"] = {t.name: t for t in (await client.list_tools()).tools}
+            out["calls"] = [await client.call_tool(BY_NAME[name].mcp_tool, args) for name, args in CALLS]
             out["error"] = await client.call_tool("prime-intellect-reconcile", {"run_id": "rft_missing"})
         return out
 
@@ -158,10 +257,14 @@ def test_mcp_tools_return_the_report_as_structured_content(launcher: Any, sandbo
     for tool in ("prime-intellect-reconcile", "prime-intellect-spend", "prime-intellect-budget"):
         assert tool in listed and listed[tool].annotations.read_only_hint is True
     assert listed["prime-intellect-budget"].input_schema["required"] == ["min_balance"]
-    for name, want in expected.items():
-        result = got[name]
-        assert result.is_error is not True
-        assert result.structured_content == want
-    assert "MISMATCH by $0.37" in got["reconcile_run"].content[0].text
-    assert got["check_budget"].structured_content["alert"].startswith("balance $123.45")
+    for (name, args), result in zip(CALLS, got["calls"], strict=True):
+        assert result.is_error is not True, result.content
+        assert figures(name, result.structured_content) == expected(sandbox, name, args)
+        # the two faces of one launcher hand out one document, not two renderings of it
+        url, query = rest_url(launcher.urls["rest"], name, args)
+        assert result.structured_content == httpx.get(url, params=query).json()
+    mismatch = expected(sandbox, *CALLS[0])
+    assert f"MISMATCH by {dollars(mismatch['difference'])}" in got["calls"][0].content[0].text
+    short = expected(sandbox, *CALLS[5])
+    assert got["calls"][5].structured_content["alert"].startswith(f"balance {dollars(short['balance'])}")
     assert got["error"].is_error is True and "run not found (404" in got["error"].content[0].text

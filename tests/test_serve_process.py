@@ -4,24 +4,44 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 
-from conftest import ROOT, LiveSandbox, run, script_env
+from conftest import ROOT, LiveSandbox, run, script_env, upstream_body
 from prime_billing.config import SANDBOX_API_KEY
 
 TOKEN = "tok-for-the-test-0123"
 
 
+def until(condition: Callable[[], bool], what: str, guard: float = 10.0) -> None:
+    """Poll until `condition` holds; the guard only stops a broken test from hanging."""
+    deadline = time.monotonic() + guard
+    while not condition():
+        assert time.monotonic() < deadline, f"never happened: {what}"
+        time.sleep(0.01)
+
+
+def refuses(url: str) -> bool:
+    """Whether nothing accepts connections at the URL's address any more."""
+    host, port = url.removeprefix("http://").split("/")[0].rsplit(":", 1)
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except ConnectionRefusedError:
+        return True
+    return False
+
+
 def test_cli_import_path_stays_free_of_the_server_stack(home: Path) -> None:
     code = (
         "import sys, prime_billing.cli as c; c.build_parser();"
-        "heavy = [m for m in sys.modules if m.split('.')[0] in ('mcp', 'starlette', 'uvicorn', 'pyreqwest')];"
+        "heavy = [m for m in sys.modules if m.split('.')[0] in ('mcp', 'starlette', 'uvicorn', 'aiohttp')];"
         "print(heavy)"
     )
     out = run(["-c", code], script_env(home))
@@ -50,20 +70,27 @@ def test_sigterm_answers_the_request_in_flight_then_exits_0(home: Path, sandbox:
         line = proc.stdout.readline()
         urls = [w.rstrip(",;") for w in line.split() if w.startswith("http://")]
         rest = urls[0]
-        sandbox.faults(latency=[1.0, 1.0])
+        # the upstream answers only once released (through its HTTP control API, as another process would)
+        assert httpx.post(sandbox.url + "/_sandbox/faults", json={"hold": True}).status_code == 200
         answer: list[httpx.Response] = []
         auth = {"Authorization": f"Bearer {TOKEN}"}
         slow = threading.Thread(
-            target=lambda: answer.append(httpx.get(rest + "/v1/api/v1/billing/wallet", headers=auth, timeout=20))
+            target=lambda: answer.append(httpx.get(rest + "/v1/api/v1/billing/wallet", headers=auth, timeout=30))
         )
-        slow.start()
-        deadline = time.monotonic() + 10
-        while sandbox.requests() == 0 and time.monotonic() < deadline:
-            time.sleep(0.02)
-        proc.send_signal(signal.SIGTERM)  # the upstream is still answering
-        slow.join(20)
-        assert proc.wait(20) == 0
-        assert answer and answer[0].status_code == 200 and answer[0].json()["wallet_id"] == "wal_sbx_personal"
+        try:
+            slow.start()
+            until(lambda: sandbox.box.inflight == 1, "the request held upstream")
+            proc.send_signal(signal.SIGTERM)
+            # draining: the port takes no one new while the request in flight is still held
+            until(lambda: refuses(rest), "the launcher stopped accepting")
+            assert sandbox.box.inflight == 1 and proc.poll() is None and not answer
+        finally:
+            released = httpx.post(sandbox.url + "/_sandbox/release")
+        assert released.json() == {"released": True}
+        slow.join(30)
+        assert proc.wait(30) == 0
+        assert answer and answer[0].status_code == 200
+        assert answer[0].json() == upstream_body(sandbox, "/api/v1/billing/wallet")
     finally:
         if proc.poll() is None:
             proc.kill()

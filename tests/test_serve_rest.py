@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import concurrent.futures
-from collections.abc import Iterator
+import json
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
 
+import anyio
 import httpx
+import httpx2
 import pytest
+from mcp import Client as MCPClient
+from mcp.client.streamable_http import streamable_http_client
 
 from conftest import LiveSandbox, upstream_body
 from prime_billing.config import SANDBOX_API_KEY
@@ -34,6 +41,21 @@ def assert_problem(r: httpx.Response, status: int) -> dict:
     assert body["detail"] and "\n" not in body["detail"]
     assert SANDBOX_API_KEY not in r.text
     return body
+
+
+def wait_until(condition: Callable[[], bool], what: str, guard: float = 10.0) -> None:
+    """Poll until `condition` holds; the guard only stops a broken test from hanging."""
+    deadline = time.monotonic() + guard
+    while not condition():
+        assert time.monotonic() < deadline, f"never happened: {what}"
+        time.sleep(0.005)
+
+
+def callers_waiting(launcher: Launcher) -> int:
+    """Callers the launcher holds on calls in flight upstream: the coalescer's public `waiting`
+    count, reached through the gateway's private attribute since the gateway offers no other way."""
+    assert launcher.gateway is not None
+    return launcher.gateway.waiting
 
 
 def test_success_is_the_upstream_body_unknown_fields_kept(rest: str, sandbox: LiveSandbox) -> None:
@@ -116,14 +138,27 @@ def test_healthz_and_openapi_touch_no_upstream(rest: str, sandbox: LiveSandbox) 
     assert assert_problem(httpx.get(rest + "/v1/nowhere"), 404)["code"] == "no_route"
 
 
-def test_fifty_identical_requests_cost_one_upstream_call(rest: str, sandbox: LiveSandbox) -> None:
-    sandbox.faults(latency=[0.5, 0.5])
+def test_fifty_identical_requests_cost_one_upstream_call(sandbox: LiveSandbox) -> None:
+    """The upstream holds its answer until all fifty callers wait on the one call: overlap by
+    construction, not by timing."""
+    sandbox.faults(hold=True)
     limits = httpx.Limits(max_connections=60)
-    with httpx.Client(limits=limits, timeout=20) as client, concurrent.futures.ThreadPoolExecutor(50) as pool:
-        answers = list(pool.map(lambda _: client.get(rest + WALLET, params={"limit": 5}), range(50)))
-    assert [r.status_code for r in answers] == [200] * 50
-    assert all(r.json() == answers[0].json() for r in answers)
+    with (
+        running(sandbox_settings(sandbox.url)) as launcher,
+        httpx.Client(limits=limits, timeout=30) as client,
+        concurrent.futures.ThreadPoolExecutor(50) as pool,
+    ):
+        try:
+            futures = [pool.submit(client.get, launcher.urls["rest"] + WALLET, params={"limit": 5}) for _ in range(50)]
+            wait_until(lambda: callers_waiting(launcher) == 50, "50 callers waiting on the launcher")
+            wait_until(lambda: sandbox.box.inflight == 1, "the one upstream call held")
+        finally:
+            sandbox.box.release()
+        answers = [f.result() for f in futures]
     assert sandbox.requests() == 1
+    assert [r.status_code for r in answers] == [200] * 50
+    want = upstream_body(sandbox, "/api/v1/billing/wallet", limit=5)
+    assert all(r.json() == want for r in answers)
 
 
 def test_cache_ttl_reuses_a_success(sandbox: LiveSandbox) -> None:
@@ -166,16 +201,46 @@ def test_passthrough_forwards_each_callers_key_and_never_mixes_them(sandbox: Liv
         rest = launcher.urls["rest"]
         assert_problem(httpx.get(rest + WALLET), 401)
         assert sandbox.requests() == 0
-        sandbox.faults(latency=[0.4, 0.4])
+        # the upstream holds its answers until all eight callers wait: each overlaps every other
+        sandbox.faults(hold=True)
         good = {"Authorization": f"Bearer {SANDBOX_API_KEY}"}
         bad = {"Authorization": "Bearer someone-elses-key"}
         with concurrent.futures.ThreadPoolExecutor(8) as pool:
-            futures = [pool.submit(httpx.get, rest + WALLET, headers=h, timeout=20) for h in [good, bad] * 4]
+            try:
+                futures = [pool.submit(httpx.get, rest + WALLET, headers=h, timeout=30) for h in [good, bad] * 4]
+                wait_until(lambda: callers_waiting(launcher) == 8, "8 callers waiting on the launcher")
+                wait_until(lambda: sandbox.box.inflight == 2, "one upstream call per key held")
+            finally:
+                sandbox.box.release()
             answers = [f.result() for f in futures]
-        assert [r.status_code for r in answers] == [200, 401] * 4
-        assert "someone-elses-key" not in answers[1].text
         # coalesced per key: one upstream call for each of the two keys, never one for both
         assert sandbox.requests() == 2
+        assert [r.status_code for r in answers] == [200, 401] * 4
+        assert "someone-elses-key" not in answers[1].text
+        assert all(r.json() == upstream_body(sandbox, "/api/v1/billing/wallet") for r in answers[::2])
+
+
+def test_passthrough_never_shows_the_callers_bare_key_from_an_upstream_403(sandbox: LiveSandbox) -> None:
+    """An upstream that echoes the caller's key without any `Bearer` before it: only the
+    caller's own credential tells the text is secret, and neither face may show it."""
+    key = "pk-callers-own-key-7f3a9c2e51"
+    echo = {"status": 403, "body": json.dumps({"detail": f"key {key} may not read this wallet"})}
+    sandbox.faults(next=[echo, echo])
+    with running(sandbox_settings(sandbox.url, api_key=None), passthrough=True) as launcher:
+        r = httpx.get(launcher.urls["rest"] + WALLET, headers={"Authorization": f"Bearer {key}"})
+        body = assert_problem(r, 403)
+        assert key not in r.text and "***" in body["detail"] and "may not read this wallet" in body["detail"]
+
+        async def over_mcp() -> Any:
+            http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {key}"}, timeout=30)
+            async with MCPClient(streamable_http_client(launcher.urls["mcp"], http_client=http)) as client:
+                return await client.call_tool("prime-intellect-getwallet", {})
+
+        result = anyio.run(over_mcp)
+    text = "".join(getattr(c, "text", "") for c in result.content)
+    assert result.is_error is True and "\n" not in text
+    assert key not in text and "***" in text and "may not read this wallet" in text
+    assert sandbox.requests() == 2  # both faces really asked the upstream
 
 
 def test_refuses_a_public_address_without_a_token(sandbox: LiveSandbox) -> None:

@@ -86,10 +86,10 @@ class Param:
         return value
 
     def _check_number(self, value: Any) -> float:
-        # Text is a plain ASCII decimal only (12, 12.5, -1), for the same reason as whole numbers;
-        # numbers given as numbers pass as they are.
+        # Text is a plain ASCII JSON number only (12, 12.5, -1, 1.5e3), for the same reason as whole
+        # numbers; numbers given as numbers pass as they are.
         if isinstance(value, str):
-            if not re.fullmatch(r"-?[0-9]{1,400}(\.[0-9]{1,400})?", value):
+            if not re.fullmatch(r"-?[0-9]{1,400}(\.[0-9]{1,400})?([eE][-+]?[0-9]{1,4})?", value):
                 finite = value.strip().lower().lstrip("+-") not in ("nan", "inf", "infinity")
                 kind = "a number" if finite else "a finite number"
                 raise InvalidInputError(f"{self.name} must be {kind}, got {self._shown(value)!r}")

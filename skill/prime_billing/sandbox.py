@@ -9,7 +9,8 @@ data: an `x-prime-sandbox: 1` header and `"sandbox": true` in the body.
 Control (real server only, loopback): `POST /_sandbox/faults` with
 `{"next": [fault, ...], "rate": 0.1, "rate_fault": fault, "latency": [lo, hi]}`,
 `DELETE /_sandbox/faults`, `GET /_sandbox/stats` (counters, and `inflight_peak`: the
-most requests answered at once). A fault is
+most requests answered at once), `POST /_sandbox/release` (opens the gate below;
+in-process: `Sandbox.release()`). A fault is
 `{"status": 503, "retry_after": "1", "body": "...", "content_type": "...",
 "delay": 0.5, "action": "reset|truncate|huge|huge_unsized|drift", "path": "/wallet"}`.
 Streamed (huge) bodies count what was really written in the stats:
@@ -26,6 +27,13 @@ first, then older $0.01 pod rows made as they are read (a long wallet costs no
 memory); `"new_rows": 3` makes 3 new rows arrive (newest) after the first
 wallet request, shifting every offset as a live wallet does. Without them the data
 never changes.
+
+The gate, so a test can make requests overlap without racing a clock: `"hold": true`
+makes the socket server keep every API request it receives unanswered (counted in
+`requests` and in `inflight`) until released by `POST /_sandbox/release` or
+`Sandbox.release()`, which opens the gate until `hold` is set again; clearing the
+faults releases too. A held request is answered anyway after `HOLD_LIMIT` seconds,
+so a test that forgets to release cannot hang. The in-process transport never holds.
 """
 
 from __future__ import annotations
@@ -45,6 +53,8 @@ from .config import SANDBOX_API_KEY
 
 API = "/api/v1"
 HUGE_BODY_BYTES = 50 * 1024 * 1024
+#: seconds the gate keeps a request at most, released or not
+HOLD_LIMIT = 30.0
 
 # --------------------------------------------------------------------------- data
 
@@ -274,8 +284,21 @@ class Sandbox:
     #: rows every wallet holds in all (demo rows, then generated older ones); None: the demo rows only
     rows: int | None = None
     _wallet_requests: int = field(default=0, repr=False)
+    #: set while the gate is open; cleared by the `hold` knob
+    _open: threading.Event = field(default_factory=threading.Event, repr=False)
+
+    def __post_init__(self) -> None:
+        self._open.set()
 
     # ------------------------------------------------------------ control
+    def release(self) -> None:
+        """Answer every held request, and hold no more until `hold` is set again."""
+        self._open.set()
+
+    def wait_for_release(self, limit: float = HOLD_LIMIT) -> None:
+        """Block while the gate is shut: at most `limit` seconds."""
+        self._open.wait(limit)
+
     def set_faults(self, spec: Mapping[str, Any]) -> None:
         with self._lock:
             self.queue.extend(Fault.parse(f) for f in spec.get("next", []))
@@ -297,6 +320,11 @@ class Sandbox:
                 self.new_rows, self._wallet_requests = int(spec["new_rows"]), 0
             if "rows" in spec:
                 self.rows = int(spec["rows"]) if spec["rows"] else None
+            if "hold" in spec:
+                if spec["hold"]:
+                    self._open.clear()
+                else:
+                    self._open.set()
 
     def clear_faults(self) -> None:
         with self._lock:
@@ -304,6 +332,7 @@ class Sandbox:
             self.rate, self.latency, self.rate_fault = 0.0, (0.0, 0.0), Fault()
             self.progress.clear()
             self.page_cap, self.new_rows, self._wallet_requests, self.rows = None, 0, 0, None
+        self.release()
 
     def _take_fault(self, path: str) -> Fault | None:
         with self._lock:
@@ -461,6 +490,9 @@ class Sandbox:
         if path == "/_sandbox/faults" and method == "DELETE":
             self.clear_faults()
             return _json(200, {"cleared": True})
+        if path == "/_sandbox/release" and method == "POST":
+            self.release()
+            return _json(200, {"released": True})
         if path == "/_sandbox/stats":
             if method == "DELETE":
                 with self._lock:
@@ -584,6 +616,8 @@ def make_server(sandbox: Sandbox, host: str = "127.0.0.1", port: int = 0) -> Any
             length = int(self.headers.get("content-length") or 0)
             body = self.rfile.read(length) if length else b""
             reply = sandbox.dispatch(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+            if not self.path.startswith("/_sandbox/"):
+                sandbox.wait_for_release()
             if reply.delay:
                 time.sleep(reply.delay)
             data = reply.body

@@ -44,6 +44,11 @@ class Gateway:
     async def aclose(self) -> None:
         await self.client.aclose()
 
+    @property
+    def waiting(self) -> int:
+        """Callers awaiting an upstream answer right now (shared calls count each caller)."""
+        return self._flights.waiting
+
     async def call(
         self, op: Operation, args: Mapping[str, Any], credential: str | None = None, tally: Tally | None = None
     ) -> Result[Any]:
