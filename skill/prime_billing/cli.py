@@ -43,7 +43,15 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--json", action="store_true", help="print one JSON document (usage, wallet: the upstream body unchanged)"
     )
-    p.add_argument("--sandbox", action="store_true", help="use built-in demo data instead of Prime's API")
+    p.add_argument(
+        "--sandbox",
+        action="store_true",
+        help=(
+            "use built-in demo data instead of Prime's API; runs: rft_sbx_running, rft_sbx_completed, "
+            "rft_sbx_cached, rft_sbx_failed, rft_sbx_mismatch (its wallet rows are $0.37 short), "
+            "rft_sbx_other_team (403); team: team_sbx_demo"
+        ),
+    )
     p.add_argument(
         "--base-url", metavar="URL", help="API base URL (default: PRIME_API_BASE_URL or api.primeintellect.ai)"
     )
@@ -271,8 +279,42 @@ def _serve_commands(sub: Any) -> None:
     add_mcp(sub)
 
 
+def _skill_command(sub: Any) -> None:
+    """`skill install|pack`: the skill folder an agent reads, from this installation (see `bundle`)."""
+    p = sub.add_parser(
+        "skill",
+        help="install the skill into a skills folder, or pack it as a zip for claude.ai",
+        description="Write the skill (SKILL.md, its scripts and references, the modules they import) "
+        "as the folder prime-intellect-billing/ or as a zip of it.",
+    )
+    actions = p.add_subparsers(dest="skill_action", required=True, metavar="ACTION", parser_class=Parser)
+    install = actions.add_parser(
+        "install",
+        help="write DIR/prime-intellect-billing/, updating it in place",
+        description="Write DIR/prime-intellect-billing/ (default DIR: ~/.claude/skills). Re-running updates it "
+        "in place; files this command did not write are never deleted.",
+    )
+    where = install.add_mutually_exclusive_group()
+    where.add_argument("--dest", metavar="DIR", help="skills folder to install into (default ~/.claude/skills)")
+    where.add_argument("--project", action="store_true", help="install into ./.claude/skills, this project's")
+    pack = actions.add_parser(
+        "pack",
+        help="write the skill as a zip to upload to claude.ai",
+        description="Write the skill as a zip whose top folder is prime-intellect-billing/, "
+        "the shape claude.ai's skill upload takes.",
+    )
+    pack.add_argument("out", metavar="OUT.zip", help="the zip to write (replaced if it exists)")
+
+    def run(ns: argparse.Namespace) -> int:
+        from .bundle import run
+
+        return run(ns)
+
+    p.set_defaults(_run=run)
+
+
 #: subcommands beyond the operations table; each adds its parser, imports lazily
-EXTRA_COMMANDS: list[Callable[[Any], None]] = [_sandbox_command, _serve_commands]
+EXTRA_COMMANDS: list[Callable[[Any], None]] = [_sandbox_command, _serve_commands, _skill_command]
 
 
 def build_parser(prog: str = "prime-billing") -> argparse.ArgumentParser:
