@@ -103,7 +103,7 @@ def _op_parser(op: Any, prog: str | None = None, parent: Any = None) -> argparse
 
 
 def _fail(prog: str, err: BaseException, code: int) -> int:
-    print(f"{prog}: error: {err}", file=sys.stderr)
+    print(f"{prog}: error: {err.worded('cli') if isinstance(err, PrimeBillingError) else err}", file=sys.stderr)
     return code
 
 
@@ -165,7 +165,7 @@ def _run_operation(op: Any, ns: argparse.Namespace) -> int:
     if done:
         from .render import SANDBOX_BANNER
 
-        text = "\n\n".join(o.summary(banner=False) for o in done)
+        text = "\n\n".join(o.summary(banner=False, surface="cli") for o in done)
         print(f"{SANDBOX_BANNER}\n{text}" if any(o.sandbox for o in done) else text)
     for e in errors:
         _fail(prog, e, e.exit_code)
@@ -176,7 +176,7 @@ def _run_operation(op: Any, ns: argparse.Namespace) -> int:
 
 def _error_doc(key: str, value: Any, exc: PrimeBillingError) -> dict[str, Any]:
     """A failed id's place in a `--json` array: the id and what went wrong, as the error classes say it."""
-    return {key: value, "error": {"code": exc.code, "status": exc.status, "message": str(exc)}}
+    return {key: value, "error": {"code": exc.code, "status": exc.status, "message": exc.worded("cli")}}
 
 
 def _attempt(client: Any, name: str, args: dict[str, Any], progress: Any = None) -> Any:
@@ -197,7 +197,7 @@ def _rider_chosen(op: Any, ns: argparse.Namespace) -> Any:
 
 def _alerts(prog: str, results: Sequence[Any]) -> int:
     """A check that did not pass: its one line on stderr, exit 3."""
-    lines = [r.alert for r in results if r.alert]
+    lines = [a for r in results if (a := r.alert_in("cli"))]
     for line in lines:
         print(f"{prog}: alert: {line}", file=sys.stderr)
     return EXIT_CHECK if lines else EXIT_OK

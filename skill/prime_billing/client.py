@@ -49,6 +49,7 @@ from .errors import (
 )
 from .models import RunUsage, Wallet
 from .render import SANDBOX_BANNER
+from .wording import Surface, phrase
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -153,9 +154,9 @@ class Result(Generic[M]):
             self._raw = json.loads(self.body) if self.body is not None else self.data.model_dump(mode="json")
         return self._raw
 
-    def summary(self, *, banner: bool = True) -> str:
-        """Compact text; sandbox answers say so on their first line."""
-        text = self.data.summary(**_summary_context(self.args))  # type: ignore[attr-defined]
+    def summary(self, *, banner: bool = True, surface: Surface = "tool") -> str:
+        """Compact text, its advice in `surface`'s terms; sandbox answers say so on their first line."""
+        text = phrase(self.data.summary(**_summary_context(self.args)), surface)  # type: ignore[attr-defined]
         return f"{SANDBOX_BANNER}\n{text}" if self.sandbox and banner else text
 
     def json(self) -> str:
@@ -164,8 +165,11 @@ class Result(Generic[M]):
     @property
     def alert(self) -> str | None:
         """One line when a check did not pass (reconcile mismatch, balance below the minimum)."""
+        return self.alert_in("tool")
+
+    def alert_in(self, surface: Surface) -> str | None:
         alert = getattr(self.data, "alert", None)
-        return alert if isinstance(alert, str) else None
+        return phrase(alert, surface) if isinstance(alert, str) else None
 
 
 #: called with each sub-call's Result while a composite operation runs (progress)
@@ -303,9 +307,9 @@ class _Core:
                 status=status,
             )
         if status == 403:
+            team = ", or the team ([[team_id]])" if any(p.name == "team_id" for p in op.params) else ""
             return PermissionDeniedError(
-                f"access denied (403{said}): this key cannot read it; check the id, or the team (--team)",
-                status=status,
+                f"access denied (403{said}): this key cannot read it; check the id{team}", status=status
             )
         if status == 404:
             what = "run" if any(p.location == "path" for p in op.params) else "wallet or team"

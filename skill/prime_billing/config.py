@@ -49,7 +49,7 @@ class Settings:
     def require_key(self) -> str:
         if self.api_key:
             return self.api_key
-        raise ConfigError("no Prime API key: set PRIME_API_KEY or run `prime login` (try --sandbox for demo data)")
+        raise ConfigError("no Prime API key: set PRIME_API_KEY or run `prime login` (try [[sandbox]] for demo data)")
 
 
 def config_file() -> Path:
@@ -63,7 +63,7 @@ def normalize_base_url(url: str) -> str:
         url = url[: -len("/api/v1")].rstrip("/")
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ConfigError(f"base URL {url!r} is not an http(s) URL: fix PRIME_API_BASE_URL or --base-url")
+        raise ConfigError(f"base URL {url!r} is not an http(s) URL: fix PRIME_API_BASE_URL or [[base_url]]")
     return url
 
 

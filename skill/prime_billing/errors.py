@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 
+from .wording import Surface, phrase
+
 
 class PrimeBillingError(Exception):
     """Base of every error this package raises on purpose."""
@@ -29,7 +31,11 @@ class PrimeBillingError(Exception):
         self.retry_after = retry_after
 
     def __str__(self) -> str:
-        return self.message
+        return phrase(self.message, "tool")
+
+    def worded(self, surface: Surface) -> str:
+        """The message with its advice in `surface`'s terms (a flag, an argument, a query parameter)."""
+        return phrase(self.message, surface)
 
 
 class ConfigError(PrimeBillingError):
@@ -112,7 +118,7 @@ class ReportTooLargeError(PrimeBillingError):
     def __init__(self, rows: int, cap: int) -> None:
         super().__init__(
             f"this report would read {rows} wallet rows; this server reads at most {cap} for one request: "
-            "narrow it with a since date, or ask the server's operator to raise --max-report-rows"
+            "narrow it with [[since]], or ask the server's operator to raise its cap on report rows"
         )
         self.rows = rows
         self.cap = cap

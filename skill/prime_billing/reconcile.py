@@ -53,7 +53,7 @@ class Reconciliation(BaseModel):
             return None
         diff = self.difference_usd
         gap = f"the wallet was charged {usd(abs(diff))} {'less' if diff > 0 else 'more'}"
-        hint = "" if self.rows else f"; no rows for it among {self.rows_scanned}: another wallet? try --team"
+        hint = "" if self.rows else f"; no rows for it among {self.rows_scanned}: another wallet? try [[team_id]]"
         return (
             f"run {self.run_id} does not reconcile: it reports {usd(self.run_billed_usd)} billed, "
             f"its {len(self.rows)} wallet rows sum to {usd(self.wallet_charged_usd)}, {gap}{hint}"

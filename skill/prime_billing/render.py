@@ -71,5 +71,5 @@ def wallet_summary(wallet: Wallet, *, offset: int = 0) -> str:
             when = stamp.strftime("%Y-%m-%d %H:%M")
             lines.append(f"  {when:<17} {usd(r.amount_usd):>10}  {r.resource_type or '-':<11} {r.resource_id or '-'}")
     if last < wallet.total_billings and rows:
-        lines.append(f"  more rows: --offset {last}")
+        lines.append(f"  more rows: [[offset={last}]]")
     return "\n".join(lines)

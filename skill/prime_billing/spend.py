@@ -79,7 +79,7 @@ class SpendReport(BaseModel):
         others = [g for g in self.by_resource_id if g.resource_type != RUN_TYPE]
         if others:
             shown = others[:5]
-            lines.append(f"  top other resources ({len(shown)} of {len(others)}; all in --json or --csv)")
+            lines.append(f"  top other resources ({len(shown)} of {len(others)}; all in [[all_rows]])")
             for g in shown:
                 name = f"{g.key or '(no id)'} [{g.resource_type or '-'}]"
                 lines.append(f"    {name:<22} {usd(g.total_usd):>10}  {_rows(g.rows)}")

@@ -65,7 +65,7 @@ def watch(op: Any, calls: list[dict[str, Any]], settings: Settings, ns: argparse
                 try:
                     result = client.call(op.name, args)
                 except (UpstreamUnavailableError, RateLimitError) as exc:
-                    print(f"{ns._prog}: warning: {exc} (still watching)", file=sys.stderr, flush=True)
+                    print(f"{ns._prog}: warning: {exc.worded('cli')} (still watching)", file=sys.stderr, flush=True)
                     continue
                 now = time.monotonic()
                 run = result.data
@@ -95,7 +95,7 @@ def watch(op: Any, calls: list[dict[str, Any]], settings: Settings, ns: argparse
             sandbox = any(r.sandbox for r in latest.values())
             if in_place:
                 for i in sorted(latest):
-                    lines += [latest[i].summary(banner=False), f"  {_rate_text(rates[i])}", ""]
+                    lines += [latest[i].summary(banner=False, surface="cli"), f"  {_rate_text(rates[i])}", ""]
                 state = "finished" if done else f"next poll in {interval:g}s · Ctrl-C stops"
                 block = ([SANDBOX_BANNER] if sandbox else []) + lines + [f"poll {poll} at {stamp} · {state}"]
                 if drawn:

@@ -88,7 +88,7 @@ def build_server(gateway: Gateway, operations: Sequence[Operation] = OPERATIONS)
         try:
             result = await gateway.call(op, params.arguments or {}, credential, scope.get(TALLY))
         except PrimeBillingError as exc:
-            return _failure(redact(str(exc), credential))
+            return _failure(redact(exc.worded("tool"), credential))
         return types.CallToolResult(
             content=[types.TextContent(text=result.summary())],
             structured_content=result.raw,

@@ -31,7 +31,7 @@ def from_error(err: PrimeBillingError, detail: str | None = None) -> Response:
         headers["WWW-Authenticate"] = "Bearer"
     if (isinstance(err, RateLimitError) or err.http_status in (429, 503)) and err.retry_after is not None:
         headers["Retry-After"] = str(max(0, math.ceil(err.retry_after)))
-    return problem(err.http_status, err.code, detail if detail is not None else str(err), headers)
+    return problem(err.http_status, err.code, detail if detail is not None else err.worded("rest"), headers)
 
 
 def schema() -> dict[str, Any]:

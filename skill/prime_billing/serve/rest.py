@@ -75,7 +75,7 @@ class _Endpoint:
         try:
             result = await self.gateway.call(self.op, args, credential, scope.get(TALLY))
         except PrimeBillingError as exc:
-            return from_error(exc, redact(str(exc), credential))
+            return from_error(exc, redact(exc.worded("rest"), credential))
         body = result.body  # the upstream's bytes, as they came
         if body is None:  # a report's own answer, encoded off the event loop: it can be thousands of rows
             body = await asyncio.to_thread(_encode, result)

@@ -1,0 +1,52 @@
+"""Advice in each surface's own words.
+
+Errors and summaries say what to change with a marker, `[[name]]` or
+`[[name=value]]`, where the name is an operation's parameter (or one of a few
+settings below). Each surface turns markers into its own terms: a flag on the
+CLI (`--offset 20`), an argument in Python and in tools (`offset=20`), a query
+parameter on REST (`?offset=20`). The facts stay one text; only the words differ.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+#: "cli": the command and scripts; "tool": Python, LangChain and MCP; "rest": the REST routes
+Surface = Literal["cli", "tool", "rest"]
+
+_MARK = re.compile(r"\[\[([a-z_]+)(?:=([^\]]*))?\]\]")
+
+#: what is not an operation parameter, per surface
+_SETTINGS: dict[str, dict[str, str]] = {
+    "sandbox": {"cli": "--sandbox", "tool": "sandbox=True", "rest": "the server's sandbox mode"},
+    "base_url": {"cli": "--base-url", "tool": "base_url", "rest": "the server's base URL"},
+    "all_rows": {"cli": "--json or --csv", "tool": "the structured result", "rest": "the JSON body"},
+}
+
+
+def mark(name: str, value: object = None) -> str:
+    """The marker for `name` (with a value to suggest, if any)."""
+    return f"[[{name}]]" if value is None else f"[[{name}={value}]]"
+
+
+def phrase(text: str, surface: Surface) -> str:
+    """`text` with every marker in the words of `surface`."""
+    if "[[" not in text:
+        return text
+    return _MARK.sub(lambda m: _word(m[1], m[2], surface), text)
+
+
+def _word(name: str, value: str | None, surface: Surface) -> str:
+    if name in _SETTINGS:
+        return _SETTINGS[name][surface]
+    from .operations import OPERATIONS
+
+    param = next((p for op in OPERATIONS for p in op.params if p.name == name), None)
+    if surface == "cli":
+        flag = (param.flag if param else None) or "--" + name.replace("_", "-")
+        return flag if value is None else f"{flag} {value}"
+    if surface == "rest":
+        wire = param.wire if param else name
+        return f"?{wire}=" if value is None else f"?{wire}={value}"
+    return name if value is None else f"{name}={value}"

@@ -1,0 +1,122 @@
+"""Each surface words advice in its own terms: flags on the CLI, arguments in tools, query parameters on REST.
+
+The facts (what failed, what to change) are one text with markers; no tool content
+and no REST problem detail ever tells a model or a program to pass a CLI flag.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import anyio
+import httpx
+import httpx2
+import pytest
+from langchain_core.messages import ToolCall, ToolMessage
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+
+from conftest import LiveSandbox, run, script_env
+from prime_billing.config import SANDBOX_API_KEY, Settings
+from prime_billing.errors import ConfigError, ReportTooLargeError
+from prime_billing.langchain import PrimeBillingToolkit
+from prime_billing.operations import OPERATIONS
+from prime_billing.wording import phrase
+from serve_harness import running, sandbox_settings
+
+FLAG = re.compile(r"(?<![\w-])--[a-z]")
+#: valid arguments for every operation, so each reaches the upstream
+ARGS: dict[str, dict[str, Any]] = {
+    "get_run_usage": {"run_id": "rft_sbx_cached"},
+    "get_wallet": {"limit": 3},
+    "reconcile_run": {"run_id": "rft_sbx_mismatch"},
+    "spend_report": {},
+    "check_budget": {"min_balance": 150, "limit": 3},
+}
+#: every kind of upstream failure the client maps, as the sandbox can produce it
+FAULTS: list[dict[str, Any]] = [
+    {"status": 401, "body": '{"detail": "bad key"}'},
+    {"status": 402, "body": '{"detail": "no funds"}'},
+    {"status": 403, "body": '{"detail": "not yours"}'},
+    {"status": 404, "body": '{"detail": "no such thing"}'},
+    {"status": 422, "body": '{"detail": [{"loc": ["query", "limit"], "msg": "bad", "type": "x"}]}'},
+    {"status": 429, "retry_after": "0"},
+    {"status": 500},
+    {"status": 503, "retry_after": "0"},
+    {"status": 504},
+    {"status": 200, "body": "<html>not json</html>", "content_type": "text/html"},
+    {"status": 200, "body": "[1, 2]"},
+    {"status": 302, "body": "{}"},
+]
+
+
+def test_markers_take_each_surfaces_words() -> None:
+    text = "more rows: [[offset=3]]; or the team ([[team_id]]); demo data: [[sandbox]]"
+    assert phrase(text, "cli") == "more rows: --offset 3; or the team (--team); demo data: --sandbox"
+    assert phrase(text, "tool") == "more rows: offset=3; or the team (team_id); demo data: sandbox=True"
+    assert phrase(text, "rest") == "more rows: ?offset=3; or the team (?teamId=); demo data: the server's sandbox mode"
+
+
+def test_models_are_told_arguments_and_the_cli_flags(sandbox: LiveSandbox, home: Any) -> None:
+    tool = {t.name: t for t in PrimeBillingToolkit(base_url=sandbox.url, api_key=SANDBOX_API_KEY).get_tools()}
+    page = tool["get_wallet"].invoke(ToolCall(name="get_wallet", args={"limit": 3}, id="1", type="tool_call"))
+    assert page.content.endswith("more rows: offset=3")
+    out = run(["-m", "prime_billing", "wallet", "--limit", "3"], script_env(home, sandbox.url))
+    assert out.returncode == 0 and out.stdout.rstrip().endswith("more rows: --offset 3")
+    keyless = PrimeBillingToolkit(settings=Settings()).get_tools()[0]
+    no_key = keyless.invoke(ToolCall(name=keyless.name, args={"run_id": "r1"}, id="1", type="tool_call"))
+    assert no_key.status == "error" and "sandbox=True" in no_key.content and not FLAG.search(no_key.content)
+    with pytest.raises(ConfigError, match=r"sandbox=True"):  # a Python caller is told its argument too
+        Settings().require_key()
+    cli = run(["-m", "prime_billing", "wallet"], script_env(home))
+    assert "--sandbox" in cli.stderr
+
+
+def _tool_texts(tools: dict[str, Any], name: str) -> Iterator[str]:
+    msg = tools[name].invoke(ToolCall(name=name, args=ARGS[name], id="1", type="tool_call"))
+    assert isinstance(msg, ToolMessage)
+    yield str(msg.content)
+
+
+@pytest.mark.parametrize("fault", [None, *FAULTS], ids=lambda f: "ok" if f is None else f"{f['status']}")
+def test_no_tool_content_or_problem_detail_names_a_cli_flag(sandbox: LiveSandbox, fault: dict | None) -> None:
+    settings = sandbox_settings(sandbox.url)
+    tools = {t.name: t for t in PrimeBillingToolkit(settings=settings).get_tools()}
+    texts: list[str] = []
+    with running(settings) as launcher:
+        for op in OPERATIONS:
+            sandbox.box.clear_faults()
+            if fault is not None:
+                sandbox.faults(next=[fault] * 8)
+            texts += list(_tool_texts(tools, op.name))
+            if fault is not None:
+                sandbox.faults(next=[fault] * 8)
+            url = launcher.urls["rest"] + op.rest_path.replace("{run_id}", str(ARGS[op.name].get("run_id", "")))
+            query = {
+                p.wire: v for k, v in ARGS[op.name].items() for p in op.params if p.name == k and p.location != "path"
+            }
+            r = httpx.get(url, params=query)
+            texts.append(r.json()["detail"] if r.status_code >= 400 else "")
+            if fault is not None:
+                sandbox.faults(next=[fault] * 8)
+            texts.append(anyio.run(_mcp_text, launcher.urls["mcp"], op.mcp_tool, ARGS[op.name]))
+    assert texts and all(not FLAG.search(t) for t in texts), [t for t in texts if FLAG.search(t)]
+    if fault is None:
+        assert any("offset=3" in t for t in texts)  # the wallet's next page, in a tool's words
+
+
+async def _mcp_text(url: str, tool: str, args: dict[str, Any]) -> str:
+    async with Client(streamable_http_client(url, http_client=httpx2.AsyncClient(timeout=30))) as client:
+        result = await client.call_tool(tool, args)
+    return "\n".join(c.text for c in result.content if hasattr(c, "text"))
+
+
+def test_refusals_of_input_and_size_name_no_flag(sandbox: LiveSandbox) -> None:
+    tools = {t.name: t for t in PrimeBillingToolkit(settings=sandbox_settings(sandbox.url)).get_tools()}
+    bad = tools["get_wallet"].invoke(ToolCall(name="get_wallet", args={"offset": -1}, id="1", type="tool_call"))
+    assert "offset" in bad.content and not FLAG.search(bad.content)
+    too_big = ReportTooLargeError(200_000, 10_000)
+    assert "since" in str(too_big) and not FLAG.search(str(too_big))
+    assert "?since=" in too_big.worded("rest") and "--since" in too_big.worded("cli")
