@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -42,13 +43,23 @@ def raw_exchange(url: str, data: bytes, *, then_wait: bool = True) -> bytes:
 
 
 def test_upstream_concurrency_is_bounded_and_the_rest_wait(sandbox: LiveSandbox) -> None:
-    sandbox.faults(latency=[0.2, 0.2])
+    """Eight callers, two upstream slots: the upstream, held, sees exactly two at once while the
+    launcher holds all eight callers; released, every caller is answered."""
+    sandbox.faults(hold=True)
     sandbox.box.inflight_peak = 0
     with running(sandbox_settings(sandbox.url), only="rest", limits=Limits(max_upstream=2)) as launcher:
         url = launcher.urls["rest"] + WALLET
+        assert launcher.gateway is not None
         # distinct pages, so coalescing does not fold them into one call
         with httpx.Client(timeout=30) as client, ThreadPoolExecutor(8) as pool:
-            answers = list(pool.map(lambda i: client.get(url, params={"offset": i}), range(8)))
+            pending = [pool.submit(client.get, url, params={"offset": i}) for i in range(8)]
+            deadline = time.monotonic() + 10  # a guard against a hang, not a measurement
+            while (launcher.gateway.waiting < 8 or sandbox.box.inflight < 2) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            held = (launcher.gateway.waiting, sandbox.box.inflight)
+            sandbox.box.release()
+            answers = [f.result() for f in pending]
+    assert held == (8, 2)
     assert [r.status_code for r in answers] == [200] * 8
     assert sandbox.requests() == 8
     assert sandbox.box.inflight_peak == 2
