@@ -8,6 +8,7 @@ answer any request. The same server also runs over stdio.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,6 +21,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .. import __version__
+from ..client import Result
 from ..errors import PrimeBillingError, redact
 from ..operations import OPERATIONS, Operation
 from . import MCP_PATH
@@ -89,10 +91,9 @@ def build_server(gateway: Gateway, operations: Sequence[Operation] = OPERATIONS)
             result = await gateway.call(op, params.arguments or {}, credential, scope.get(TALLY))
         except PrimeBillingError as exc:
             return _failure(redact(exc.worded("tool"), credential))
-        return types.CallToolResult(
-            content=[types.TextContent(text=result.summary())],
-            structured_content=result.raw,
-        )
+        if op.composite:  # a report can hold thousands of rows: build its answer off the event loop
+            return await asyncio.to_thread(_answer, result)
+        return _answer(result)
 
     return Server(
         "prime-billing",
@@ -102,6 +103,10 @@ def build_server(gateway: Gateway, operations: Sequence[Operation] = OPERATIONS)
         on_call_tool=call_tool,
         get_tool_input_schema=inputs.get,
     )
+
+
+def _answer(result: Result[Any]) -> types.CallToolResult:
+    return types.CallToolResult(content=[types.TextContent(text=result.summary())], structured_content=result.raw)
 
 
 def _failure(message: str) -> types.CallToolResult:
