@@ -17,7 +17,7 @@ from pathlib import Path
 # Prefer the package bundled beside this script (the skill folder), then an installed one.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "skill"))
 
-from prime_billing.serve.command import run_script
+from prime_billing.cli import run_command
 
 if __name__ == "__main__":
-    sys.exit(run_script(Path(__file__).name))
+    sys.exit(run_command("serve", Path(__file__).name))

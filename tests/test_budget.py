@@ -24,9 +24,11 @@ def test_below_the_minimum_exits_3_with_one_line_saying_by_how_much(sandbox: Liv
     assert out.stderr == (
         "wallet.py: alert: balance $123.45 of wallet wal_sbx_personal is $26.55 below the minimum $150.00: add funds\n"
     )
-    # the wallet summary is still printed, with the verdict last
-    assert "balance $123.45 USD · 46 billing rows, showing 1-3" in out.stdout
-    assert out.stdout.rstrip().splitlines()[-1].startswith("BELOW MINIMUM:")
+    # the wallet summary is still printed, after the verdict
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith("SANDBOX DATA")
+    assert lines[1] == "BELOW MINIMUM: " + out.stderr.removeprefix("wallet.py: alert: ").rstrip("\n")
+    assert lines[2].endswith("balance $123.45 USD · 46 billing rows, showing 1-3")
 
 
 @pytest.mark.parametrize(("minimum", "ok"), [("100", True), ("123.45", True), ("123.46", False), ("0", True)])

@@ -399,9 +399,9 @@ def test_plain_numbers_still_pass_as_text_and_as_numbers() -> None:
             with pytest.raises(errors.UpstreamUnavailableError):
                 c.get_wallet(limit=limit, offset=offset)  # type: ignore[arg-type]
     assert sent == ["limit=7&offset=12", "limit=7&offset=12"]
-    check = ops.get("check_budget").param("min_balance")
+    budget = ops.get("check_budget")
     # the JSON number forms a schema-valid caller may send, exponent included
-    assert [check.check(v) for v in ("12", "12.5", "0", "1e3", "1.5E-2", 3, 2.5)] == [
+    assert [budget.check({"min_balance": v})["min_balance"] for v in ("12", "12.5", "0", "1e3", "1.5E-2", 3, 2.5)] == [
         12.0,
         12.5,
         0.0,

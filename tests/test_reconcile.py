@@ -49,10 +49,11 @@ def test_the_mismatched_run_is_flagged_with_the_figures_and_exit_3(sandbox: Live
     text = run([RECONCILE, "rft_sbx_mismatch"], env)
     assert text.returncode == 3
     head = text.stdout.splitlines()
-    assert head[0].startswith("SANDBOX DATA") and head[1].startswith("reconcile run rft_sbx_mismatch")
-    lines = {ln.split("  ")[1].strip(): ln for ln in head[2:5]}
+    # the verdict first (after the sandbox marker), then what and how much
+    assert head[0].startswith("SANDBOX DATA") and head[1] == "MISMATCH by $0.37"
+    assert head[2].startswith("reconcile run rft_sbx_mismatch")
+    lines = {ln.split("  ")[1].strip(): ln for ln in head[3:6]}
     assert "$2.50" in lines["run billed"] and "$2.13" in lines["wallet charged"] and "$0.37" in lines["difference"]
-    assert "MISMATCH by $0.37" in text.stdout
 
 
 def test_paging_reads_every_page_once_when_the_upstream_serves_short_pages(sandbox: LiveSandbox, home: Path) -> None:

@@ -13,13 +13,14 @@ import asyncio
 from collections import defaultdict
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from langchain_core.messages import ToolMessage
 
-from conftest import LiveSandbox, all_rows, cents, upstream_body
+from conftest import SCRIPTS, LiveSandbox, all_rows, cents, run, script_env, upstream_body
 from prime_billing.config import SANDBOX_API_KEY
 from prime_billing.langchain import PrimeBillingToolkit
 from prime_billing.operations import BY_NAME, OPERATIONS
@@ -37,6 +38,8 @@ CALLS: list[tuple[str, dict[str, Any]]] = [
     ("check_budget", {"min_balance": 100, "limit": 2}),
 ]
 WALLET = "/api/v1/billing/wallet"
+#: the checks of CALLS, one per verdict: mismatched, reconciled, below the minimum, above it
+VERDICT_CALLS = [CALLS[0], CALLS[1], CALLS[5], CALLS[6]]
 
 
 def _team(args: dict[str, Any]) -> dict[str, Any]:
@@ -268,3 +271,57 @@ def test_mcp_tools_return_the_report_as_structured_content(launcher: Any, sandbo
     short = expected(sandbox, *CALLS[5])
     assert got["calls"][5].structured_content["alert"].startswith(f"balance {dollars(short['balance'])}")
     assert got["error"].is_error is True and "run not found (404" in got["error"].content[0].text
+
+
+def verdict(live: LiveSandbox, name: str, args: dict[str, Any]) -> str:
+    """How a check's verdict line starts, from the upstream's own figures."""
+    want = expected(live, name, args)
+    if name == "reconcile_run":
+        return "RECONCILED (within $0.01)" if want["reconciled"] else f"MISMATCH by {dollars(abs(want['difference']))}"
+    if want["ok"]:
+        return f"budget OK: balance {dollars(want['balance'])} is {dollars(want['headroom'])} above"
+    return f"BELOW MINIMUM: balance {dollars(want['balance'])}"
+
+
+def first_line(text: str) -> str:
+    """The first line of a summary after the sandbox marker, where there is one."""
+    lines = text.splitlines()
+    return lines[1] if lines[0].startswith("SANDBOX DATA") else lines[0]
+
+
+def cli_args(name: str, args: dict[str, Any]) -> list[str]:
+    if name == "reconcile_run":
+        return [str(SCRIPTS / "reconcile.py"), args["run_id"]]
+    flags = [f"--{k.replace('_', '-')}" for k in args]
+    return [str(SCRIPTS / "wallet.py"), *(x for f, v in zip(flags, args.values(), strict=True) for x in (f, str(v)))]
+
+
+def test_the_verdict_comes_first_on_the_cli(sandbox: LiveSandbox, home: Path) -> None:
+    starts = [verdict(sandbox, *call) for call in VERDICT_CALLS]
+    assert {s.split()[0] for s in starts} == {"RECONCILED", "MISMATCH", "budget", "BELOW"}
+    for call, start in zip(VERDICT_CALLS, starts, strict=True):
+        out = run(cli_args(*call), script_env(home, sandbox.url))
+        assert out.returncode in (0, 3) and first_line(out.stdout).startswith(start), out.stdout
+
+
+def test_the_verdict_comes_first_in_the_langchain_tool_content(sandbox: LiveSandbox) -> None:
+    toolkit = PrimeBillingToolkit(base_url=sandbox.url, api_key=SANDBOX_API_KEY)
+    tools = {t.name: t for t in toolkit.get_tools()}
+    try:
+        for name, args in VERDICT_CALLS:
+            content = tools[name].invoke(args)
+            assert first_line(content).startswith(verdict(sandbox, name, args)), content
+    finally:
+        toolkit.close()
+
+
+def test_the_verdict_comes_first_in_the_mcp_text_content(launcher: Any, sandbox: LiveSandbox) -> None:
+    from mcp import Client as MCPClient
+
+    async def go() -> list[Any]:
+        async with MCPClient(launcher.urls["mcp"]) as client:
+            return [await client.call_tool(BY_NAME[name].mcp_tool, args) for name, args in VERDICT_CALLS]
+
+    for (name, args), result in zip(VERDICT_CALLS, asyncio.run(go()), strict=True):
+        text = result.content[0].text
+        assert first_line(text).startswith(verdict(sandbox, name, args)), text

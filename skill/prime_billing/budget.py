@@ -11,9 +11,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, computed_field
 
-from .compose import Plan, SubCall, money, usd_float
+from .compose import Plan, SubCall
 from .models import Wallet
-from .render import usd, wallet_summary
+from .money import money, usd, usd_float
 
 
 class BudgetCheck(BaseModel):
@@ -46,17 +46,6 @@ class BudgetCheck(BaseModel):
             f"balance {usd(self.balance_usd)} of wallet {self.wallet_id} is {usd(self.shortfall_usd)} "
             f"below the minimum {usd(self.min_balance_usd)}: add funds"
         )
-
-    def summary(self, *, offset: int = 0, **_: Any) -> str:
-        page = wallet_summary(Wallet.model_validate(self.wallet), offset=offset)
-        if self.ok:
-            verdict = (
-                f"budget OK: balance {usd(self.balance_usd)} is {usd(self.headroom_usd)} "
-                f"above the minimum {usd(self.min_balance_usd)}"
-            )
-        else:
-            verdict = f"BELOW MINIMUM: {self.alert}"
-        return f"{page}\n{verdict}"
 
 
 def check_budget(args: dict[str, Any]) -> Plan:

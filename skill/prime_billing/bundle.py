@@ -26,7 +26,7 @@ from importlib.resources import files
 from importlib.resources.abc import Traversable
 from pathlib import Path
 
-from . import __version__
+from .__version__ import __version__
 from .errors import ConfigError, InvalidInputError
 
 #: the folder name the skills spec requires: the `name` in SKILL.md's front matter
@@ -39,6 +39,7 @@ REFERENCE = ("fields.md", "reports.md", "sandbox.md")
 #: sandbox and `--watch`; tests run every script from a bundle holding only these
 MODULES = (
     "__init__.py",
+    "__version__.py",
     "budget.py",
     "cli.py",
     "client.py",
@@ -46,12 +47,14 @@ MODULES = (
     "config.py",
     "errors.py",
     "models.py",
+    "money.py",
     "operations.py",
     "reconcile.py",
     "render.py",
     "sandbox.py",
     "spend.py",
     "watch.py",
+    "wording.py",
 )
 #: written last into an installed folder: the files the install wrote and their digests
 MANIFEST = ".prime-billing-install.json"

@@ -20,7 +20,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
-from . import __version__
+from .__version__ import __version__
 from .errors import InvalidInputError, PrimeBillingError
 
 EXIT_OK, EXIT_API, EXIT_USAGE, EXIT_CHECK = 0, 1, 2, 3
@@ -65,6 +65,8 @@ def _riders(op: Any) -> list[Any]:
 
 
 def _add_op_args(p: argparse.ArgumentParser, op: Any) -> None:
+    """One argument per field of the operation's inputs model (and its riders'). Values stay text:
+    the model checks them, so a bad one reads the same here as on every other surface."""
     names = {param.name for param in op.params}
     extra = [q for r in _riders(op) for q in r.params if q.name not in names]
     for param in (*op.params, *extra):
@@ -76,11 +78,8 @@ def _add_op_args(p: argparse.ArgumentParser, op: Any) -> None:
                 help=param.description,
             )
         else:
-            flag = param.flag or "--" + param.name.replace("_", "-")
-            kind = int if param.type is int else str
             default = f" (default {param.default})" if param.default is not None else ""
-            metavar = {int: "N", float: "USD"}.get(param.type, "DATE" if param.format == "date-time" else "ID")
-            p.add_argument(flag, dest=param.name, type=kind, metavar=metavar, help=param.description + default)
+            p.add_argument(param.flag, dest=param.name, metavar=_metavar(param), help=param.description + default)
     if hasattr(op.model, "write_csv"):
         p.add_argument("--csv", metavar="FILE", help="also write the rows as CSV to FILE ('-' for stdout instead)")
     if op.finished is not None:
@@ -89,6 +88,11 @@ def _add_op_args(p: argparse.ArgumentParser, op: Any) -> None:
             "--interval", type=float, default=30.0, metavar="S", help="seconds between polls with --watch (default 30)"
         )
     _add_common(p)
+
+
+def _metavar(param: Any) -> str:
+    """The field's own (`Cli(metavar=...)`), else N for a whole number, else its name."""
+    return param.cli.metavar or ("N" if param.field.annotation is int else param.name.upper())
 
 
 def _op_parser(op: Any, prog: str | None = None, parent: Any = None) -> argparse.ArgumentParser:
@@ -351,6 +355,22 @@ def run_script(command: str, prog: str, argv: Sequence[str] | None = None) -> in
 
         op = next(o for o in OPERATIONS if o.command == command and o.cli_extends is None)
         return _op_parser(op, prog=prog)
+
+    return _guarded(prog, lambda: _dispatch(parser(), argv))
+
+
+def run_command(command: str, prog: str, argv: Sequence[str] | None = None) -> int:
+    """Entry for a script that runs one of `EXTRA_COMMANDS` (`scripts/serve.py`): that
+    command's parser, built by its own registration, under the script's name. So the
+    command's module needs nothing from this one."""
+
+    def parser() -> argparse.ArgumentParser:
+        sub = Parser(prog=prog).add_subparsers(parser_class=Parser)
+        for add in EXTRA_COMMANDS:
+            add(sub)
+        chosen: argparse.ArgumentParser = sub.choices[command]
+        chosen.prog = prog
+        return chosen
 
     return _guarded(prog, lambda: _dispatch(parser(), argv))
 

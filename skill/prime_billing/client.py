@@ -30,8 +30,8 @@ from urllib.parse import quote, urlencode
 import httpx
 from pydantic import BaseModel, ValidationError
 
-from . import __version__
 from . import operations as ops
+from .__version__ import __version__
 from .config import Settings, load_settings
 from .errors import (
     APIError,
@@ -156,7 +156,9 @@ class Result(Generic[M]):
 
     def summary(self, *, banner: bool = True, surface: Surface = "tool") -> str:
         """Compact text, its advice in `surface`'s terms; sandbox answers say so on their first line."""
-        text = phrase(self.data.summary(**_summary_context(self.args)), surface)  # type: ignore[attr-defined]
+        from .render import render  # loaded with this module already: only the name is fetched
+
+        text = phrase(render(self.data, **_summary_context(self.args)).text(), surface)
         return f"{SANDBOX_BANNER}\n{text}" if self.sandbox and banner else text
 
     def json(self) -> str:

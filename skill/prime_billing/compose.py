@@ -3,8 +3,7 @@
 A report (reconcile, spend, budget check) is written once as a generator that
 yields `SubCall`s and receives each one's `Result`; the sync and the async
 client both drive it, so the logic never depends on how the I/O is done.
-Money is summed in `Decimal` built from each amount's shortest repr, so totals
-of many rows come out to the cent with no float drift.
+Totals are summed with `money` (exact decimals, see `money.py`).
 """
 
 from __future__ import annotations
@@ -17,6 +16,7 @@ from decimal import Decimal
 from typing import IO, TYPE_CHECKING, Any
 
 from .errors import BadResponseError, InvalidInputError
+from .money import money
 
 if TYPE_CHECKING:
     from .models import BillingEntry, Wallet
@@ -37,16 +37,6 @@ class SubCall:
 
 #: what a composite operation's `compose(args)` returns
 Plan = Generator[SubCall, Any, Any]
-
-
-def money(value: float | int | str | Decimal) -> Decimal:
-    """Exact decimal of a JSON number (1.13 stays 1.13, not 1.12999…)."""
-    return value if isinstance(value, Decimal) else Decimal(str(value))
-
-
-def usd_float(value: Decimal) -> float:
-    """Back to a JSON number for the report, once, after summing."""
-    return float(value)
 
 
 def parse_when(text: str) -> datetime:

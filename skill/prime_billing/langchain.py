@@ -25,10 +25,10 @@ import threading
 import weakref
 from collections.abc import AsyncGenerator, Callable
 from functools import partial
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from langchain_core.tools import BaseTool, BaseToolkit, ToolException
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, create_model
+from pydantic import BaseModel, PrivateAttr, ValidationError
 
 from . import operations as ops
 from .client import AsyncClient, Client
@@ -42,42 +42,9 @@ TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 
 
 def args_schema(op: ops.Operation) -> type[BaseModel]:
-    """A pydantic model of the operation's parameters, so a model sees types, bounds and
-    per-field descriptions, and a wrong argument is refused before any request."""
-    fields: dict[str, Any] = {}
-    for p in op.params:
-        limits = {
-            "ge": p.minimum,
-            "le": p.maximum,
-            "pattern": p.pattern,
-            "max_length": p.max_length,
-        }
-        kind: Any = Annotated[p.type, Field(**{k: v for k, v in limits.items() if v is not None})]
-        if p.required:
-            fields[p.name] = (kind, Field(description=p.description))
-        else:
-            # Models often send null for an optional argument; null means "the default".
-            fields[p.name] = (kind | None, Field(default=p.default, description=p.description))
-    title = "".join(part.capitalize() for part in op.name.split("_")) + "Args"
-    return create_model(title, __config__=ConfigDict(extra="forbid"), __doc__=op.description, **fields)
-
-
-def _validation_message(op: ops.Operation, exc: ValidationError) -> str:
-    """The words the scripts use for the same bad argument, not pydantic's."""
-    for err in exc.errors():
-        loc = err.get("loc") or ()
-        name = str(loc[0]) if loc else ""
-        try:
-            if err["type"] == "extra_forbidden":
-                op.check({name: err.get("input")})
-            else:
-                op.param(name).check(None if err["type"] == "missing" else err.get("input"))
-        except InvalidInputError as refused:
-            return str(refused)
-        except KeyError:
-            pass
-        return f"{name or op.name}: {err['msg']}"
-    return f"{op.name}: invalid arguments"
+    """The operation's own inputs model: a model sees the types, bounds and per-field descriptions
+    every other surface shows, and a wrong argument is refused by the same checks before any request."""
+    return op.inputs
 
 
 class _Connections:
@@ -202,8 +169,9 @@ class PrimeBillingTool(BaseTool):
             raise InvalidInputError(
                 f"tool name {name!r} is not accepted by function-calling APIs: use 1-64 letters, digits, '_', '-'"
             )
+        # the words the scripts, REST and MCP use for the same bad argument, not pydantic's
         handle_validation: bool | Callable[[ValidationError], str] = (
-            partial(_validation_message, op) if handle_errors else False
+            partial(ops.explain, op) if handle_errors else False
         )
         kwargs.setdefault("handle_tool_error", handle_errors)
         kwargs.setdefault("handle_validation_error", handle_validation)

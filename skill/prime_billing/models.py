@@ -151,11 +151,6 @@ class RunUsage(_Body):
             total_billed_usd=self.total_cost_usd,
         )
 
-    def summary(self) -> str:
-        from .render import run_summary
-
-        return run_summary(self)
-
 
 class BillingEntry(_Body):
     id: str
@@ -176,11 +171,6 @@ class Wallet(_Body):
     #: all rows of the wallet, not only this page
     total_billings: Count = 0
     recent_billings: list[BillingEntry] = Field(default_factory=list)
-
-    def summary(self, *, offset: int = 0) -> str:
-        from .render import wallet_summary
-
-        return wallet_summary(self, offset=offset)
 
 
 #: run statuses after which nothing changes any more (watching stops, no more charges expected)

@@ -1,22 +1,40 @@
 """The table of operations: each described once, every surface derived from it.
 
 The CLI, the scripts, the LangChain tools, the REST routes and the MCP tools
-all read `OPERATIONS`; adding an operation means one entry here plus its model.
-Parameter checks live here too, so a bad value is refused the same way, with
-the same words, before any request leaves on any surface.
+all read `OPERATIONS`; adding an operation means one entry here plus its
+inputs model. That model is the one statement of an operation's inputs (types,
+bounds, patterns, descriptions, defaults): the CLI's arguments, the tools' JSON
+Schema and the OpenAPI parameters are read from it, it does every check, and
+`explain` words every refusal, so a bad value is refused the same way, with the
+same words, before any request leaves on any surface.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 import numbers
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
-from typing import Any
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Annotated, Any, Literal, NamedTuple, TypeVar
 from urllib.parse import quote
 
-from pydantic import BaseModel
+from annotated_types import Ge, Le
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    GetJsonSchemaHandler,
+    ValidationError,
+    model_validator,
+)
+from pydantic.fields import FieldInfo
+from pydantic.json_schema import JsonSchemaValue, SkipJsonSchema
+from pydantic_core import CoreSchema, PydanticCustomError
 
 from .budget import BudgetCheck, check_budget
 from .compose import Plan, parse_when
@@ -24,108 +42,250 @@ from .errors import InvalidInputError
 from .models import RunUsage, Wallet, run_finished
 from .reconcile import Reconciliation, reconcile_run
 from .spend import SpendReport, spend_report
+from .wording import learn
 
-#: one path segment: letters, digits, `_ - . :`; never `.` or `..` alone
+#: one path segment: letters, digits, `_ - . :`; never `.` or `..` alone (see `DOT_SEGMENTS`)
 ID_PATTERN = r"^[A-Za-z0-9_.:\-]{1,128}$"
+#: what the pattern lets through but a path segment may not be: "here" and "up"
+DOT_SEGMENTS = (".", "..")
+#: No wallet the reports read is longer than compose.MAX_PAGES x PAGE_SIZE (10 million rows): an
+#: offset beyond that skips everything, and a 400-digit one is only load on the upstream's parser.
+MAX_OFFSET = 10_000_000
+
+_DIGITS = re.compile(r"-?[0-9]{1,400}")
+_JSON_NUMBER = re.compile(r"-?[0-9]{1,400}(\.[0-9]{1,400})?([eE][-+]?[0-9]{1,4})?")
 
 
-@dataclass(frozen=True)
-class Param:
+# --------------------------------------------------------------------------- what the model cannot say
+# Field markers, plain classes rather than dataclasses: every script imports this module, and a
+# dataclass costs start-up a compile of each method it generates.
+
+
+class Cli:
+    """How an input reads on the command line: a field marker (`Annotated[..., Cli(...)]`)."""
+
+    __slots__ = ("flag", "many", "metavar")
+
+    def __init__(self, flag: str | None = None, metavar: str | None = None, *, many: bool = False) -> None:
+        #: the flag, when not `--` and the name with dashes (`--team` for team_id)
+        self.flag = flag
+        self.metavar = metavar
+        #: a positional that takes several values at once (fetched concurrently)
+        self.many = many
+
+
+class Refusal:
+    """How a refused value of this field reads when its type's words would not help (a pattern,
+    a validator): a field marker; `explain` fills in `{name}` and `{value}` (quoted)."""
+
+    __slots__ = ("template",)
+
+    def __init__(self, template: str) -> None:
+        self.template = template
+
+
+class Schema:
+    """JSON Schema keys a type adds beyond its constraints (the `.`/`..` exclusion, the date
+    formats): held in the field's metadata with the constraints, so they go wherever those go
+    (a field-level `json_schema_extra` stays behind when a tool library copies the field)."""
+
+    __slots__ = ("keys",)
+
+    def __init__(self, keys: Mapping[str, Any]) -> None:
+        self.keys = keys
+
+    def __get_pydantic_json_schema__(self, core: CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        return {**handler(core), **copy.deepcopy(dict(self.keys))}
+
+
+T = TypeVar("T")
+
+
+def _marker(info: FieldInfo, kind: type[T]) -> T | None:
+    return next((m for m in info.metadata if isinstance(m, kind)), None)
+
+
+# --------------------------------------------------------------------------- the input types
+
+
+def _plain_digits(value: Any) -> Any:
+    """Text is plain ASCII digits only: int() also takes "1_0", " 5 " and "١٠" (Arabic-Indic), which
+    would reach upstream as a number nobody typed. A leading "-" parses, so the bounds are what is said."""
+    if isinstance(value, str):
+        if _DIGITS.fullmatch(value) is None:
+            raise PydanticCustomError("int_parsing", "Input should be plain digits")
+        return int(value)
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return int(value)
+    return value  # the strict int check refuses the rest
+
+
+def _plain_number(value: Any) -> Any:
+    """Text is a plain JSON number only (12, 12.5, -1, 1.5e3), for the same reason; numbers given
+    as numbers pass as they are, if finite."""
+    if isinstance(value, str):
+        if _JSON_NUMBER.fullmatch(value) is None:
+            if value.strip().lower().lstrip("+-") in ("nan", "inf", "infinity"):
+                raise PydanticCustomError("finite_number", "Input should be a finite number")
+            raise PydanticCustomError("float_parsing", "Input should be a plain JSON number")
+        value = float(value)
+    elif isinstance(value, numbers.Real) and not isinstance(value, bool):
+        try:
+            value = float(value)
+        except OverflowError:  # an int beyond any float
+            value = math.inf
+    if isinstance(value, float) and not math.isfinite(value):
+        raise PydanticCustomError("finite_number", "Input should be a finite number")
+    return value  # the strict float check refuses the rest
+
+
+def _one_segment(value: str) -> str:
+    if value in DOT_SEGMENTS:
+        raise ValueError("'.' and '..' are not ids")
+    return value
+
+
+def _date_or_time(value: str) -> str:
+    try:
+        parse_when(value)  # the reports read it with this same function
+    except InvalidInputError:
+        raise ValueError("not a date or date-time") from None
+    return value
+
+
+#: after a field's bounds (so they stay in its JSON Schema): how text becomes a number
+PLAIN_DIGITS = BeforeValidator(_plain_digits)
+PLAIN_NUMBER = BeforeValidator(_plain_number)
+Id = Annotated[
+    str,
+    Field(max_length=128, pattern=ID_PATTERN),
+    AfterValidator(_one_segment),
+    Schema({"not": {"enum": list(DOT_SEGMENTS)}}),
+]
+DateOrTime = Annotated[
+    str,
+    Field(max_length=64),
+    AfterValidator(_date_or_time),
+    Schema({"anyOf": [{"format": "date"}, {"format": "date-time"}]}),
+]
+
+_NOT_AN_ID = Refusal("{name} {value} is not a valid id: use 1-128 letters, digits, '_', '-', '.', ':'")
+
+RunId = Annotated[
+    Id, Field(description="RFT run id, e.g. rft_abc123 (letters, digits, _ - . : ; at most 128)."), _NOT_AN_ID
+]
+#: None (left out) means the personal wallet; a caller sends a string or nothing, so the schema says string
+TeamId = Annotated[
+    Id | SkipJsonSchema[None],
+    Field(description="Team whose wallet to read; omit for the personal wallet.", serialization_alias="teamId"),
+    _NOT_AN_ID,
+    Cli(flag="--team", metavar="ID"),
+]
+Limit = Annotated[int, Field(ge=1, le=100, description="Rows per page, 1-100."), PLAIN_DIGITS]
+Offset = Annotated[
+    int, Field(ge=0, le=MAX_OFFSET, description="Rows to skip from the newest, 0-10,000,000."), PLAIN_DIGITS
+]
+Since = Annotated[
+    DateOrTime | SkipJsonSchema[None],
+    Field(
+        description="Only rows created at or after this date (2026-11-01, midnight UTC) or date-time "
+        "(2026-11-01T09:00:00Z); omit for all rows."
+    ),
+    Refusal("{name} must be a date like 2026-11-01 or a date-time like 2026-11-01T09:00:00Z, got {value}"),
+    Cli(flag="--since", metavar="DATE"),
+]
+
+
+class Inputs(BaseModel):
+    """Base of every operation's inputs. Strict: text becomes a number only by the field's own rule,
+    never by pydantic's lax parsing. Unknown names are refused, not ignored. Null is the same as
+    left out (models often send it for an optional argument): the default applies."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", defer_build=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_is_left_out(cls, data: Any) -> Any:
+        return {k: v for k, v in data.items() if v is not None} if isinstance(data, Mapping) else data
+
+
+# --------------------------------------------------------------------------- each operation's inputs
+
+
+class RunUsageInputs(Inputs):
+    run_id: Annotated[RunId, Cli(many=True)]
+
+
+class WalletInputs(Inputs):
+    limit: Limit = 20
+    offset: Offset = 0
+    team_id: TeamId = None
+
+
+class ReconcileInputs(Inputs):
+    run_id: RunId
+    team_id: TeamId = None
+
+
+class SpendInputs(Inputs):
+    since: Since = None
+    top: Annotated[
+        int, Field(ge=1, le=100, description="How many of the most expensive RFT runs to list, 1-100."), PLAIN_DIGITS
+    ] = 5
+    team_id: TeamId = None
+
+
+class BudgetInputs(Inputs):
+    min_balance: Annotated[
+        float,
+        Field(ge=0, description="Minimum balance in USD; below it the check fails."),
+        PLAIN_NUMBER,
+        Cli(metavar="USD"),
+    ]
+    limit: Limit = 20
+    offset: Offset = 0
+    team_id: TeamId = None
+
+
+# --------------------------------------------------------------------------- the table
+
+
+class Param(NamedTuple):
+    """One input as the surfaces address it: a field of the operation's model, and where it goes."""
+
     name: str
-    type: type
-    description: str
-    #: "path" or "query"
-    location: str = "query"
-    #: name on the wire, when it differs (`teamId`)
-    wire_name: str | None = None
-    required: bool = False
-    default: Any = None
-    minimum: int | None = None
-    maximum: int | None = None
-    pattern: str | None = None
-    max_length: int | None = None
-    #: the CLI takes several values at once (fetched concurrently)
-    many: bool = False
-    #: CLI flag, when it differs from the name
-    flag: str | None = None
-    #: "date-time": a date (midnight UTC) or an ISO 8601 date-time, checked before anything is sent
-    format: str | None = None
+    field: FieldInfo
+    #: "path" when the operation's path names it (`{run_id}`), else "query"
+    location: Literal["path", "query"]
+
+    @property
+    def description(self) -> str:
+        return self.field.description or ""
+
+    @property
+    def required(self) -> bool:
+        return self.field.is_required()
+
+    @property
+    def default(self) -> Any:
+        return None if self.required else self.field.default
 
     @property
     def wire(self) -> str:
-        return self.wire_name or self.name
+        """The name upstream and REST use (`teamId`): the field's serialization alias."""
+        return self.field.serialization_alias or self.name
 
-    def check(self, value: Any) -> Any:
-        """Return the value to send, or raise InvalidInputError naming the fix."""
-        if value is None:
-            if self.required:
-                raise InvalidInputError(f"{self.name} is required")
-            return self.default
-        if self.type is int:
-            # Text is plain ASCII digits only: int() also takes "1_0", " 5 " and "١٠" (Arabic-Indic),
-            # which would reach upstream as a number nobody typed. A leading "-" parses, to get the bounds.
-            text = isinstance(value, str) and re.fullmatch(r"-?[0-9]{1,400}", value) is not None
-            if not text and (isinstance(value, bool) or not isinstance(value, numbers.Integral)):
-                raise InvalidInputError(f"{self.name} must be a whole number, got {self._shown(value)!r}")
-            value = int(value)
-            lo, hi = self.minimum, self.maximum
-            if (lo is not None and value < lo) or (hi is not None and value > hi):
-                bounds = f"{lo}..{hi}" if hi is not None else f">= {lo}"
-                raise InvalidInputError(f"{self.name} must be {bounds}, got {self._shown(str(value))}")
-            return value
-        if self.type is float:
-            return self._check_number(value)
-        if not isinstance(value, str):
-            raise InvalidInputError(f"{self.name} must be a string, got {type(value).__name__}")
-        if self.pattern and (not re.fullmatch(self.pattern, value) or value in (".", "..")):
-            raise InvalidInputError(
-                f"{self.name} {self._shown(value)!r} is not a valid id: use 1-128 letters, digits, '_', '-', '.', ':'"
-            )
-        if self.format == "date-time":
-            parse_when(value)
-        return value
+    @property
+    def cli(self) -> Cli:
+        return _marker(self.field, Cli) or Cli()
 
-    def _check_number(self, value: Any) -> float:
-        # Text is a plain ASCII JSON number only (12, 12.5, -1, 1.5e3), for the same reason as whole
-        # numbers; numbers given as numbers pass as they are.
-        if isinstance(value, str):
-            if not re.fullmatch(r"-?[0-9]{1,400}(\.[0-9]{1,400})?([eE][-+]?[0-9]{1,4})?", value):
-                finite = value.strip().lower().lstrip("+-") not in ("nan", "inf", "infinity")
-                kind = "a number" if finite else "a finite number"
-                raise InvalidInputError(f"{self.name} must be {kind}, got {self._shown(value)!r}")
-        elif isinstance(value, bool) or not isinstance(value, numbers.Real):
-            raise InvalidInputError(f"{self.name} must be a number, got {self._shown(value)!r}")
-        try:
-            number = float(value)
-        except OverflowError:  # an int beyond any float
-            number = math.inf
-        if not math.isfinite(number):
-            raise InvalidInputError(f"{self.name} must be a finite number, got {self._shown(value)!r}")
-        lo, hi = self.minimum, self.maximum
-        if (lo is not None and number < lo) or (hi is not None and number > hi):
-            bounds = f"{lo}..{hi}" if hi is not None else f">= {lo}"
-            raise InvalidInputError(f"{self.name} must be {bounds}, got {number:g}")
-        return number
+    @property
+    def flag(self) -> str:
+        return self.cli.flag or "--" + self.name.replace("_", "-")
 
-    @staticmethod
-    def _shown(value: Any) -> Any:
-        """Long text cut, so a message quoting it stays one short line."""
-        return value[:40] + "…" if isinstance(value, str) and len(value) > 40 else value
-
-    def json_schema(self) -> dict[str, Any]:
-        kind = {int: "integer", float: "number"}.get(self.type, "string")
-        schema: dict[str, Any] = {"type": kind, "description": self.description}
-        for key, value in (
-            ("minimum", self.minimum),
-            ("maximum", self.maximum),
-            ("pattern", self.pattern),
-            ("maxLength", self.max_length),
-        ):
-            if value is not None:
-                schema[key] = value
-        if self.default is not None:
-            schema["default"] = self.default
-        return schema
+    @property
+    def many(self) -> bool:
+        return self.cli.many
 
 
 @dataclass(frozen=True)
@@ -144,14 +304,16 @@ class Operation:
     #: CLI subcommand
     command: str
     description: str
-    params: tuple[Param, ...]
+    #: the inputs, checked and described (see `Inputs`)
+    inputs: type[Inputs]
     upstream_path: str
     rest_path: str
     mcp_tool: str
+    #: the answer's model
     model: type[BaseModel]
     #: contract operation name in capability/training-billing.yaml
     contract_name: str
-    #: which settings value fills a param the caller left out (team id)
+    #: which settings value fills an input the caller left out (team id)
     settings_defaults: Mapping[str, str] = field(default_factory=dict)
     hints: Hints = Hints()
     method: str = "GET"
@@ -175,19 +337,20 @@ class Operation:
         """One of the contract's own operations (its REST path and tool name are fixed by it)."""
         return bool(self.contract_name)
 
-    def param(self, name: str) -> Param:
-        for p in self.params:
-            if p.name == name:
-                return p
-        raise KeyError(name)
+    @cached_property
+    def params(self) -> tuple[Param, ...]:
+        """The inputs model's fields, in order, as the surfaces address them."""
+        return tuple(
+            Param(name, info, "path" if "{" + name + "}" in self.rest_path else "query")
+            for name, info in self.inputs.model_fields.items()
+        )
 
     def check(self, args: Mapping[str, Any]) -> dict[str, Any]:
-        """Validate every argument; unknown names are refused, not ignored."""
-        known = {p.name for p in self.params}
-        extra = sorted(set(args) - known)
-        if extra:
-            raise InvalidInputError(f"{self.name} takes no parameter {extra[0]!r}; it takes {', '.join(sorted(known))}")
-        return {p.name: p.check(args.get(p.name)) for p in self.params}
+        """The values to send, every one checked by the model; unknown names are refused, not ignored."""
+        try:
+            return self.inputs.model_validate(args).model_dump()
+        except ValidationError as exc:
+            raise InvalidInputError(explain(self, exc)) from None
 
     def path_and_query(self, checked: Mapping[str, Any]) -> tuple[str, dict[str, str]]:
         """Upstream path (each path value one quoted segment) and query parameters."""
@@ -202,37 +365,64 @@ class Operation:
         return path, query
 
     def input_schema(self) -> dict[str, Any]:
-        return {
-            "type": "object",
-            "properties": {p.name: p.json_schema() for p in self.params},
-            "required": [p.name for p in self.params if p.required],
-            "additionalProperties": False,
-        }
+        """The inputs model's JSON Schema as a tool shows it: titles dropped (they only repeat the
+        names), `required` always present (callable with `{}` says so)."""
+        schema = self.inputs.model_json_schema()
+        schema.pop("title", None)
+        for prop in schema["properties"].values():
+            prop.pop("title", None)
+        schema.setdefault("required", [])
+        return schema
 
 
-RUN_ID = Param(
-    "run_id",
-    str,
-    "RFT run id, e.g. rft_abc123 (letters, digits, _ - . : ; at most 128).",
-    location="path",
-    required=True,
-    pattern=ID_PATTERN,
-    max_length=128,
-    many=True,
-)
-TEAM_ID = Param(
-    "team_id",
-    str,
-    "Team whose wallet to read; omit for the personal wallet.",
-    wire_name="teamId",
-    pattern=ID_PATTERN,
-    max_length=128,
-    flag="--team",
-)
-LIMIT = Param("limit", int, "Rows per page, 1-100.", default=20, minimum=1, maximum=100)
-#: No wallet the reports read is longer than compose.MAX_PAGES x PAGE_SIZE (10 million rows): an
-#: offset beyond that skips everything, and a 400-digit one is only load on the upstream's parser.
-OFFSET = Param("offset", int, "Rows to skip from the newest, 0-10,000,000.", default=0, minimum=0, maximum=10_000_000)
+_BOUNDS = frozenset({"greater_than_equal", "less_than_equal", "greater_than", "less_than"})
+
+
+def explain(op: Operation, exc: ValidationError) -> str:
+    """The one line every surface shows for refused inputs: what to give, and what came.
+
+    An unknown name is reported first, then the first field in the model's order."""
+    errors = exc.errors(include_url=False)
+    if not errors:
+        return f"{op.name}: invalid arguments"
+    err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
+    kind, value = err["type"], err.get("input")
+    name = str(err["loc"][0]) if err["loc"] else ""
+    fields = op.inputs.model_fields
+    info = fields.get(name)
+    if kind == "extra_forbidden":
+        return f"{op.name} takes no parameter {name!r}; it takes {', '.join(sorted(fields))}"
+    if info is None:  # the arguments as a whole (not a mapping)
+        return f"{op.name}: {err['msg']}"
+    if kind == "missing":
+        return f"{name} is required"
+    if kind in _BOUNDS:
+        lo = next((m.ge for m in info.metadata if isinstance(m, Ge)), None)
+        hi = next((m.le for m in info.metadata if isinstance(m, Le)), None)
+        bounds = f"{lo}..{hi}" if lo is not None and hi is not None else f">= {lo}" if hi is None else f"<= {hi}"
+        got = f"{value:g}" if isinstance(value, float) else _shown(value)
+        return f"{name} must be {bounds}, got {got}"
+    if kind.startswith("int_"):
+        return f"{name} must be a whole number, got {_shown(value)}"
+    if kind == "finite_number":
+        return f"{name} must be a finite number, got {_shown(value)}"
+    if kind.startswith("float_"):
+        return f"{name} must be a number, got {_shown(value)}"
+    if kind == "string_type":
+        return f"{name} must be a string, got {type(value).__name__}"
+    refusal = _marker(info, Refusal)
+    if refusal is not None:
+        return refusal.template.format(name=name, value=_shown(value))
+    return f"{name}: {err['msg']}"
+
+
+def _shown(value: Any) -> str:
+    """The value as a message quotes it (its repr), a long one cut so the message stays one short line."""
+    if isinstance(value, str):
+        return repr(value[:40] + "…" if len(value) > 40 else value)
+    text = repr(value)
+    return text[:40] + "…" if len(text) > 40 else text
+
 
 OPERATIONS: tuple[Operation, ...] = (
     Operation(
@@ -242,7 +432,7 @@ OPERATIONS: tuple[Operation, ...] = (
             "Token usage and cost of one Prime Intellect RFT (reinforcement fine-tuning) run: "
             "training and inference tokens, rates, cost per bucket and the total billed in USD."
         ),
-        params=(RUN_ID,),
+        inputs=RunUsageInputs,
         upstream_path="/api/v1/billing/runs/{run_id}/usage",
         rest_path="/v1/api/v1/billing/runs/{run_id}/usage",
         mcp_tool="prime-intellect-getrunusage",
@@ -257,7 +447,7 @@ OPERATIONS: tuple[Operation, ...] = (
             "Prime Intellect wallet: current balance in USD and the most recent billing rows "
             "(newest first; what drained the balance: RFT runs, pods, disks, inference...)."
         ),
-        params=(LIMIT, OFFSET, TEAM_ID),
+        inputs=WalletInputs,
         upstream_path="/api/v1/billing/wallet",
         rest_path="/v1/api/v1/billing/wallet",
         mcp_tool="prime-intellect-getwallet",
@@ -281,7 +471,7 @@ OPERATIONS += (
             "Compares the run's billed total with the sum of every wallet billing row for that run "
             "(all pages); within one cent is reconciled, otherwise the difference is flagged."
         ),
-        params=(replace(RUN_ID, many=False), TEAM_ID),
+        inputs=ReconcileInputs,
         upstream_path="",
         rest_path="/v1/prime-billing/runs/{run_id}/reconcile",
         mcp_tool="prime-intellect-reconcile",
@@ -297,21 +487,7 @@ OPERATIONS += (
             "Prime Intellect spend report: what was spent, and on what, over all wallet rows or since a date; "
             "totals by resource type and resource id, the most expensive RFT runs, and every row."
         ),
-        params=(
-            Param(
-                "since",
-                str,
-                "Only rows created at or after this date (2026-11-01, midnight UTC) or date-time "
-                "(2026-11-01T09:00:00Z); omit for all rows.",
-                max_length=64,
-                format="date-time",
-                flag="--since",
-            ),
-            Param(
-                "top", int, "How many of the most expensive RFT runs to list, 1-100.", default=5, minimum=1, maximum=100
-            ),
-            TEAM_ID,
-        ),
+        inputs=SpendInputs,
         upstream_path="",
         rest_path="/v1/prime-billing/spend",
         mcp_tool="prime-intellect-spend",
@@ -327,12 +503,7 @@ OPERATIONS += (
             "Prime Intellect budget guard: is the wallet balance at least a minimum in USD? "
             "Returns the verdict (ok, shortfall or headroom) with the wallet; use it to warn when the balance is low."
         ),
-        params=(
-            Param("min_balance", float, "Minimum balance in USD; below it the check fails.", required=True, minimum=0),
-            LIMIT,
-            OFFSET,
-            TEAM_ID,
-        ),
+        inputs=BudgetInputs,
         upstream_path="",
         rest_path="/v1/prime-billing/budget",
         mcp_tool="prime-intellect-budget",
@@ -345,6 +516,10 @@ OPERATIONS += (
 )
 
 BY_NAME: dict[str, Operation] = {op.name: op for op in OPERATIONS}
+# advice names parameters by marker; each surface's word for them comes from here
+for param in {p.name: p for op in OPERATIONS for p in op.params}.values():
+    learn(param.name, param.flag, param.wire)
+del param
 
 
 def get(name: str) -> Operation:

@@ -12,9 +12,9 @@ from typing import IO, Any
 
 from pydantic import BaseModel, ConfigDict, computed_field
 
-from .compose import Plan, SubCall, money, scan_wallet, total, usd_float, write_rows_csv
-from .models import FINISHED_STATUSES, BillingEntry, RunUsage
-from .render import usd
+from .compose import Plan, SubCall, scan_wallet, total, write_rows_csv
+from .models import BillingEntry, RunUsage
+from .money import money, usd, usd_float
 
 #: agreement within this much (inclusive) is "reconciled"
 TOLERANCE = Decimal("0.01")
@@ -58,31 +58,6 @@ class Reconciliation(BaseModel):
             f"run {self.run_id} does not reconcile: it reports {usd(self.run_billed_usd)} billed, "
             f"its {len(self.rows)} wallet rows sum to {usd(self.wallet_charged_usd)}, {gap}{hint}"
         )
-
-    def summary(self, **_: Any) -> str:
-        owner = f"team {self.team_id}" if self.team_id else "personal"
-        head = [f"reconcile run {self.run_id}"]
-        if self.run_name:
-            head.append(f'"{self.run_name}"')
-        head += [self.status or "status unknown", f"wallet {self.wallet_id} ({owner})"]
-        diff = self.difference_usd
-        side = "" if diff == 0 else (" (wallet charged less)" if diff > 0 else " (wallet charged more)")
-        lines = [
-            " · ".join(head),
-            f"  run billed      {usd(self.run_billed_usd):>10}",
-            f"  wallet charged  {usd(self.wallet_charged_usd):>10}  {len(self.rows)} rows of {self.rows_scanned}",
-            f"  difference      {usd(diff):>10}{side}",
-        ]
-        if self.reconciled:
-            lines.append(f"  RECONCILED (within {usd(self.tolerance_usd)})")
-        else:
-            lines.append(f"  MISMATCH by {usd(abs(diff))}")
-        if self.status and self.status.upper() not in FINISHED_STATUSES:
-            lines.append(f"  note: the run is {self.status}; charges may still be arriving")
-        for r in self.rows:
-            when = r.created_at.strftime("%Y-%m-%d %H:%M")
-            lines.append(f"    {when:<17} {usd(r.amount_usd):>10}  {r.resource_type or '-':<11} {r.id}")
-        return "\n".join(lines)
 
     def write_csv(self, out: IO[str]) -> int:
         return write_rows_csv(self.rows, out)

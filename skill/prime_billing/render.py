@@ -1,75 +1,183 @@
 """Compact text for people and agents: the figures that matter, few tokens.
 
-Every surface (CLI, LangChain content, MCP text) shows the same lines, so an
-answer read from one can be checked against another.
+The one place results become text: run usage, a wallet page and the reports
+(reconciliation, spend, budget check). The models hold data only; every
+surface (CLI, LangChain content, MCP text) shows the lines built here, so an
+answer read from one can be checked against another. A check's verdict is its
+first line. Advice is left as `[[name]]` markers (see `wording`): each surface
+words them.
 """
 
 from __future__ import annotations
 
-from datetime import UTC
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
 
-if TYPE_CHECKING:
-    from .models import CostLine, RunUsage, Wallet
+from .budget import BudgetCheck
+from .models import FINISHED_STATUSES, BillingEntry, CostLine, RunUsage, Wallet
+from .money import usd
+from .reconcile import Reconciliation
+from .spend import RUN_TYPE, SpendReport
 
 SANDBOX_BANNER = "SANDBOX DATA (demo account, not real billing)"
 
+__all__ = ["SANDBOX_BANNER", "Rendered", "rate", "render", "usd"]
 
-def usd(value: float | None) -> str:
-    """Cents for ordinary figures, more digits for sub-cent ones; None is unknown."""
-    if value is None:
-        return "unknown"
-    if value != 0 and abs(value) < 0.01:
-        return f"${value:,.4f}"
-    return f"-${-value:,.2f}" if value < 0 else f"${value:,.2f}"
+
+@dataclass(frozen=True)
+class Rendered:
+    """A result as text, in the order it is read: the verdict (checks only), the summary
+    lines (what and how much), the billing rows, then where the rest of them is."""
+
+    verdict: str | None = None
+    summary: list[str] = field(default_factory=list)
+    rows: list[str] = field(default_factory=list)
+    more: str | None = None
+
+    def text(self) -> str:
+        lines = [self.verdict] if self.verdict else []
+        lines += [*self.summary, *self.rows]
+        if self.more:
+            lines.append(self.more)
+        return "\n".join(lines)
+
+
+def render(data: Any, *, offset: int = 0) -> Rendered:
+    """`data` (an operation's result model) as text; `offset` is where a wallet page starts."""
+    if isinstance(data, RunUsage):
+        return _run(data)
+    if isinstance(data, Wallet):
+        return _wallet(data, offset)
+    if isinstance(data, Reconciliation):
+        return _reconciliation(data)
+    if isinstance(data, SpendReport):
+        return _spend(data)
+    if isinstance(data, BudgetCheck):
+        return _budget(data, offset)
+    raise TypeError(f"no text for {type(data).__name__}")
 
 
 def rate(value: float | None) -> str:
     return "rate unknown" if value is None else f"@ ${value:g}/Mtok"
 
 
-def _row(label: str, tokens: int, rate_text: str, cost: str) -> str:
+def utc(when: datetime) -> datetime:
+    """`when` in UTC (naive means UTC already). At the calendar's edge a date cannot change
+    zone: it is shown as given."""
+    if when.tzinfo is None:
+        return when
+    try:
+        return when.astimezone(UTC)
+    except OverflowError:
+        return when
+
+
+def billing_row(entry: BillingEntry, name: str | None, indent: str = "  ") -> str:
+    """The one format of a wallet row: when (UTC), amount, resource type, and a name."""
+    when = utc(entry.created_at).strftime("%Y-%m-%d %H:%M")
+    return f"{indent}{when:<17} {usd(entry.amount_usd):>10}  {entry.resource_type or '-':<11} {name or '-'}"
+
+
+def _owner(team_id: str | None) -> str:
+    return f"team {team_id}" if team_id else "personal"
+
+
+def _tokens(label: str, tokens: int, rate_text: str, cost: str) -> str:
     return f"  {label:<14}{tokens:>14,} tok  {rate_text:<18}{cost:>10}"
 
 
-def _cost_row(line: CostLine, indent: str = "  ") -> str:
-    return _row(indent + line.label, line.tokens, rate(line.rate_per_mtok), usd(line.cost_usd))
+def _cost(line: CostLine, indent: str = "  ") -> str:
+    return _tokens(indent + line.label, line.tokens, rate(line.rate_per_mtok), usd(line.cost_usd))
 
 
-def run_summary(run: RunUsage) -> str:
+def _run(run: RunUsage) -> Rendered:
     c = run.costs
     head = [f"run {run.run_id}"]
     if run.run_name:
         head.append(f'"{run.run_name}"')
     head += [run.base_model or "model unknown", run.status or "status unknown", f"{run.record_count} records"]
     lines = [" · ".join(head)]
-    lines.append(_row("training", run.training.tokens, rate(c.training.rate_per_mtok), usd(c.training_billed_usd)))
-    lines.append(_row("inference", run.inference.tokens, "", usd(c.inference_billed_usd)))
-    lines.append(_cost_row(c.inference_input))
+    lines.append(_tokens("training", run.training.tokens, rate(c.training.rate_per_mtok), usd(c.training_billed_usd)))
+    lines.append(_tokens("inference", run.inference.tokens, "", usd(c.inference_billed_usd)))
+    lines.append(_cost(c.inference_input))
     if c.inference_cached_input is not None:
-        lines.append(_cost_row(c.inference_cached_input))
-    lines.append(_cost_row(c.inference_output))
-    lines.append(_row("total", run.total_tokens, "billed", usd(c.total_billed_usd)))
-    return "\n".join(lines)
+        lines.append(_cost(c.inference_cached_input))
+    lines.append(_cost(c.inference_output))
+    lines.append(_tokens("total", run.total_tokens, "billed", usd(c.total_billed_usd)))
+    return Rendered(summary=lines)
 
 
-def wallet_summary(wallet: Wallet, *, offset: int = 0) -> str:
+def _wallet(wallet: Wallet, offset: int) -> Rendered:
     rows = wallet.recent_billings
-    owner = f"team {wallet.team_id}" if wallet.team_id else "personal"
     first, last = (offset + 1, offset + len(rows)) if rows else (0, 0)
     lines = [
-        f"wallet {wallet.wallet_id} ({owner}) · balance {usd(wallet.balance_usd)} {wallet.currency}"
+        f"wallet {wallet.wallet_id} ({_owner(wallet.team_id)}) · balance {usd(wallet.balance_usd)} {wallet.currency}"
         f" · {wallet.total_billings} billing rows, showing {first}-{last}"
     ]
-    if rows:
-        lines.append(f"  {'created (UTC)':<17} {'amount':>10}  {'type':<11} resource")
-        for r in rows:
-            try:
-                stamp = r.created_at.astimezone(UTC) if r.created_at.tzinfo else r.created_at
-            except OverflowError:  # at the calendar's edge a date cannot change zone: show it as given
-                stamp = r.created_at
-            when = stamp.strftime("%Y-%m-%d %H:%M")
-            lines.append(f"  {when:<17} {usd(r.amount_usd):>10}  {r.resource_type or '-':<11} {r.resource_id or '-'}")
-    if last < wallet.total_billings and rows:
-        lines.append(f"  more rows: [[offset={last}]]")
-    return "\n".join(lines)
+    if not rows:
+        return Rendered(summary=lines)
+    lines.append(f"  {'created (UTC)':<17} {'amount':>10}  {'type':<11} resource")
+    more = f"  more rows: [[offset={last}]]" if last < wallet.total_billings else None
+    return Rendered(summary=lines, rows=[billing_row(r, r.resource_id) for r in rows], more=more)
+
+
+def _reconciliation(rec: Reconciliation) -> Rendered:
+    head = [f"reconcile run {rec.run_id}"]
+    if rec.run_name:
+        head.append(f'"{rec.run_name}"')
+    head += [rec.status or "status unknown", f"wallet {rec.wallet_id} ({_owner(rec.team_id)})"]
+    diff = rec.difference_usd
+    side = "" if diff == 0 else (" (wallet charged less)" if diff > 0 else " (wallet charged more)")
+    lines = [
+        " · ".join(head),
+        f"  run billed      {usd(rec.run_billed_usd):>10}",
+        f"  wallet charged  {usd(rec.wallet_charged_usd):>10}  {len(rec.rows)} rows of {rec.rows_scanned}",
+        f"  difference      {usd(diff):>10}{side}",
+    ]
+    if rec.status and rec.status.upper() not in FINISHED_STATUSES:
+        lines.append(f"  note: the run is {rec.status}; charges may still be arriving")
+    verdict = f"RECONCILED (within {usd(rec.tolerance_usd)})" if rec.reconciled else f"MISMATCH by {usd(abs(diff))}"
+    # every row names the run: the row's own id is the useful name here
+    return Rendered(verdict=verdict, summary=lines, rows=[billing_row(r, r.id, indent="    ") for r in rec.rows])
+
+
+def _spend(report: SpendReport) -> Rendered:
+    span = f"since {utc(report.since):%Y-%m-%d %H:%M} UTC" if report.since else "all time"
+    lines = [
+        f"spend of wallet {report.wallet_id} ({_owner(report.team_id)}) · {span} · {usd(report.total_usd)}"
+        f" {report.currency} in {report.row_count} rows · balance {usd(report.balance_usd)}"
+    ]
+    if report.newest_at and report.oldest_at:
+        oldest, newest = utc(report.oldest_at), utc(report.newest_at)
+        lines.append(f"  rows from {oldest:%Y-%m-%d %H:%M} to {newest:%Y-%m-%d %H:%M} UTC")
+    lines.append("  by resource type")
+    for g in report.by_resource_type:
+        lines.append(f"    {g.key or '-':<22} {usd(g.total_usd):>10}  {_count(g.rows)}")
+    if report.top_runs:
+        lines.append(f"  top runs ({len(report.top_runs)})")
+        for g in report.top_runs:
+            lines.append(f"    {g.key or '-':<22} {usd(g.total_usd):>10}  {_count(g.rows)}")
+    others = [g for g in report.by_resource_id if g.resource_type != RUN_TYPE]
+    if others:
+        shown = others[:5]
+        lines.append(f"  top other resources ({len(shown)} of {len(others)}; all in [[all_rows]])")
+        for g in shown:
+            name = f"{g.key or '(no id)'} [{g.resource_type or '-'}]"
+            lines.append(f"    {name:<22} {usd(g.total_usd):>10}  {_count(g.rows)}")
+    return Rendered(summary=lines)
+
+
+def _budget(check: BudgetCheck, offset: int) -> Rendered:
+    if check.ok:
+        verdict = (
+            f"budget OK: balance {usd(check.balance_usd)} is {usd(check.headroom_usd)} "
+            f"above the minimum {usd(check.min_balance_usd)}"
+        )
+    else:
+        verdict = f"BELOW MINIMUM: {check.alert}"
+    return replace(_wallet(Wallet.model_validate(check.wallet), offset), verdict=verdict)
+
+
+def _count(n: int) -> str:
+    return f"{n:>4} row" if n == 1 else f"{n:>4} rows"

@@ -14,9 +14,9 @@ from typing import IO, Any
 
 from pydantic import BaseModel, ConfigDict
 
-from .compose import Plan, money, parse_when, scan_wallet, total, usd_float, write_rows_csv
+from .compose import Plan, parse_when, scan_wallet, total, write_rows_csv
 from .models import BillingEntry
-from .render import usd
+from .money import money, usd_float
 
 #: the resource type of RFT runs' rows
 RUN_TYPE = "rft_run"
@@ -59,31 +59,6 @@ class SpendReport(BaseModel):
     top_runs: list[SpendGroup]
     rows: list[BillingEntry]
     sandbox: bool = False
-
-    def summary(self, **_: Any) -> str:
-        owner = f"team {self.team_id}" if self.team_id else "personal"
-        span = f"since {self.since:%Y-%m-%d %H:%M} UTC" if self.since else "all time"
-        lines = [
-            f"spend of wallet {self.wallet_id} ({owner}) · {span} · {usd(self.total_usd)} {self.currency}"
-            f" in {self.row_count} rows · balance {usd(self.balance_usd)}"
-        ]
-        if self.newest_at and self.oldest_at:
-            lines.append(f"  rows from {self.oldest_at:%Y-%m-%d %H:%M} to {self.newest_at:%Y-%m-%d %H:%M} UTC")
-        lines.append("  by resource type")
-        for g in self.by_resource_type:
-            lines.append(f"    {g.key or '-':<22} {usd(g.total_usd):>10}  {_rows(g.rows)}")
-        if self.top_runs:
-            lines.append(f"  top runs ({len(self.top_runs)})")
-            for g in self.top_runs:
-                lines.append(f"    {g.key or '-':<22} {usd(g.total_usd):>10}  {_rows(g.rows)}")
-        others = [g for g in self.by_resource_id if g.resource_type != RUN_TYPE]
-        if others:
-            shown = others[:5]
-            lines.append(f"  top other resources ({len(shown)} of {len(others)}; all in [[all_rows]])")
-            for g in shown:
-                name = f"{g.key or '(no id)'} [{g.resource_type or '-'}]"
-                lines.append(f"    {name:<22} {usd(g.total_usd):>10}  {_rows(g.rows)}")
-        return "\n".join(lines)
 
     def write_csv(self, out: IO[str]) -> int:
         return write_rows_csv(self.rows, out)
@@ -133,7 +108,3 @@ def spend_report(args: dict[str, Any]) -> Plan:
         rows=rows,
         sandbox=scan.sandbox,
     )
-
-
-def _rows(n: int) -> str:
-    return f"{n:>4} row" if n == 1 else f"{n:>4} rows"

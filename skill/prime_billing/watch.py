@@ -16,10 +16,10 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from .compose import money
 from .config import Settings
 from .errors import InvalidInputError, RateLimitError, UpstreamUnavailableError
-from .render import SANDBOX_BANNER, usd
+from .money import money, usd
+from .render import SANDBOX_BANNER
 
 #: shortest pause between polls; anything faster only burns rate limit
 MIN_INTERVAL = 0.05

@@ -25,6 +25,16 @@ _SETTINGS: dict[str, dict[str, str]] = {
 }
 
 
+#: parameters whose flag or REST name is not the default one (`--team`, `?teamId=`); the
+#: operations table tells them here as it is built, so this module needs nothing above it
+_PARAMS: dict[str, tuple[str, str]] = {}
+
+
+def learn(name: str, flag: str, wire: str) -> None:
+    """How a parameter is called on the CLI and on REST."""
+    _PARAMS[name] = (flag, wire)
+
+
 def mark(name: str, value: object = None) -> str:
     """The marker for `name` (with a value to suggest, if any)."""
     return f"[[{name}]]" if value is None else f"[[{name}={value}]]"
@@ -40,13 +50,9 @@ def phrase(text: str, surface: Surface) -> str:
 def _word(name: str, value: str | None, surface: Surface) -> str:
     if name in _SETTINGS:
         return _SETTINGS[name][surface]
-    from .operations import OPERATIONS
-
-    param = next((p for op in OPERATIONS for p in op.params if p.name == name), None)
+    flag, wire = _PARAMS.get(name, ("--" + name.replace("_", "-"), name))
     if surface == "cli":
-        flag = (param.flag if param else None) or "--" + name.replace("_", "-")
         return flag if value is None else f"{flag} {value}"
     if surface == "rest":
-        wire = param.wire if param else name
         return f"?{wire}=" if value is None else f"?{wire}={value}"
     return name if value is None else f"{name}={value}"

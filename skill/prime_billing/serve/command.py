@@ -1,5 +1,8 @@
 """`prime-billing serve` and `prime-billing mcp`: parsers only; the server stack
-loads when one of them runs, so every other command stays light."""
+loads when one of them runs, so every other command stays light.
+
+The CLI registers these parsers (`cli.EXTRA_COMMANDS`), `scripts/serve.py` too
+(`cli.run_command`): this module imports nothing from the CLI."""
 
 from __future__ import annotations
 
@@ -38,15 +41,6 @@ def add_serve(sub: Any) -> None:
         "serve", help="serve REST (8080) and MCP (9090) for other programs and agents", description=SERVE_DESCRIPTION
     )
     _serve_arguments(p)
-
-
-def run_script(prog: str, argv: list[str] | None = None) -> int:
-    """Entry for `scripts/serve.py`: the serve command under the script's own name."""
-    from ..cli import Parser, execute
-
-    p = Parser(prog=prog, description=SERVE_DESCRIPTION)
-    _serve_arguments(p)
-    return execute(p, argv)
 
 
 def _serve_arguments(p: argparse.ArgumentParser) -> None:

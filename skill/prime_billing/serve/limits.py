@@ -18,6 +18,7 @@ command, so it imports nothing of the server stack.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import math
 import time
 from collections import OrderedDict
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 
 from ..errors import ConfigError
 
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1", "[::1]")
 #: callers remembered by the rate limiter; the least recently seen are forgotten first
 MAX_CALLERS = 10_000
 #: the per-caller rate used off loopback when none is given
@@ -62,8 +64,6 @@ class Limits:
             raise ConfigError("--max-report-rows must be >= 1")
 
     def rate_for(self, host: str) -> float:
-        from .security import is_loopback
-
         if self.rate is not None:
             return self.rate
         return 0.0 if is_loopback(host) else DEFAULT_PUBLIC_RATE
@@ -73,6 +73,15 @@ class Limits:
         if rate <= 0:
             return None
         return Buckets(rate, self.burst if self.burst is not None else max(1, math.ceil(2 * rate)))
+
+
+def is_loopback(host: str) -> bool:
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 class Buckets:

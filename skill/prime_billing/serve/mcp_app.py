@@ -1,8 +1,8 @@
 """The MCP face: one tool per operation, named and hinted as the contract says.
 
 Built on the official SDK's low-level server so each tool's input schema is the
-table's own (`Operation.input_schema()`), not one inferred from a Python
-signature. Stateless streamable HTTP: no per-client state, so any replica can
+table's own (`Operation.input_schema()`, from the operation's inputs model), not
+one inferred from a Python signature. Stateless streamable HTTP: no per-client state, so any replica can
 answer any request. The same server also runs over stdio.
 """
 
@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from .. import __version__
+from ..__version__ import __version__
 from ..client import Result
 from ..errors import PrimeBillingError, redact
 from ..operations import OPERATIONS, Operation

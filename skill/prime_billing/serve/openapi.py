@@ -7,8 +7,8 @@ from typing import Any
 
 from pydantic.json_schema import models_json_schema
 
-from .. import __version__
-from ..operations import Operation
+from ..__version__ import __version__
+from ..operations import Operation, Param
 from . import problems
 
 #: statuses an operation can answer besides 200, and when
@@ -47,23 +47,8 @@ def document(operations: Sequence[Operation], *, secured: bool) -> dict[str, Any
         }
     }
     for op in operations:
-        params = []
-        for p in op.params:
-            schema = {k: v for k, v in p.json_schema().items() if k != "description"}
-            if p.format == "date-time":  # a date (midnight UTC) or a date-time
-                schema["anyOf"] = [{"format": "date"}, {"format": "date-time"}]
-            if p.pattern:  # an id is one path segment: never `.` or `..`
-                schema["not"] = {"enum": [".", ".."]}
-            param: dict[str, Any] = {
-                "name": p.wire,
-                "in": "path" if p.location == "path" else "query",
-                "required": p.required or p.location == "path",
-                "description": p.description,
-                "schema": schema,
-            }
-            if not param["required"]:
-                param["allowEmptyValue"] = True  # `?teamId=` means not given, as upstream reads it
-            params.append(param)
+        inputs = op.input_schema()
+        params = [_parameter(p, inputs) for p in op.params]
         responses: dict[str, Any] = {
             "200": {
                 "description": "The upstream body, unchanged (fields unknown to this version included).",
@@ -101,3 +86,20 @@ def document(operations: Sequence[Operation], *, secured: bool) -> dict[str, Any
         doc["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
         doc["security"] = [{"bearer": []}]
     return doc
+
+
+def _parameter(p: Param, inputs: dict[str, Any]) -> dict[str, Any]:
+    """One parameter: its schema is the inputs model's own for that field, its description lifted
+    to the parameter; the name is the one on the wire (`teamId`)."""
+    schema = dict(inputs["properties"][p.name])
+    description = schema.pop("description", "")
+    param: dict[str, Any] = {
+        "name": p.wire,
+        "in": p.location,
+        "required": p.name in inputs["required"] or p.location == "path",
+        "description": description,
+        "schema": schema,
+    }
+    if not param["required"]:
+        param["allowEmptyValue"] = True  # `?teamId=` means not given, as upstream reads it
+    return param

@@ -28,8 +28,8 @@ from ..config import SANDBOX_API_KEY, Settings
 from ..errors import ConfigError
 from . import MCP_PATH, MCP_PORT, REST_PORT, accesslog
 from .gateway import Gateway
-from .limits import Limits
-from .security import Guard, Policy, is_loopback
+from .limits import Limits, is_loopback
+from .security import Guard, Policy
 
 
 @dataclass(frozen=True)

@@ -39,21 +39,11 @@ from .upstream import Tally
 CREDENTIAL = "prime_billing.credential"
 TALLY = "prime_billing.tally"
 HEALTH_PATH = "/healthz"
-LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1", "[::1]")
 
 _LABEL = r"[a-z0-9](?:[a-z0-9_-]*[a-z0-9])?"
 #: `name[:port]` or `[v6][:port]`, nothing before or after
 _HOST = re.compile(rf"(?P<name>{_LABEL}(?:\.{_LABEL})*|\[[0-9a-f:.]+\])(?::[0-9]{{1,5}})?")
 _ORIGIN = re.compile(r"(?P<scheme>https?)://(?P<host>[^/?#@\s]+)")
-
-
-def is_loopback(host: str) -> bool:
-    if host in LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def host_name(value: str) -> str | None:
