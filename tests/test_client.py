@@ -28,6 +28,7 @@ from prime_billing.client import (
 from prime_billing.config import SANDBOX_API_KEY, Settings, load_settings
 from prime_billing.models import RunUsage
 from prime_billing.sandbox import RUNS, Sandbox
+from prime_billing.serve.problems import http_status
 
 FAST = RetryPolicy(max_retries=3, base_delay=0.01, max_delay=0.05, budget=2.0)
 
@@ -76,7 +77,7 @@ def test_retries_stop_at_the_limit_with_a_typed_error(sandbox: LiveSandbox) -> N
     sandbox.faults(rate=1.0, rate_fault={"status": 502})
     with live_client(sandbox) as c, pytest.raises(errors.UpstreamUnavailableError) as info:
         c.get_wallet()
-    assert info.value.status == 502 and info.value.http_status == 502
+    assert info.value.status == 502 and http_status(info.value) == 502
     assert "after 4 attempts" in str(info.value)
     assert sandbox.requests() == 4
 
@@ -105,7 +106,7 @@ def test_read_timeout_becomes_upstream_timeout(sandbox: LiveSandbox) -> None:
         held = sandbox.requests()
     finally:
         sandbox.box.release()
-    assert info.value.http_status == 504 and "did not answer within 0.1s" in str(info.value)
+    assert http_status(info.value) == 504 and "did not answer within 0.1s" in str(info.value)
     # every attempt the policy allows was sent, and each was left unanswered
     assert held == FAST.max_retries + 1 and f"after {held} attempts" in str(info.value)
 

@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from .__version__ import __version__
-from .errors import InvalidInputError, PrimeBillingError
+from .errors import ConfigError, InvalidInputError, PrimeBillingError
 
 EXIT_OK, EXIT_API, EXIT_USAGE, EXIT_CHECK = 0, 1, 2, 3
 #: Ctrl-C: the shell's convention (128 + SIGINT)
@@ -106,6 +106,11 @@ def _op_parser(op: Any, prog: str | None = None, parent: Any = None) -> argparse
     return p
 
 
+def exit_code(err: PrimeBillingError) -> int:
+    """The exit code for `err`: 2 for what the caller can fix here (arguments, configuration), else 1."""
+    return EXIT_USAGE if isinstance(err, ConfigError | InvalidInputError) else EXIT_API
+
+
 def _fail(prog: str, err: BaseException, code: int) -> int:
     print(f"{prog}: error: {err.worded('cli') if isinstance(err, PrimeBillingError) else err}", file=sys.stderr)
     return code
@@ -152,7 +157,7 @@ def _run_operation(op: Any, ns: argparse.Namespace) -> int:
             return _alerts(prog, outcomes)
     if ns.json:
         if errors and len(outcomes) == 1:  # the one document failed: nothing to print
-            return _fail(prog, errors[0], errors[0].exit_code)
+            return _fail(prog, errors[0], exit_code(errors[0]))
         import json
 
         # several ids: one element per id, in order; a failed one is an error object,
@@ -164,17 +169,17 @@ def _run_operation(op: Any, ns: argparse.Namespace) -> int:
         sys.stdout.write(json.dumps(docs[0] if len(docs) == 1 else docs, ensure_ascii=False))
         sys.stdout.write("\n")
         for e in errors:
-            _fail(prog, e, e.exit_code)
-        return max(e.exit_code for e in errors) if errors else _alerts(prog, outcomes)
+            _fail(prog, e, exit_code(e))
+        return max(exit_code(e) for e in errors) if errors else _alerts(prog, outcomes)
     if done:
         from .render import SANDBOX_BANNER
 
         text = "\n\n".join(o.summary(banner=False, surface="cli") for o in done)
         print(f"{SANDBOX_BANNER}\n{text}" if any(o.sandbox for o in done) else text)
     for e in errors:
-        _fail(prog, e, e.exit_code)
+        _fail(prog, e, exit_code(e))
     if errors:
-        return max(e.exit_code for e in errors)
+        return max(exit_code(e) for e in errors)
     return _alerts(prog, done)
 
 
@@ -391,7 +396,7 @@ def _guarded(prog: str, body: Callable[[], int]) -> int:
     try:
         return body()
     except PrimeBillingError as exc:
-        return _fail(prog, exc, exc.exit_code)
+        return _fail(prog, exc, exit_code(exc))
     except ModuleNotFoundError as exc:
         if not _third_party(exc.name):
             raise  # one of this package's own modules, or the stdlib's: a bug, keep the traceback

@@ -1,8 +1,10 @@
 """Typed errors, so callers branch on the kind of failure rather than parse text.
 
-Every message is one line that says what went wrong and what to do next; the
-CLI prints it as is, the REST adapter puts it in `detail`, the LangChain and
-MCP faces return it as the tool's error. None of them ever holds the API key.
+An error carries facts: its kind (the class and a stable `code`), the upstream
+status that caused it, how long the upstream asked us to wait, and a one-line
+message whose advice is marked, not worded. Each surface decides the rest in
+its own terms: the CLI its exit code, the REST face its HTTP status, every
+surface the words of its advice (`worded`). None of them ever holds the API key.
 """
 
 from __future__ import annotations
@@ -15,10 +17,6 @@ from .wording import Surface, phrase
 class PrimeBillingError(Exception):
     """Base of every error this package raises on purpose."""
 
-    #: process exit code for the CLI and scripts
-    exit_code: int = 1
-    #: HTTP status the REST adapter answers with
-    http_status: int = 502
     #: short stable code for programs (`problem+json` type, tool error code)
     code: str = "error"
 
@@ -41,16 +39,12 @@ class PrimeBillingError(Exception):
 class ConfigError(PrimeBillingError):
     """Missing or unusable configuration (no key, bad base URL, bad config file)."""
 
-    exit_code = 2
-    http_status = 500
     code = "config"
 
 
 class InvalidInputError(PrimeBillingError, ValueError):
     """A parameter was refused before any request was sent."""
 
-    exit_code = 2
-    http_status = 422
     code = "invalid_input"
 
 
@@ -61,58 +55,48 @@ class APIError(PrimeBillingError):
 
 
 class AuthenticationError(APIError):
-    http_status = 401
     code = "unauthorized"
 
 
 class PaymentRequiredError(APIError):
-    http_status = 402
     code = "payment_required"
 
 
 class PermissionDeniedError(APIError):
-    http_status = 403
     code = "forbidden"
 
 
 class NotFoundError(APIError):
-    http_status = 404
     code = "not_found"
 
 
 class UpstreamValidationError(APIError):
-    http_status = 422
     code = "upstream_validation"
 
 
 class RateLimitError(APIError):
-    http_status = 429
     code = "rate_limited"
 
 
 class UpstreamUnavailableError(APIError):
     """5xx or no connection, after the retries ran out."""
 
-    http_status = 502
     code = "upstream_unavailable"
 
 
 class UpstreamTimeoutError(UpstreamUnavailableError):
-    http_status = 504
     code = "upstream_timeout"
 
 
 class BadResponseError(APIError):
     """The upstream answered 2xx with something that is not the documented body."""
 
-    http_status = 502
     code = "bad_upstream_response"
 
 
 class ReportTooLargeError(PrimeBillingError):
     """A report would read more wallet rows than the server allows one request."""
 
-    http_status = 422
     code = "report_too_large"
 
     def __init__(self, rows: int, cap: int) -> None:

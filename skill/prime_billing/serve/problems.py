@@ -24,14 +24,34 @@ def problem(status: int, code: str, detail: str, headers: dict[str, str] | None 
     return Response(json.dumps(body), status_code=status, media_type=MEDIA_TYPE, headers=headers)
 
 
+#: the REST status for each kind of error: upstream 4xx kept, 502 unavailable, 504 timeout
+STATUS: dict[str, int] = {
+    "config": 500,
+    "invalid_input": 422,
+    "report_too_large": 422,
+    "unauthorized": 401,
+    "payment_required": 402,
+    "forbidden": 403,
+    "not_found": 404,
+    "upstream_validation": 422,
+    "rate_limited": 429,
+    "upstream_timeout": 504,
+}
+
+
+def http_status(err: PrimeBillingError) -> int:
+    """What the REST face answers for `err`: anything else the upstream caused is a bad gateway."""
+    return STATUS.get(err.code, 502)
+
+
 def from_error(err: PrimeBillingError, detail: str | None = None) -> Response:
-    """The error's own status (upstream 4xx kept; 502 unavailable, 504 timeout)."""
+    status = http_status(err)
     headers: dict[str, str] = {}
-    if err.http_status == 401:
+    if status == 401:
         headers["WWW-Authenticate"] = "Bearer"
-    if (isinstance(err, RateLimitError) or err.http_status in (429, 503)) and err.retry_after is not None:
+    if (isinstance(err, RateLimitError) or status in (429, 503)) and err.retry_after is not None:
         headers["Retry-After"] = str(max(0, math.ceil(err.retry_after)))
-    return problem(err.http_status, err.code, detail if detail is not None else err.worded("rest"), headers)
+    return problem(status, err.code, detail if detail is not None else err.worded("rest"), headers)
 
 
 def schema() -> dict[str, Any]:
