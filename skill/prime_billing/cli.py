@@ -26,9 +26,14 @@ from .errors import ConfigError, InvalidInputError, PrimeBillingError
 EXIT_OK, EXIT_API, EXIT_USAGE, EXIT_CHECK = 0, 1, 2, 3
 #: Ctrl-C: the shell's convention (128 + SIGINT)
 EXIT_INTERRUPTED = 130
-EXIT_CODES = (
-    "exit codes: 0 ok, 1 API or network failure, 2 bad invocation or configuration, "
-    "3 a check did not pass (reconcile mismatch, balance below --min-balance)"
+EXIT_CODES = "exit codes: 0 ok, 1 API or network failure, 2 bad invocation or configuration"
+#: said only by the commands that can return it
+EXIT_CHECK_HELP = ", 3 a check did not pass ({})"
+TOP_EPILOG = (
+    "Every command takes --sandbox for demo data (no key needed) and --help for its options. "
+    "Configuration: PRIME_API_KEY or `prime login` (~/.prime/config.json); PRIME_API_BASE_URL; "
+    "PRIME_TEAM_ID for a team's wallet; PRIME_BILLING_TIMEOUT and PRIME_BILLING_MAX_RETRIES. "
+    f"E{EXIT_CODES[1:]}{EXIT_CHECK_HELP.format('reconcile mismatch, balance below wallet --min-balance')}."
 )
 
 
@@ -39,10 +44,14 @@ class Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--json", action="store_true", help="print one JSON document (usage, wallet: the upstream body unchanged)"
-    )
+def _add_common(p: argparse.ArgumentParser, op: Any) -> None:
+    if op.composite:
+        json_help = "print the report as one JSON document: every figure and every row"
+    elif any(param.many for param in op.params):
+        json_help = "print the API's JSON body unchanged (several ids: an array in their order)"
+    else:
+        json_help = "print the API's JSON body unchanged"
+    p.add_argument("--json", action="store_true", help=json_help)
     p.add_argument(
         "--sandbox",
         action="store_true",
@@ -75,7 +84,7 @@ def _add_op_args(p: argparse.ArgumentParser, op: Any) -> None:
                 param.name,
                 metavar=param.name.upper(),
                 nargs="+" if param.many else None,
-                help=param.description,
+                help=param.description + (" Give several to fetch them at once." if param.many else ""),
             )
         else:
             default = f" (default {param.default})" if param.default is not None else ""
@@ -87,7 +96,12 @@ def _add_op_args(p: argparse.ArgumentParser, op: Any) -> None:
         p.add_argument(
             "--interval", type=float, default=30.0, metavar="S", help="seconds between polls with --watch (default 30)"
         )
-    _add_common(p)
+    _add_common(p, op)
+
+
+def _checks(op: Any) -> bool:
+    """The operation's answer can fail a check (exit 3): its model says when (`alert`)."""
+    return "alert" in dir(op.model)
 
 
 def _metavar(param: Any) -> str:
@@ -96,7 +110,8 @@ def _metavar(param: Any) -> str:
 
 
 def _op_parser(op: Any, prog: str | None = None, parent: Any = None) -> argparse.ArgumentParser:
-    epilog = EXIT_CODES
+    checks = [o.command if o is op else f"{op.command} {o.params[0].flag}" for o in (op, *_riders(op)) if _checks(o)]
+    epilog = EXIT_CODES + (EXIT_CHECK_HELP.format(", ".join(checks)) if checks else "")
     if parent is None:
         p = Parser(prog=prog, description=op.description, epilog=epilog)
     else:
@@ -254,10 +269,14 @@ def _sandbox_command(sub: Any) -> None:
             "Point PRIME_API_BASE_URL at it and use the key it prints."
         ),
     )
-    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8770, help="0 picks a free port (default 8770)")
-    p.add_argument("--latency-ms", type=float, nargs=2, metavar=("LO", "HI"), help="random added latency")
-    p.add_argument("--fail-rate", type=float, default=0.0, metavar="P", help="fraction of requests answered 503")
+    p.add_argument(
+        "--latency-ms", type=float, nargs=2, metavar=("LO", "HI"), help="random added latency (default: none)"
+    )
+    p.add_argument(
+        "--fail-rate", type=float, default=0.0, metavar="P", help="fraction of requests answered 503 (default 0)"
+    )
 
     def run(ns: argparse.Namespace) -> int:
         _quit_on(signal.SIGINT, EXIT_OK)  # a server stopped by Ctrl-C has done its job
@@ -329,7 +348,9 @@ EXTRA_COMMANDS: list[Callable[[Any], None]] = [_sandbox_command, _serve_commands
 def build_parser(prog: str = "prime-billing") -> argparse.ArgumentParser:
     from .operations import OPERATIONS
 
-    parser = Parser(prog=prog, description="Prime Intellect billing: RFT run cost and wallet balance.")
+    parser = Parser(
+        prog=prog, description="Prime Intellect billing: RFT run cost and wallet balance.", epilog=TOP_EPILOG
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
     for op in OPERATIONS:

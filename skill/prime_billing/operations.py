@@ -172,7 +172,13 @@ DateOrTime = Annotated[
 _NOT_AN_ID = Refusal("{name} {value} is not a valid id: use 1-128 letters, digits, '_', '-', '.', ':'")
 
 RunId = Annotated[
-    Id, Field(description="RFT run id, e.g. rft_abc123 (letters, digits, _ - . : ; at most 128)."), _NOT_AN_ID
+    Id,
+    Field(
+        description=(
+            "RFT run id, e.g. rft_abc123: 1-128 of the letters A-Z a-z, the digits 0-9 and _ - . : (not . or .. alone)."
+        )
+    ),
+    _NOT_AN_ID,
 ]
 #: None (left out) means the personal wallet; a caller sends a string or nothing, so the schema says string
 TeamId = Annotated[

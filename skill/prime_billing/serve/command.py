@@ -75,7 +75,11 @@ def _serve_arguments(p: argparse.ArgumentParser) -> None:
         "--allow-origin", action="append", default=[], metavar="ORIGIN", help="also accept this browser Origin"
     )
     p.add_argument(
-        "--drain", type=float, default=30.0, metavar="S", help="on SIGTERM, wait up to S seconds for requests in flight"
+        "--drain",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="on SIGTERM, wait up to S seconds for requests in flight (default 30)",
     )
     p.add_argument("--no-access-log", action="store_true", help="no JSON access log lines on stderr")
     _upstream_args(p)
