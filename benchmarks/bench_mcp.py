@@ -17,13 +17,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_rest import KEY, ROOT, pct, start
+from bench_rest import KEY, pct, servers
 
 TOOL = "prime-intellect-getwallet"
 
@@ -86,29 +85,14 @@ def main() -> None:
     if args.plain or args.constant:
         run_plain(None if args.constant else args.plain)
         return
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PRIME_")}
-    env["PYTHONPATH"] = str(ROOT / "skill")
-    procs = []
-    try:
-        sandbox, upstream = start(["-m", "prime_billing", "sandbox", "--port", "0"], env)
-        procs.append(sandbox)
-        launcher_env = {**env, "PRIME_API_BASE_URL": upstream, "PRIME_API_KEY": KEY, "HOME": str(ROOT / ".bench-home")}
-        launcher, launcher_url = start(
-            ["-m", "prime_billing", "serve", "--only", "mcp", "--mcp-port", "0", "--no-access-log"], launcher_env
-        )
-        procs.append(launcher)
-        plain, plain_url = start([__file__, "--plain", upstream], env)
-        procs.append(plain)
-        constant, constant_url = start([__file__, "--constant"], env)
-        procs.append(constant)
-        targets = {"launcher": launcher_url, "plain SDK": plain_url, "SDK constant": constant_url}
-        print(f"upstream: sandbox on {upstream}; tools/call {TOOL} {{}}; {args.rounds} interleaved rounds")
+    with servers("--only", "mcp", "--mcp-port", "0", "--no-access-log") as s:
+        targets = {
+            "launcher": s.url,
+            "plain SDK": s.start([__file__, "--plain", s.upstream]),
+            "SDK constant": s.start([__file__, "--constant"]),
+        }
+        print(f"upstream: sandbox on {s.upstream}; tools/call {TOOL} {{}}; {args.rounds} interleaved rounds")
         lat = asyncio.run(bench(targets, args.calls, args.rounds))
-    finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            p.wait(timeout=10)
     print(f"{'server':<14} {'p50 ms':>8} {'p99 ms':>8}")
     for name, values in lat.items():
         print(f"{name:<14} {pct(values, 0.5):>8.3f} {pct(values, 0.99):>8.3f}")

@@ -17,7 +17,6 @@ by a poller running meanwhile (how long the event loop was blocked at most).
 
 from __future__ import annotations
 
-import os
 import sys
 import threading
 import time
@@ -26,7 +25,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_rest import KEY, ROOT, start
+from bench_rest import servers
 
 
 def rss_kib(pid: int, field: str) -> int:
@@ -73,24 +72,9 @@ def case(sandbox_url: str, rest: str, pid: int, rows: int) -> dict[str, float]:
 
 
 def main() -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PRIME_")}
-    env["PYTHONPATH"] = str(ROOT / "skill")
-    procs = []
-    try:
-        sandbox, upstream = start(["-m", "prime_billing", "sandbox", "--port", "0"], env)
-        procs.append(sandbox)
-        launcher_env = {**env, "PRIME_API_BASE_URL": upstream, "PRIME_API_KEY": KEY, "HOME": str(ROOT / ".bench-home")}
-        launcher, rest = start(
-            ["-m", "prime_billing", "serve", "--only", "rest", "--rest-port", "0", "--no-access-log"], launcher_env
-        )
-        procs.append(launcher)
-        httpx.get(rest + "/v1/api/v1/billing/wallet").raise_for_status()  # warm up
-        results = [case(upstream, rest, launcher.pid, rows) for rows in (200_000, 10_000)]
-    finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            p.wait(timeout=10)
+    with servers("--only", "rest", "--rest-port", "0", "--no-access-log") as s:
+        httpx.get(s.url + "/v1/api/v1/billing/wallet").raise_for_status()  # warm up
+        results = [case(s.upstream, s.url, s.launcher.pid, rows) for rows in (200_000, 10_000)]
     keys = list(results[0])
     print(f"{'':<20}" + "".join(f"{r['rows']:>14,} rows" for r in results))
     for k in keys[1:]:

@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -83,6 +85,43 @@ def start(args: list[str], env: dict[str, str] | None = None) -> tuple[subproces
         proc.kill()
         raise SystemExit(f"could not start {args}: {line!r}")
     return proc, url.removesuffix("/mcp")
+
+
+@dataclass
+class Servers:
+    """The sandbox and the launcher, each in a process of its own; `start` adds more."""
+
+    env: dict[str, str]
+    upstream: str
+    launcher: subprocess.Popen[str]
+    url: str
+    procs: list[subprocess.Popen[str]] = field(default_factory=list)
+
+    def start(self, args: list[str]) -> str:
+        proc, url = start(args, self.env)
+        self.procs.append(proc)
+        return url
+
+
+@contextlib.contextmanager
+def servers(*serve_args: str) -> Iterator[Servers]:
+    """`prime-billing sandbox` and `prime-billing serve SERVE_ARGS` against it; every process
+    started is stopped on the way out."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PRIME_")}
+    env["PYTHONPATH"] = str(ROOT / "skill")
+    procs: list[subprocess.Popen[str]] = []
+    try:
+        sandbox, upstream = start(["-m", "prime_billing", "sandbox", "--port", "0"], env)
+        procs.append(sandbox)
+        launcher_env = {**env, "PRIME_API_BASE_URL": upstream, "PRIME_API_KEY": KEY, "HOME": str(ROOT / ".bench-home")}
+        launcher, url = start(["-m", "prime_billing", "serve", *serve_args], launcher_env)
+        procs.append(launcher)
+        yield Servers(env, upstream, launcher, url, procs)
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(timeout=10)
 
 
 # --------------------------------------------------------------------------- load
@@ -176,32 +215,15 @@ def main() -> None:
         run_baseline(args.baseline)
         return
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PRIME_")}
-    env["PYTHONPATH"] = str(ROOT / "skill")
-    procs = []
-    try:
-        sandbox, upstream = start(["-m", "prime_billing", "sandbox", "--port", "0"], env)
-        procs.append(sandbox)
-        adapter_env = {**env, "PRIME_API_BASE_URL": upstream, "PRIME_API_KEY": KEY, "HOME": str(ROOT / ".bench-home")}
-        adapter, adapter_url = start(
-            ["-m", "prime_billing", "serve", "--only", "rest", "--rest-port", "0"], adapter_env
-        )
-        procs.append(adapter)
-        baseline, baseline_url = start([__file__, "--baseline", upstream], env)
-        procs.append(baseline)
+    with servers("--only", "rest", "--rest-port", "0") as s:
         targets = {
-            "direct": (upstream, UPSTREAM_PATH),
-            "adapter": (adapter_url, ADAPTER_PATH),
-            "baseline": (baseline_url, ADAPTER_PATH),
+            "direct": (s.upstream, UPSTREAM_PATH),
+            "adapter": (s.url, ADAPTER_PATH),
+            "baseline": (s.start([__file__, "--baseline", s.upstream]), ADAPTER_PATH),
         }
-        print(f"upstream: sandbox on {upstream}; GET wallet (20 rows); {args.rounds} interleaved rounds")
+        print(f"upstream: sandbox on {s.upstream}; GET wallet (20 rows); {args.rounds} interleaved rounds")
         results = asyncio.run(bench(targets, args.seq, args.conc_requests, args.rounds))
-        report(results)
-    finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            p.wait(timeout=10)
+    report(results)
 
 
 if __name__ == "__main__":
