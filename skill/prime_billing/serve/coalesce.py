@@ -58,10 +58,6 @@ class Coalescer(Generic[T]):
             self._cache[key] = (time.monotonic() + self.ttl, task.result())
 
     @property
-    def inflight(self) -> int:
-        return len(self._inflight)
-
-    @property
     def waiting(self) -> int:
         """Callers awaiting a call in flight, over every key (a snapshot: readable from any thread)."""
         return sum(count[0] for _, count in list(self._inflight.values()))

@@ -56,8 +56,6 @@ class Upstream(AsyncClient):
 
     def __init__(self, settings: Settings, *, max_in_flight: int = 0) -> None:
         super().__init__(settings)
-        #: requests actually sent upstream, in all
-        self.sent = 0
         self._proxy = proxy_for(settings.base_url)
         self._limit = max_in_flight
         self._session: aiohttp.ClientSession | None = None
@@ -82,7 +80,6 @@ class Upstream(AsyncClient):
             await self._session.close()
 
     async def send(self, request: Request) -> Reply:
-        self.sent += 1
         tally = TALLY.get()
         if tally is not None:
             tally.upstream += 1
