@@ -48,7 +48,7 @@ from .errors import (
     redact,
 )
 from .models import RunUsage, Wallet
-from .render import SANDBOX_BANNER
+from .render import SANDBOX_BANNER, render
 from .wording import Surface, phrase
 
 M = TypeVar("M", bound=BaseModel)
@@ -156,8 +156,6 @@ class Result(Generic[M]):
 
     def summary(self, *, banner: bool = True, surface: Surface = "tool") -> str:
         """Compact text, its advice in `surface`'s terms; sandbox answers say so on their first line."""
-        from .render import render  # loaded with this module already: only the name is fetched
-
         text = phrase(render(self.data, **_summary_context(self.args)).text(), surface)
         return f"{SANDBOX_BANNER}\n{text}" if self.sandbox and banner else text
 
