@@ -263,6 +263,8 @@ def test_a_report_over_the_row_cap_is_refused_and_a_narrower_one_served(sandbox:
         doc = assert_problem(r, 422)
         assert doc["code"] == "report_too_large" and named.search(doc["detail"]), doc
     assert spend_calls <= 2 and tool_calls <= 2
+    # the advice fits the report: spend takes a start date, reconcile does not
+    assert "?since=" in spend.json()["detail"] and "since" not in reconcile.json()["detail"]
     assert reconcile_calls <= 3  # the run's usage, then at most two wallet pages
     assert tool.get("isError") is True
     text = tool["content"][0]["text"]

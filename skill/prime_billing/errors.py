@@ -99,10 +99,12 @@ class ReportTooLargeError(PrimeBillingError):
 
     code = "report_too_large"
 
-    def __init__(self, rows: int, cap: int) -> None:
+    def __init__(self, rows: int, cap: int, *, by_date: bool = True) -> None:
+        """`by_date`: the report takes a start date, the one way its caller can read fewer rows."""
+        narrow = "narrow it with [[since]], or " if by_date else ""
         super().__init__(
             f"this report would read {rows} wallet rows; this server reads at most {cap} for one request: "
-            "narrow it with [[since]], or ask the server's operator to raise its cap on report rows"
+            f"{narrow}ask the server's operator to raise its cap on report rows"
         )
         self.rows = rows
         self.cap = cap

@@ -63,7 +63,7 @@ class Gateway:
         flight = (hashlib.sha256(key.encode()).digest(), op.name, tuple(sorted(checked.items())))
         api_key = key if self.passthrough else None
         since = parse_when(checked["since"]) if checked.get("since") else None
-        on_step = self._bounded(since) if op.composite else None
+        on_step = self._bounded(since, by_date=any(p.name == "since" for p in op.params)) if op.composite else None
         token = TALLY.set(tally)
         try:
             result = await self._flights.run(
@@ -75,7 +75,7 @@ class Gateway:
             tally.accepted = True
         return result
 
-    def _bounded(self, since: datetime | None) -> OnStep:
+    def _bounded(self, since: datetime | None, *, by_date: bool) -> OnStep:
         """A report's step watcher: refuses once the rows it keeps exceed the cap (rows older than
         `since` are read only to find the end). A report that asks for a second page reads the
         wallet to its end: without a start date the total says at once how many rows that is."""
@@ -89,6 +89,6 @@ class Gateway:
                 kept += len(page) if since is None else sum(1 for r in page if aware(r.created_at) >= since)
                 rows = kept if since is not None or pages < 2 else max(kept, result.data.total_billings)
                 if rows > cap:
-                    raise ReportTooLargeError(rows, cap)
+                    raise ReportTooLargeError(rows, cap, by_date=by_date)
 
         return step
