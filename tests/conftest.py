@@ -155,3 +155,18 @@ def run_tty(
     code = proc.wait(timeout=timeout)
     reader.join(timeout)
     return code, shown.decode(errors="replace"), b"".join(piped).decode(errors="replace")
+
+
+def start_sandbox_command(home: Path) -> tuple[subprocess.Popen[str], str]:
+    """`prime-billing sandbox --port 0` as a process, once it has announced its URL."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "prime_billing", "sandbox", "--port", "0"],
+        env=script_env(home),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    line = proc.stdout.readline()  # type: ignore[union-attr]
+    assert line.startswith("sandbox serving on http://127.0.0.1:"), line
+    return proc, line.split()[3]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, SCRIPTS, LiveSandbox, script_env
+from conftest import ROOT, SCRIPTS, LiveSandbox, script_env, start_sandbox_command
 
 #: what "at once" means here; the slow upstream below answers after 5 s
 PROMPT = 1.0
@@ -20,17 +20,8 @@ PROMPT = 1.0
 
 def _start_sandbox_command(home: Path) -> tuple[subprocess.Popen[str], int]:
     """`prime-billing sandbox --port 0`, once it has announced where it listens."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "prime_billing", "sandbox", "--port", "0"],
-        env=script_env(home),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-    )
-    line = proc.stdout.readline()  # type: ignore[union-attr]
-    assert line.startswith("sandbox serving on http://127.0.0.1:"), line
-    return proc, int(line.split()[3].rsplit(":", 1)[1])
+    proc, url = start_sandbox_command(home)
+    return proc, int(url.rsplit(":", 1)[1])
 
 
 def _stop(proc: subprocess.Popen[str], sig: int) -> tuple[int, str, str, float]:

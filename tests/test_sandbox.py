@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import ROOT, script_env
+from conftest import script_env, start_sandbox_command
 from prime_billing.config import SANDBOX_API_KEY
 from prime_billing.models import RunUsage, Wallet
 from prime_billing.sandbox import RUNS, Sandbox
@@ -89,18 +89,8 @@ def test_fault_queue_and_rate() -> None:
 
 
 def test_sandbox_command_serves_on_loopback(home: Path) -> None:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "prime_billing", "sandbox", "--port", "0"],
-        env=script_env(home),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-    )
+    proc, url = start_sandbox_command(home)
     try:
-        line = proc.stdout.readline()  # type: ignore[union-attr]
-        assert line.startswith("sandbox serving on http://127.0.0.1:")
-        url = line.split()[3]
         r = httpx.get(url + "/api/v1/billing/runs/rft_sbx_running/usage", headers=AUTH)
         assert r.json()["total_cost_usd"] == 17.5 and r.json()["sandbox"] is True
         assert httpx.post(url + "/_sandbox/faults", json={"next": [{"status": 503}]}).status_code == 200
