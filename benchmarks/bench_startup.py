@@ -24,7 +24,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "skill"))
 
 from prime_billing.config import SANDBOX_API_KEY  # noqa: E402
-from prime_billing.sandbox import Sandbox, make_server  # noqa: E402
+from prime_billing.sandbox.faults import FaultySandbox  # noqa: E402
+from prime_billing.sandbox.server import make_server  # noqa: E402
 
 BASELINE = """
 import sys, httpx, pydantic
@@ -46,7 +47,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=21)
     args = parser.parse_args()
 
-    server = make_server(Sandbox(), "127.0.0.1", 0)
+    server = make_server(FaultySandbox(), "127.0.0.1", 0)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_address[1]}"
     home = tempfile.mkdtemp()

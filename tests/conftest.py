@@ -14,7 +14,8 @@ import httpx
 import pytest
 
 from prime_billing.config import SANDBOX_API_KEY
-from prime_billing.sandbox import Sandbox, make_server
+from prime_billing.sandbox.faults import FaultySandbox
+from prime_billing.sandbox.server import make_server
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS = ROOT / "scripts"
@@ -25,7 +26,7 @@ class LiveSandbox:
     """The sandbox behind a real HTTP server on 127.0.0.1 (ephemeral port)."""
 
     url: str
-    box: Sandbox
+    box: FaultySandbox
     server: object
 
     def faults(self, **spec: object) -> None:
@@ -38,8 +39,8 @@ class LiveSandbox:
         return sum(n for k, n in self.box.stats.items() if k != "requests" and path_part in k)
 
 
-def start_sandbox(box: Sandbox | None = None) -> tuple[LiveSandbox, threading.Thread]:
-    box = box or Sandbox()
+def start_sandbox(box: FaultySandbox | None = None) -> tuple[LiveSandbox, threading.Thread]:
+    box = box or FaultySandbox()
     server = make_server(box, "127.0.0.1", 0)
     host, port = server.server_address[:2]
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)

@@ -32,7 +32,8 @@ from conftest import SCRIPTS, LiveSandbox, run, script_env, start_sandbox
 from prime_billing.client import Client
 from prime_billing.config import SANDBOX_API_KEY, Settings
 from prime_billing.langchain import PrimeBillingTool
-from prime_billing.sandbox import HUGE_BODY_BYTES, RUNS, Sandbox
+from prime_billing.sandbox import RUNS, Sandbox
+from prime_billing.sandbox.faults import HUGE_BODY_BYTES
 from serve_harness import running
 
 #: one retry, so "persistent" faults are queued twice and "once" faults once

@@ -15,6 +15,7 @@ from conftest import script_env, start_sandbox_command
 from prime_billing.config import SANDBOX_API_KEY
 from prime_billing.models import RunUsage, Wallet
 from prime_billing.sandbox import RUNS, Sandbox
+from prime_billing.sandbox.faults import FaultySandbox
 
 AUTH = {"Authorization": f"Bearer {SANDBOX_API_KEY}"}
 
@@ -76,7 +77,7 @@ def test_statuses_the_upstream_gives(api: httpx.Client) -> None:
 
 
 def test_fault_queue_and_rate() -> None:
-    box = Sandbox()
+    box = FaultySandbox()
     client = httpx.Client(transport=httpx.MockTransport(box.handle), base_url="http://sbx")
     box.set_faults({"next": [{"status": 429, "retry_after": "2", "path": "/wallet"}]})
     assert client.get("/api/v1/billing/runs/rft_sbx_running/usage", headers=AUTH).status_code == 200

@@ -18,7 +18,8 @@ import pytest
 import trustme
 
 from conftest import LiveSandbox, run, script_env
-from prime_billing.sandbox import Sandbox, make_server
+from prime_billing.sandbox.faults import FaultySandbox
+from prime_billing.sandbox.server import make_server
 from serve_harness import running, sandbox_settings
 
 WALLET = "/api/v1/billing/wallet"
@@ -38,7 +39,7 @@ def ca_file(ca: trustme.CA, tmp_path: Path) -> Path:
 
 def https_sandbox(cert: trustme.LeafCert) -> tuple[LiveSandbox, threading.Thread]:
     """The sandbox's own socket server, its listening socket wrapped in TLS with `cert`."""
-    box = Sandbox()
+    box = FaultySandbox()
     server = make_server(box, "127.0.0.1", 0)
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     cert.configure_cert(context)

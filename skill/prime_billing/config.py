@@ -120,19 +120,11 @@ def load_settings(
     timeout = _float(env, "PRIME_BILLING_TIMEOUT", 30.0)
     retries = int(_float(env, "PRIME_BILLING_MAX_RETRIES", 3))
     if sandbox:
-        return Settings(
-            api_key=SANDBOX_API_KEY,
-            base_url=SANDBOX_BASE_URL,
-            team_id=team_id,
-            sandbox=True,
-            timeout=timeout,
-            max_retries=retries,
-        )
-    url = pick(base_url, ("PRIME_API_BASE_URL", "PRIME_BASE_URL"), "base_url") or DEFAULT_BASE_URL
-    return Settings(
-        api_key=pick(api_key, ("PRIME_API_KEY",), "api_key"),
-        base_url=normalize_base_url(url),
-        team_id=pick(team_id, ("PRIME_TEAM_ID",), "team_id"),
-        timeout=timeout,
-        max_retries=retries,
-    )
+        # the demo data answers in process: its own key and URL, whatever is configured
+        key, url, team = SANDBOX_API_KEY, SANDBOX_BASE_URL, team_id
+    else:
+        key = pick(api_key, ("PRIME_API_KEY",), "api_key")
+        url = pick(base_url, ("PRIME_API_BASE_URL", "PRIME_BASE_URL"), "base_url") or DEFAULT_BASE_URL
+        url = normalize_base_url(url)
+        team = pick(team_id, ("PRIME_TEAM_ID",), "team_id")
+    return Settings(api_key=key, base_url=url, team_id=team, sandbox=sandbox, timeout=timeout, max_retries=retries)

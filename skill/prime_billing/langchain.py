@@ -20,12 +20,13 @@ they raise instead: the typed `PrimeBillingError`, or pydantic's
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import threading
 import weakref
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Iterator
 from functools import partial
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict, Unpack, cast
 
 from langchain_core.tools import BaseTool, BaseToolkit, ToolException
 from pydantic import BaseModel, PrivateAttr, ValidationError
@@ -35,7 +36,7 @@ from .client import AsyncClient, Client
 from .config import Settings, load_settings, normalize_base_url
 from .errors import InvalidInputError, PrimeBillingError
 
-__all__ = ["PrimeBillingTool", "PrimeBillingToolkit", "args_schema"]
+__all__ = ["Connection", "PrimeBillingTool", "PrimeBillingToolkit", "args_schema"]
 
 #: what OpenAI, Anthropic, Gemini and Bedrock all accept as a function name
 TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
@@ -45,6 +46,28 @@ def args_schema(op: ops.Operation) -> type[BaseModel]:
     """The operation's own inputs model: a model sees the types, bounds and per-field descriptions
     every other surface shows, and a wrong argument is refused by the same checks before any request."""
     return op.inputs
+
+
+class Connection(TypedDict, total=False):
+    """Where the tools send their requests: the keywords a toolkit and a single tool both take.
+
+    A `client`/`async_client` shares an application's pools (closing them stays with
+    the caller); `settings` is used as it is; `api_key`, `base_url`, `team_id` override
+    either. With neither, settings are found the way the scripts find them (arguments,
+    environment, `~/.prime/config.json`); `sandbox=True` answers from the demo data."""
+
+    client: Client | None
+    async_client: AsyncClient | None
+    settings: Settings | None
+    api_key: str | None
+    base_url: str | None
+    team_id: str | None
+    sandbox: bool
+
+
+def _take_connection(kwargs: dict[str, Any]) -> Connection:
+    """The `Connection` keywords, taken out of `kwargs`: what is left is for LangChain's own fields."""
+    return cast(Connection, {k: kwargs.pop(k) for k in Connection.__optional_keys__ if k in kwargs})
 
 
 class _Connections:
@@ -66,21 +89,16 @@ class _Connections:
         self._lock = threading.Lock()
 
     @classmethod
-    def resolve(
-        cls,
-        *,
-        client: Client | None = None,
-        async_client: AsyncClient | None = None,
-        settings: Settings | None = None,
-        api_key: str | None = None,
-        base_url: str | None = None,
-        team_id: str | None = None,
-        sandbox: bool = False,
-    ) -> _Connections:
-        base = settings or (client.settings if client else None) or (async_client.settings if async_client else None)
+    def resolve(cls, connection: Connection) -> _Connections:
+        client, async_client = connection.get("client"), connection.get("async_client")
+        shared = client or async_client
+        base = connection.get("settings") or (shared.settings if shared else None)
+        api_key, base_url, team_id = connection.get("api_key"), connection.get("base_url"), connection.get("team_id")
         if base is None:
             # The way the scripts do it: arguments, then environment, then ~/.prime/config.json.
-            base = load_settings(api_key=api_key, base_url=base_url, team_id=team_id, sandbox=sandbox)
+            base = load_settings(
+                api_key=api_key, base_url=base_url, team_id=team_id, sandbox=connection.get("sandbox", False)
+            )
         else:
             changes: dict[str, Any] = {"api_key": api_key, "team_id": team_id}
             if base_url:
@@ -151,18 +169,13 @@ class PrimeBillingTool(BaseTool):
         self,
         operation: ops.Operation | str,
         *,
-        client: Client | None = None,
-        async_client: AsyncClient | None = None,
-        settings: Settings | None = None,
-        api_key: str | None = None,
-        base_url: str | None = None,
-        team_id: str | None = None,
-        sandbox: bool = False,
         handle_errors: bool = True,
         name_prefix: str = "",
         connections: _Connections | None = None,
         **kwargs: Any,
     ) -> None:
+        """`kwargs`: the `Connection` keywords (where requests go), and any other `BaseTool` field."""
+        connection = _take_connection(kwargs)
         op = operation if isinstance(operation, ops.Operation) else ops.get(operation)
         name = name_prefix + op.name
         if not TOOL_NAME.fullmatch(name):
@@ -177,15 +190,7 @@ class PrimeBillingTool(BaseTool):
         kwargs.setdefault("handle_validation_error", handle_validation)
         super().__init__(name=name, description=_description(op), args_schema=args_schema(op), **kwargs)
         self._operation = op
-        self._connections = connections or _Connections.resolve(
-            client=client,
-            async_client=async_client,
-            settings=settings,
-            api_key=api_key,
-            base_url=base_url,
-            team_id=team_id,
-            sandbox=sandbox,
-        )
+        self._connections = connections or _Connections.resolve(connection)
 
     @property
     def operation(self) -> ops.Operation:
@@ -201,25 +206,25 @@ class PrimeBillingTool(BaseTool):
             kwargs = {self._operation.params[0].name: args[0], **kwargs}
         return kwargs
 
-    def _run(self, *args: Any, **kwargs: Any) -> tuple[str, BaseModel]:
+    @contextlib.contextmanager
+    def _tool_errors(self) -> Iterator[None]:
+        """As a ToolException the model reads the one-line message; otherwise the typed error."""
         try:
-            result = self._connections.client().call(self._operation.name, self._arguments(args, kwargs))
+            yield
         except PrimeBillingError as exc:
-            # As a ToolException the model reads the one-line message; otherwise the typed error.
             if self.handle_tool_error:
                 raise ToolException(str(exc)) from exc
             raise
+
+    def _run(self, *args: Any, **kwargs: Any) -> tuple[str, BaseModel]:
+        with self._tool_errors():
+            result = self._connections.client().call(self._operation.name, self._arguments(args, kwargs))
         return result.summary(), result.data
 
     async def _arun(self, *args: Any, **kwargs: Any) -> tuple[str, BaseModel]:
-        try:
+        with self._tool_errors():
             client = await self._connections.async_client()
             result = await client.call(self._operation.name, self._arguments(args, kwargs))
-        except PrimeBillingError as exc:
-            # As a ToolException the model reads the one-line message; otherwise the typed error.
-            if self.handle_tool_error:
-                raise ToolException(str(exc)) from exc
-            raise
         return result.summary(), result.data
 
 
@@ -231,9 +236,8 @@ def _description(op: ops.Operation) -> str:
 class PrimeBillingToolkit(BaseToolkit):
     """Every operation of the table as a tool, all sharing one set of settings and connection pools.
 
-    Pass a `client`/`async_client` to share an application's pools, or settings
-    (`settings`, or `api_key`, `base_url`, `team_id`, `sandbox`); with nothing,
-    settings come from the environment and `~/.prime/config.json` like the scripts.
+    Where the requests go is said by the `Connection` keywords; with none, settings come
+    from the environment and `~/.prime/config.json` like the scripts.
     """
 
     handle_errors: bool = True
@@ -242,28 +246,9 @@ class PrimeBillingToolkit(BaseToolkit):
 
     _connections: _Connections = PrivateAttr()
 
-    def __init__(
-        self,
-        *,
-        client: Client | None = None,
-        async_client: AsyncClient | None = None,
-        settings: Settings | None = None,
-        api_key: str | None = None,
-        base_url: str | None = None,
-        team_id: str | None = None,
-        sandbox: bool = False,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(**kwargs)
-        self._connections = _Connections.resolve(
-            client=client,
-            async_client=async_client,
-            settings=settings,
-            api_key=api_key,
-            base_url=base_url,
-            team_id=team_id,
-            sandbox=sandbox,
-        )
+    def __init__(self, *, handle_errors: bool = True, name_prefix: str = "", **connection: Unpack[Connection]) -> None:
+        super().__init__(handle_errors=handle_errors, name_prefix=name_prefix)
+        self._connections = _Connections.resolve(connection)
 
     @property
     def settings(self) -> Settings:

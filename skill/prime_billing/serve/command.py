@@ -1,8 +1,8 @@
 """`prime-billing serve` and `prime-billing mcp`: parsers only; the server stack
 loads when one of them runs, so every other command stays light.
 
-The CLI registers these parsers (`cli.EXTRA_COMMANDS`), `scripts/serve.py` too
-(`cli.run_command`): this module imports nothing from the CLI."""
+The CLI adds these commands (`SERVE`, `MCP`, through `cli.EXTRA_COMMANDS`), and so
+does `scripts/serve.py` (`cli.run_command`): this module imports nothing from the CLI."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import contextlib
 import os
 import sys
 from pathlib import Path
-from typing import Any
 
 from ..errors import ConfigError
+from ..subcommand import Subcommand
 from . import MCP_PORT, REST_PORT
 
 
@@ -36,18 +36,11 @@ TOKEN_WARNING = (
 )
 
 
-def add_serve(sub: Any) -> None:
-    p = sub.add_parser(
-        "serve", help="serve REST (8080) and MCP (9090) for other programs and agents", description=SERVE_DESCRIPTION
-    )
-    _serve_arguments(p)
-
-
 def _serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--rest-port", type=int, default=REST_PORT, metavar="N", help=f"REST port (default {REST_PORT})")
     p.add_argument("--mcp-port", type=int, default=MCP_PORT, metavar="N", help=f"MCP port (default {MCP_PORT})")
-    p.add_argument("--only", choices=("rest", "mcp"), help="serve one face only")
+    p.add_argument("--only", choices=("rest", "mcp"), help="serve REST only or MCP only")
     p.add_argument(
         "--token-file",
         metavar="PATH",
@@ -86,19 +79,11 @@ def _serve_arguments(p: argparse.ArgumentParser) -> None:
     from .limits import add_arguments
 
     add_arguments(p)
-    p.set_defaults(_run=_run_serve)
 
 
-def add_mcp(sub: Any) -> None:
-    p = sub.add_parser(
-        "mcp",
-        help="MCP over stdio, for clients that launch a local command",
-        description="Run the MCP tools over stdio (for Claude Desktop and other clients that launch a command). "
-        "For MCP over HTTP use `serve --only mcp`.",
-    )
+def _mcp_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stdio", action="store_true", default=True, help="speak MCP on stdin/stdout (the default)")
     _upstream_args(p)
-    p.set_defaults(_run=_run_mcp)
 
 
 def _env_list(name: str) -> list[str]:
@@ -151,3 +136,20 @@ def _run_mcp(ns: argparse.Namespace) -> int:
 
     serve_stdio(load_settings(base_url=ns.base_url, sandbox=ns.sandbox))
     return 0
+
+
+SERVE = Subcommand(
+    "serve",
+    help="serve REST (8080) and MCP (9090) for other programs and agents",
+    description=SERVE_DESCRIPTION,
+    arguments=_serve_arguments,
+    run=_run_serve,
+)
+MCP = Subcommand(
+    "mcp",
+    help="MCP over stdio, for clients that launch a local command",
+    description="Run the MCP tools over stdio (for Claude Desktop and other clients that launch a command). "
+    "For MCP over HTTP use `serve --only mcp`.",
+    arguments=_mcp_arguments,
+    run=_run_mcp,
+)

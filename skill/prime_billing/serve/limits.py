@@ -23,6 +23,7 @@ import math
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from ..errors import ConfigError
 
@@ -49,6 +50,8 @@ class Limits:
     client_timeout: float = 10.0
     #: wallet rows one report request may read (a 10,000-row wallet fits)
     max_report_rows: int = 10_000
+    #: seconds a /metrics wallet reading is reused: scrapes cost at most one upstream read per TTL
+    metrics_ttl: float = 60.0
 
     def check(self) -> None:
         for name in ("max_upstream", "max_body", "max_header"):
@@ -62,6 +65,8 @@ class Limits:
             raise ConfigError("--client-timeout must be > 0 seconds")
         if self.max_report_rows < 1:
             raise ConfigError("--max-report-rows must be >= 1")
+        if not self.metrics_ttl > 0:  # NaN too
+            raise ConfigError("--metrics-ttl must be > 0 seconds")
 
     def rate_for(self, host: str) -> float:
         if self.rate is not None:
@@ -108,46 +113,56 @@ class Buckets:
         return wait
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    d = Limits()
-    g = p.add_argument_group("resource bounds")
-    g.add_argument(
-        "--max-upstream", type=int, default=d.max_upstream, metavar="N",
-        help=f"upstream requests in flight at once, all callers together (default {d.max_upstream}; 0: unbounded)",
-    )  # fmt: skip
-    g.add_argument(
-        "--rate-limit", type=float, default=None, metavar="R",
-        help=f"requests (and upstream calls) per second per caller, then 429 (default: off on loopback, "
+class Flag(NamedTuple):
+    """A bound's command-line flag: the `Limits` field it sets, and its help (`{}`: the default)."""
+
+    field: str
+    flag: str
+    type: type
+    metavar: str
+    help: str
+
+
+#: the flags of `serve`'s "resource bounds" group, in their order there
+FLAGS = (
+    Flag(
+        "max_upstream", "--max-upstream", int, "N",
+        "upstream requests in flight at once, all callers together (default {}; 0: unbounded)",
+    ),
+    Flag(
+        "rate", "--rate-limit", float, "R",
+        "requests (and upstream calls) per second per caller, then 429 (default: off on loopback, "
         f"{DEFAULT_PUBLIC_RATE:g} elsewhere; 0: off)",
-    )  # fmt: skip
-    g.add_argument("--rate-burst", type=int, default=None, metavar="N", help="burst above the rate (default 2x rate)")
-    g.add_argument(
-        "--max-body", type=int, default=d.max_body, metavar="BYTES",
-        help=f"largest request body, then 413 (default {d.max_body})",
-    )  # fmt: skip
-    g.add_argument(
-        "--max-header", type=int, default=d.max_header, metavar="BYTES",
-        help=f"largest request line plus headers, then 431 (default {d.max_header})",
-    )  # fmt: skip
-    g.add_argument(
-        "--client-timeout", type=float, default=d.client_timeout, metavar="S",
-        help=f"seconds a client has to send its request body, then 408 (default {d.client_timeout:g})",
-    )  # fmt: skip
-    g.add_argument(
-        "--max-report-rows", type=int, default=d.max_report_rows, metavar="N",
-        help=f"wallet rows one report request may read, then 422 (default {d.max_report_rows})",
-    )  # fmt: skip
+    ),
+    Flag("burst", "--rate-burst", int, "N", "burst above the rate (default 2x rate)"),
+    Flag("max_body", "--max-body", int, "BYTES", "largest request body, then 413 (default {})"),
+    Flag("max_header", "--max-header", int, "BYTES", "largest request line plus headers, then 431 (default {})"),
+    Flag(
+        "client_timeout", "--client-timeout", float, "S",
+        "seconds a client has to send its request body, then 408 (default {:g})",
+    ),
+    Flag(
+        "max_report_rows", "--max-report-rows", int, "N",
+        "wallet rows one report request may read, then 422 (default {})",
+    ),
+    Flag(
+        "metrics_ttl", "--metrics-ttl", float, "S",
+        "seconds /metrics reuses its wallet reading, so scrapes cost at most one upstream read per S (default {:g})",
+    ),
+)  # fmt: skip
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    defaults = Limits()
+    g = p.add_argument_group("resource bounds")
+    for f in FLAGS:
+        default = getattr(defaults, f.field)
+        g.add_argument(
+            f.flag, dest=f.field, type=f.type, default=default, metavar=f.metavar, help=f.help.format(default)
+        )
 
 
 def from_args(ns: argparse.Namespace) -> Limits:
-    limits = Limits(
-        max_upstream=ns.max_upstream,
-        rate=ns.rate_limit,
-        burst=ns.rate_burst,
-        max_body=ns.max_body,
-        max_header=ns.max_header,
-        client_timeout=ns.client_timeout,
-        max_report_rows=ns.max_report_rows,
-    )
+    limits = Limits(**{f.field: getattr(ns, f.field) for f in FLAGS})
     limits.check()
     return limits
