@@ -1,5 +1,6 @@
-"""Spend report: every wallet row exactly once, totals to the cent, CSV and JSON export,
-progress on a terminal only; scripts as subprocesses against the sandbox on loopback."""
+"""Spend report: every wallet row exactly once, totals to the cent, CSV and JSON export;
+scripts as subprocesses against the sandbox on loopback (long wallets and the progress bar:
+test_paging.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SCRIPTS, LiveSandbox, all_rows, assert_one_line_error, cents, run, run_tty, script_env
+from conftest import SCRIPTS, LiveSandbox, all_rows, assert_one_line_error, cents, run, script_env
 
 SPEND = str(SCRIPTS / "spend.py")
 
@@ -125,16 +126,6 @@ def test_team_wallet(sandbox: LiveSandbox, home: Path) -> None:
         cents(report["total_usd"]) == sum(cents(r["amount_usd"]) for r in rows) == sum(1500 + 25 * i for i in range(8))
     )
     assert report["top_runs"] == []
-
-
-def test_progress_shows_on_a_terminal_only(sandbox: LiveSandbox, home: Path) -> None:
-    sandbox.faults(page_cap=10)
-    env = script_env(home, sandbox.url)
-    code, shown, stdout = run_tty([SPEND, "--json"], env, stream="stderr")
-    assert code == 0
-    assert "spend.py: read wallet rows 10 of 46" in shown and "read wallet rows 46 of 46" in shown
-    assert shown.endswith("\r\x1b[K")  # the progress line is wiped when done
-    assert json.loads(stdout)["row_count"] == 46  # stdout stays one clean document
 
 
 @pytest.mark.parametrize(

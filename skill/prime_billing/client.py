@@ -18,13 +18,15 @@ validation stay here.
 
 from __future__ import annotations
 
+import contextvars
 import json
 import random
+import threading
 import time
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from urllib.parse import quote, urlencode
 
 import httpx
@@ -32,6 +34,7 @@ from pydantic import BaseModel, ValidationError
 
 from . import operations as ops
 from .__version__ import __version__
+from .compose import SubCall
 from .config import Settings, load_settings
 from .errors import (
     APIError,
@@ -50,6 +53,9 @@ from .errors import (
 from .models import RunUsage, Wallet
 from .render import SANDBOX_BANNER, render
 from .wording import Surface, phrase
+
+if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -215,9 +221,19 @@ def _detail(body: bytes) -> str:
     return ""
 
 
+@dataclass(frozen=True)
+class _Batch:
+    """Sub-plans a composite plan asked for together: the face runs them at once and answers with
+    their Results in order; the first to fail abandons the others and is raised as itself."""
+
+    plans: list[Generator[Any, Any, Result[Any]]]
+
+
+#: what a plan asks its driver for: a request to send, seconds to sleep, or sub-plans to run at once
+Step = Request | float | _Batch
 #: what a driver hands back to the plan after a step: the attempt's Reply or why it failed
-#: (a transport error, or the deadline: TimeoutError); None after a sleep
-Outcome = Reply | httpx.RequestError | TimeoutError | None
+#: (a transport error, or the deadline: TimeoutError); None after a sleep; a batch's Results
+Outcome = Reply | httpx.RequestError | TimeoutError | list[Result[Any]] | None
 
 
 class _Core:
@@ -401,32 +417,36 @@ class _Core:
 
     def _plan(
         self, name: str, args: Mapping[str, Any], api_key: str | None, on_step: OnStep | None = None
-    ) -> Generator[Request | float, Outcome, Result[Any]]:
+    ) -> Generator[Step, Outcome, Result[Any]]:
         """Any operation as one plan: a plain one is one exchange; a composite one runs its
-        `compose` plan, feeding it the Result of each sub-call, itself a nested plan."""
+        `compose` plan, feeding it the Result of each sub-call, itself a nested plan. Sub-calls
+        asked for together go to the face as one `_Batch`, which runs them at once; `on_step`
+        then sees their Results in the order they were asked for, before the plan goes on."""
         op = ops.get(name)
         checked = self.checked(op, args)
         if op.compose is None:
             return (yield from self._exchange(op, checked, api_key))
         report = op.compose(checked)
         sandbox, attempts = self.settings.sandbox, 0
-        reply: Any = None
+        answer: Any = None
         while True:
             try:
-                sub = report.send(reply)
+                ask = report.send(answer)
             except StopIteration as done:
-                model = done.value
-                break
-            reply = yield from self._plan(sub.name, sub.args, api_key, on_step)
-            sandbox = sandbox or reply.sandbox
-            attempts += reply.attempts
-            if on_step is not None:
-                on_step(reply)
-        return Result(op, model, checked, sandbox, attempts)
+                return Result(op, done.value, checked, sandbox, attempts)
+            subs = [ask] if isinstance(ask, SubCall) else list(ask)
+            plans = [self._plan(sub.name, sub.args, api_key, on_step) for sub in subs]
+            results = [(yield from plans[0])] if len(plans) == 1 else (yield _Batch(plans))
+            for result in results:
+                sandbox = sandbox or result.sandbox
+                attempts += result.attempts
+                if on_step is not None:
+                    on_step(result)
+            answer = results[0] if isinstance(ask, SubCall) else results
 
     def _exchange(
         self, op: ops.Operation, checked: dict[str, Any], api_key: str | None
-    ) -> Generator[Request | float, Outcome, Result[Any]]:
+    ) -> Generator[Step, Outcome, Result[Any]]:
         """One upstream call as a plan both faces drive: yields a request to send or
         seconds to sleep, receives what the send produced, returns the Result."""
         key = api_key or self.settings.require_key()
@@ -453,7 +473,7 @@ class _Core:
             waited += delay
 
 
-def _advance(plan: Generator[Request | float, Outcome, Result[Any]], outcome: Outcome) -> tuple[bool, Any]:
+def _advance(plan: Generator[Step, Outcome, Result[Any]], outcome: Outcome) -> tuple[bool, Any]:
     """The plan's next step, or (True, its Result): a StopIteration cannot cross a thread's future."""
     try:
         return False, plan.send(outcome)
@@ -467,6 +487,11 @@ class Client(_Core):
     def __init__(self, settings: Settings | None = None, **kwargs: Any) -> None:
         super().__init__(settings, **kwargs)
         self._http = httpx.Client(**self._http_kwargs())
+        #: the threads a batch's sub-plans run in, made on first use and kept (a thread started per
+        #: page costs more than the page); every caller's batches share them, so no more than
+        #: `compose.PAGES_IN_FLIGHT` sub-calls of this client are in flight at once
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
 
     def __enter__(self) -> Client:
         return self
@@ -475,6 +500,8 @@ class Client(_Core):
         self.close()
 
     def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
         self._http.close()
 
     def call(
@@ -485,21 +512,58 @@ class Client(_Core):
         api_key: str | None = None,
         on_step: OnStep | None = None,
     ) -> Result[Any]:
-        plan = self._plan(name, args or {}, api_key, on_step)
-        step = next(plan)
-        while True:
-            outcome: Outcome = None
+        return self._drive(self._plan(name, args or {}, api_key, on_step), threading.Event())
+
+    def _drive(
+        self, plan: Generator[Step, Outcome, Result[Any]], abandon: threading.Event, pooled: bool = False
+    ) -> Any:
+        """Run `plan` to its Result in this thread (`pooled`: one of the client's); once `abandon` is
+        set (a sibling in a batch failed) it stops at its next step and gives None."""
+        outcome: Outcome = None
+        while not abandon.is_set():
+            done, step = _advance(plan, outcome)
+            if done:
+                return step
             if isinstance(step, Request):
                 try:
                     outcome = self.send(step)
                 except httpx.RequestError as exc:
                     outcome = exc
+            elif isinstance(step, _Batch):
+                outcome = self._gather(step.plans, pooled)
             else:
-                time.sleep(step)
-            try:
-                step = plan.send(outcome)
-            except StopIteration as done:
-                return done.value
+                outcome = None
+                abandon.wait(step)  # a sleep that a failing sibling cuts short
+        return None
+
+    def _gather(self, plans: list[Generator[Step, Outcome, Result[Any]]], pooled: bool) -> list[Result[Any]]:
+        """A batch, its sub-plans in the client's threads (each with the caller's context); the first
+        failure is raised at once, and the others stop at their next step, their answers unread."""
+        from concurrent.futures import FIRST_EXCEPTION, wait
+
+        abandon = threading.Event()
+        if pooled:  # a batch inside a batch: its parents may hold every thread, so it runs right here
+            return [self._drive(p, abandon, True) for p in plans]
+        pool = self._threads()
+        futures = [pool.submit(contextvars.copy_context().run, self._drive, p, abandon, True) for p in plans]
+        try:
+            for future in wait(futures, return_when=FIRST_EXCEPTION).done:
+                future.result()  # raises the failure, if one ended the wait
+            return [future.result() for future in futures]
+        finally:
+            abandon.set()
+            for future in futures:
+                future.cancel()
+
+    def _threads(self) -> ThreadPoolExecutor:
+        with self._pool_lock:
+            if self._pool is None:
+                from concurrent.futures import ThreadPoolExecutor
+
+                from . import compose
+
+                self._pool = ThreadPoolExecutor(compose.PAGES_IN_FLIGHT, "prime-billing")
+            return self._pool
 
     def send(self, request: Request) -> Reply:
         """One attempt: the seam a subclass overrides to send another way (see the module).
@@ -558,22 +622,49 @@ class AsyncClient(_Core):
         api_key: str | None = None,
         on_step: OnStep | None = None,
     ) -> Result[Any]:
-        import anyio
-
         plan = self._plan(name, args or {}, api_key, on_step)
         # A report's steps (parsing pages, summing thousands of rows, building the answer) run
         # in a worker thread, so an event loop serving others is never held up by one report.
-        offload = ops.get(name).composite
+        return await self._drive(plan, offload=ops.get(name).composite)
+
+    async def _drive(self, plan: Generator[Step, Outcome, Result[Any]], *, offload: bool) -> Any:
+        """Run `plan` to its Result: its steps in a worker thread when `offload`, its I/O here."""
+        import anyio
+
         outcome: Outcome = None
         while True:
             done, step = await anyio.to_thread.run_sync(_advance, plan, outcome) if offload else _advance(plan, outcome)
             if done:
-                return step  # type: ignore[return-value]
-            outcome = None
+                return step
             if isinstance(step, Request):
                 outcome = await self._attempt(step)
+            elif isinstance(step, _Batch):
+                outcome = await self._gather(step.plans, offload=offload)
             else:
+                outcome = None
                 await anyio.sleep(step)
+
+    async def _gather(self, plans: list[Generator[Step, Outcome, Result[Any]]], *, offload: bool) -> list[Any]:
+        """A batch, each sub-plan a task on this event loop (an anyio task group: each inherits
+        the caller's context); the first failure cancels the others and is raised as itself."""
+        import anyio
+
+        results: list[Any] = [None] * len(plans)
+        failures: list[Exception] = []
+
+        async def run(i: int) -> None:
+            try:
+                results[i] = await self._drive(plans[i], offload=offload)
+            except Exception as exc:
+                failures.append(exc)
+                group.cancel_scope.cancel()
+
+        async with anyio.create_task_group() as group:
+            for i in range(len(plans)):
+                group.start_soon(run, i)
+        if failures:
+            raise failures[0]
+        return results
 
     async def _attempt(self, request: Request) -> Outcome:
         """`send` under the attempt's deadline. It is kept here, in the driver, so an overriding

@@ -25,6 +25,14 @@ if TYPE_CHECKING:
 PAGE_SIZE = 100
 #: a wallet that never ends is a broken upstream, not a big account (10 million rows)
 MAX_PAGES = 100_000
+#: wallet pages asked for at once, at most. Polite to the API: a small fixed number, the size of
+#: a browser's or an HTTP library's connections per host (6 to 10), and every request is still
+#: retried on its own with backoff, honouring Retry-After. A scan asks for its second page alone
+#: (it shows whether rows are arriving, and a caller bounding a report, the launcher, sees a second
+#: page before any batch goes out); then, to the end, this many at a time; with `since`, whose end
+#: is unknown, 2, 4, 8... at a time, so few pages past the end are read. 10, not 8: with 10 a
+#: 10,000-row scan at 50 ms a page stays within 3x one page (benchmarks/bench_reports.py).
+PAGES_IN_FLIGHT = 10
 
 
 @dataclass(frozen=True)
@@ -35,8 +43,9 @@ class SubCall:
     args: dict[str, Any]
 
 
-#: what a composite operation's `compose(args)` returns
-Plan = Generator[SubCall, Any, Any]
+#: what a composite operation's `compose(args)` returns. It yields a `SubCall` and gets its Result
+#: back, or yields a list of them, run at once, and gets their Results back in the same order.
+Plan = Generator[SubCall | list[SubCall], Any, Any]
 
 
 def parse_when(text: str) -> datetime:
@@ -53,50 +62,146 @@ def parse_when(text: str) -> datetime:
 
 @dataclass
 class WalletScan:
-    """Every row of a wallet (or every row since a moment), each exactly once."""
+    """Every row of a wallet as it stood at the first page (or every such row since a moment), each once."""
 
     wallet: Wallet
     rows: list[BillingEntry] = field(default_factory=list)
     pages: int = 0
-    #: rows met twice because newer rows arrived while paging and shifted the offsets
+    #: rows read twice: rows arriving while paging shifted the offsets, or a missed place was read again
     duplicates: int = 0
     sandbox: bool = False
 
 
-def scan_wallet(team_id: str | None, since: datetime | None = None) -> Generator[SubCall, Any, WalletScan]:
-    """Page through the wallet newest first until the end (or past `since`).
+def scan_wallet(
+    team_id: str | None, since: datetime | None = None
+) -> Generator[SubCall | list[SubCall], Any, WalletScan]:
+    """Read the wallet newest first, several pages at a time, to its end (or past `since`).
 
-    Rows are keyed by id: a row that a shift pushed onto the next page is
-    counted once. Offsets advance by what a page really held, so an upstream
-    that serves fewer rows than asked is still read to the end.
+    The first page says how many rows there are (`total_billings`); the others are asked for in
+    batches of up to `PAGES_IN_FLIGHT` (see there), a page as long as the first really was. The
+    report is the wallet as it stood at the first page: rows arriving later go in at the head
+    and push every row down, and each page's own `total_billings` says by how much, so each row
+    it holds gets its place in that first wallet (rows that came later have none and are left
+    out). Places no page held (a tail pushed past the last page, pages answered out of order)
+    are read again until every one has been. Rows are keyed by id, so a row read twice counts
+    once. A page shorter than asked (and than the first) ends the wallet where it ends, whatever
+    the total said. With `since`, the first row older than it ends what is needed: at most one
+    batch of pages past it is read.
     """
-    offset = 0
-    seen: dict[str, BillingEntry] = {}
-    scan: WalletScan | None = None
-    while True:
-        result = yield SubCall("get_wallet", {"limit": PAGE_SIZE, "offset": offset, "team_id": team_id})
-        wallet: Wallet = result.data
-        if scan is None:
-            scan = WalletScan(wallet=wallet)
-        scan.pages += 1
-        scan.sandbox = scan.sandbox or result.sandbox
-        page = wallet.recent_billings
-        for row in page:
-            if row.id in seen:
-                scan.duplicates += 1
-            elif since is None or aware(row.created_at) >= since:
-                seen[row.id] = row
-        offset += len(page)
-        if not page or offset >= wallet.total_billings:
-            break
-        if since is not None and aware(page[-1].created_at) < since:
-            break  # newest first: everything further is older still
-        if scan.pages >= MAX_PAGES:
+    first = yield SubCall("get_wallet", {"limit": PAGE_SIZE, "offset": 0, "team_id": team_id})
+    pager = _Pager(first, since)
+    width = 1  # the second page alone: see `PAGES_IN_FLIGHT`
+    while asks := pager.next_asks(width):
+        if pager.scan.pages + len(asks) > MAX_PAGES:
             raise BadResponseError(
                 f"the wallet did not end after {MAX_PAGES} pages: the upstream paging looks broken; report it"
             )
-    scan.rows = list(seen.values())
-    return scan
+        pages = yield [SubCall("get_wallet", {"limit": n, "offset": o, "team_id": team_id}) for o, n in asks]
+        pager.take(pages)
+        width = PAGES_IN_FLIGHT if since is None else min(2 * width, PAGES_IN_FLIGHT)
+    return pager.done()
+
+
+class _Pager:
+    """A wallet scan's state: which places of the first wallet have been read, and the rows kept."""
+
+    def __init__(self, first: Any, since: datetime | None) -> None:
+        wallet: Wallet = first.data
+        self.scan = WalletScan(wallet=wallet)
+        self.since = since
+        #: the wallet's length at the first page: places 0..total-1 are the report's rows
+        self.total = wallet.total_billings
+        #: what one page really holds (the upstream may serve fewer rows than asked)
+        self.stride = len(wallet.recent_billings)
+        #: places from here on need no reading: past the end, or older than `since`
+        self.end = self.total
+        #: rows that arrived since the first page, as the last pages said
+        self.shift = 0
+        #: places read so far: sorted, disjoint [start, stop) spans
+        self.read: list[tuple[int, int]] = []
+        #: places below this have been asked for: one still unread there was missed, and is read again
+        self.asked = self.stride
+        self.kept: dict[str, tuple[int, BillingEntry]] = {}
+        self.take([first])
+
+    def take(self, results: list[Any]) -> None:
+        """Place each page's rows in the first wallet; keep those not seen yet."""
+        before = self.unread()
+        shifts = []
+        for result in results:
+            page: Wallet = result.data
+            self.scan.pages += 1
+            self.scan.sandbox = self.scan.sandbox or result.sandbox
+            shift = page.total_billings - self.total
+            shifts.append(shift)
+            start, rows = int(result.args["offset"]) - shift, page.recent_billings
+            moved = 0  # rows read before at another place
+            for place, row in enumerate(rows, start):
+                if place < 0:
+                    continue  # arrived after the first page: not in the wallet being reported
+                if row.id in self.kept:
+                    self.scan.duplicates += 1
+                    moved += self.kept[row.id][0] != place
+                elif self.since is not None and aware(row.created_at) < self.since:
+                    self.end = min(self.end, place)  # newest first: every later place is older still
+                else:
+                    self.kept[row.id] = (place, row)
+            if len(rows) < min(int(result.args["limit"]), self.stride):
+                self.end = min(self.end, max(start + len(rows), 0))  # a short page: the wallet ends there
+            if rows and moved < len(rows):  # a page of rows all read elsewhere did not follow its offset
+                self._mark(max(start, 0), start + len(rows))
+        if self.unread() >= before and max(shifts) == self.shift and self.scan.pages > 1:
+            # rows came, none of them unread, and not because the head moved: offsets are not followed
+            raise BadResponseError(
+                "the wallet's pages do not follow their offsets (rows already read came again): "
+                "the upstream paging looks broken; report it"
+            )
+        self.shift = max(shifts)
+
+    def _mark(self, start: int, stop: int) -> None:
+        if start >= stop:
+            return
+        spans = []
+        for a, b in self.read:
+            if b < start or a > stop:
+                spans.append((a, b))
+            else:
+                start, stop = min(a, start), max(b, stop)
+        spans.append((start, stop))
+        self.read = sorted(spans)
+
+    def gaps(self) -> list[tuple[int, int]]:
+        """The places below `end` no page has held yet, as [start, stop) spans."""
+        found, place = [], 0
+        for a, b in self.read:
+            if a > place:
+                found.append((place, min(a, self.end)))
+            place = max(place, b)
+        found.append((place, self.end))
+        return [(a, b) for a, b in found if a < b]
+
+    def unread(self) -> int:
+        return sum(b - a for a, b in self.gaps())
+
+    def next_asks(self, width: int) -> list[tuple[int, int]]:
+        """Up to `width` pages (offset, limit) for the first unread places, offsets moved by the rows
+        that arrived meanwhile. A place asked for before and missed (the head moved again) is asked
+        for in the middle of a whole page, so that the head moving again still leaves it covered."""
+        asks: list[tuple[int, int]] = []
+        if not self.stride:
+            return asks  # the first page was empty: nothing more to read
+        for a, b in self.gaps():
+            while a < b and len(asks) < width:
+                n = min(self.stride, b - a)
+                slack = (self.stride - n) // 2 if a < self.asked else 0
+                asks.append((max(a - slack + self.shift, 0), n + 2 * slack))
+                self.asked = max(self.asked, a + n)
+                a += n
+        return asks
+
+    def done(self) -> WalletScan:
+        self.scan.rows = [row for _, row in sorted(self.kept.values(), key=lambda kept: kept[0])]
+        return self.scan
 
 
 def aware(when: datetime) -> datetime:
@@ -129,14 +234,3 @@ def write_rows_csv(rows: Iterable[BillingEntry], out: IO[str]) -> int:
         writer.writerow(["" if data.get(c) is None else data[c] for c in CSV_COLUMNS])
         n += 1
     return n
-
-
-def describe_step(result: Any) -> str:
-    """A progress line for one finished sub-call (shown on a terminal only)."""
-    from .models import Wallet
-
-    data = result.data
-    if isinstance(data, Wallet):
-        offset = int(result.args.get("offset") or 0)
-        return f"read wallet rows {offset + len(data.recent_billings)} of {data.total_billings}"
-    return f"read {result.operation.command} {getattr(data, 'run_id', '')}".rstrip()
