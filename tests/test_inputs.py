@@ -36,7 +36,7 @@ from prime_billing.serve.openapi import document
 from serve_harness import running, sandbox_settings
 
 #: what a field's schema says that must agree on every surface
-RULES = ("type", "minimum", "maximum", "pattern", "maxLength", "not", "anyOf", "default", "description")
+RULES = ("type", "minimum", "maximum", "pattern", "maxLength", "not", "anyOf", "enum", "default", "description")
 
 
 def _plain(schema: dict[str, Any]) -> dict[str, Any]:
@@ -100,12 +100,17 @@ def test_every_rule_reaches_every_surface() -> None:
                     assert schema["pattern"] == ops.ID_PATTERN and schema["maxLength"] == 128, surface
                     assert schema["not"] == {"enum": [".", ".."]}, surface
                     assert required is (name == "run_id"), surface
-                if name == "since":
+                if name in ("since", "as_of"):
                     assert schema["anyOf"] == [{"format": "date"}, {"format": "date-time"}], surface
+                if name == "by":
+                    assert schema["enum"] == ["day", "week", "month"] and not required, surface
+                if name == "days":
+                    assert (schema["minimum"], schema["maximum"], schema["default"]) == (1, 365, 7), surface
                 if name == "offset":
                     assert (schema["minimum"], schema["maximum"]) == (0, ops.MAX_OFFSET), surface
-                if name == "min_balance":
-                    assert schema["type"] == "number" and schema["minimum"] == 0 and required, surface
+                if name == "min_balance":  # the budget check's is its point; runway's counts down to 0 unless given
+                    assert schema["type"] == "number" and schema["minimum"] == 0, surface
+                    assert required is (op.name == "check_budget"), surface
                 checked += 1
     assert checked == 3 * sum(len(op.params) for op in ops.OPERATIONS)
 
@@ -202,6 +207,26 @@ BAD = {
         ["spend", "--since", "yesterday"],
         "/v1/prime-billing/spend",
         {"since": "yesterday"},
+    ),
+    "by not a period": Bad(
+        "spend_report", {"by": "year"}, ["spend", "--by", "year"], "/v1/prime-billing/spend", {"by": "year"}
+    ),
+    "runway days beyond a year": Bad(
+        "runway", {"days": 366}, ["runway", "--days", "366"], "/v1/prime-billing/runway", {"days": "366"}
+    ),
+    "runway as_of not a date": Bad(
+        "runway",
+        {"as_of": "next week"},
+        ["runway", "--as-of", "next week"],
+        "/v1/prime-billing/runway",
+        {"as_of": "next week"},
+    ),
+    "runway minimum below zero": Bad(
+        "runway",
+        {"min_balance": -5},
+        ["runway", "--min-balance", "-5"],
+        "/v1/prime-billing/runway",
+        {"min_balance": "-5"},
     ),
 }
 

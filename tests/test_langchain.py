@@ -29,12 +29,14 @@ from prime_billing.operations import OPERATIONS, Operation
 #: values for required parameters the sandbox answers; a new operation's required
 #: parameter with no entry here and no numeric minimum gets its example skipped
 EXAMPLE_VALUES: dict[str, Any] = {"run_id": "rft_sbx_running", "min_balance": 100.0}
+#: optional parameters given anyway: a default of "now" would make two calls' answers differ
+FIXED_VALUES: dict[str, Any] = {"as_of": "2026-11-21"}
 
 
 def example_args(op: Operation) -> dict[str, Any] | None:
     """Arguments the sandbox answers successfully, derived from the table."""
-    args: dict[str, Any] = {}
     schema = op.input_schema()
+    args: dict[str, Any] = {k: v for k, v in FIXED_VALUES.items() if k in schema["properties"]}
     for name in schema["required"]:
         minimum = schema["properties"][name].get("minimum")
         if name in EXAMPLE_VALUES:

@@ -161,6 +161,7 @@ def test_the_new_operations_sit_beside_the_contract_ones() -> None:
         "reconcile_run": ("/v1/prime-billing/runs/{run_id}/reconcile", "prime-intellect-reconcile"),
         "spend_report": ("/v1/prime-billing/spend", "prime-intellect-spend"),
         "check_budget": ("/v1/prime-billing/budget", "prime-intellect-budget"),
+        "runway": ("/v1/prime-billing/runway", "prime-intellect-runway"),
     }
     assert not any(op.composite for op in contract)
 

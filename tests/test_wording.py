@@ -32,8 +32,10 @@ ARGS: dict[str, dict[str, Any]] = {
     "get_run_usage": {"run_id": "rft_sbx_cached"},
     "get_wallet": {"limit": 3},
     "reconcile_run": {"run_id": "rft_sbx_mismatch"},
-    "spend_report": {},
+    "spend_report": {"by": "week"},
     "check_budget": {"min_balance": 150, "limit": 3},
+    # a window before the sandbox's first row: no spend, so the answer advises more days
+    "runway": {"days": 2, "as_of": "2020-01-01"},
 }
 #: every kind of upstream failure the client maps, as the sandbox can produce it
 FAULTS: list[dict[str, Any]] = [
@@ -57,6 +59,16 @@ def test_markers_take_each_surfaces_words() -> None:
     assert phrase(text, "cli") == "more rows: --offset 3; or the team (--team); demo data: --sandbox"
     assert phrase(text, "tool") == "more rows: offset=3; or the team (team_id); demo data: sandbox=True"
     assert phrase(text, "rest") == "more rows: ?offset=3; or the team (?teamId=); demo data: the server's sandbox mode"
+
+
+def test_runway_advice_is_an_argument_in_tools_and_a_flag_on_the_cli(sandbox: LiveSandbox, home: Any) -> None:
+    """No spend in the window (it ends before the sandbox's first row): more days, in each surface's words."""
+    tool = {t.name: t for t in PrimeBillingToolkit(base_url=sandbox.url, api_key=SANDBOX_API_KEY).get_tools()}
+    content = tool["runway"].invoke({"days": 1, "as_of": "2020-01-01"})
+    assert "no spend in the window" in content and content.splitlines()[1].endswith("try more days")
+    assert not FLAG.search(content)
+    out = run(["-m", "prime_billing", "runway", "--as-of", "2020-01-01"], script_env(home, sandbox.url))
+    assert out.returncode == 0 and out.stdout.splitlines()[1].endswith("try more --days")
 
 
 def test_models_are_told_arguments_and_the_cli_flags(sandbox: LiveSandbox, home: Any) -> None:
@@ -105,6 +117,7 @@ def test_no_tool_content_or_problem_detail_names_a_cli_flag(sandbox: LiveSandbox
     assert texts and all(not FLAG.search(t) for t in texts), [t for t in texts if FLAG.search(t)]
     if fault is None:
         assert any("offset=3" in t for t in texts)  # the wallet's next page, in a tool's words
+        assert any("try more days" in t for t in texts)  # runway with no spend in its window, likewise
 
 
 async def _mcp_text(url: str, tool: str, args: dict[str, Any]) -> str:
@@ -120,3 +133,6 @@ def test_refusals_of_input_and_size_name_no_flag(sandbox: LiveSandbox) -> None:
     too_big = ReportTooLargeError(200_000, 10_000)
     assert "since" in str(too_big) and not FLAG.search(str(too_big))
     assert "?since=" in too_big.worded("rest") and "--since" in too_big.worded("cli")
+    runway_too_big = ReportTooLargeError(200_000, 10_000, narrowed_by="days")
+    assert "narrow it with days" in str(runway_too_big) and not FLAG.search(str(runway_too_big))
+    assert "?days=" in runway_too_big.worded("rest") and "--days" in runway_too_big.worded("cli")

@@ -99,9 +99,9 @@ class ReportTooLargeError(PrimeBillingError):
 
     code = "report_too_large"
 
-    def __init__(self, rows: int, cap: int, *, by_date: bool = True) -> None:
-        """`by_date`: the report takes a start date, the one way its caller can read fewer rows."""
-        narrow = "narrow it with [[since]], or " if by_date else ""
+    def __init__(self, rows: int, cap: int, *, narrowed_by: str | None = "since") -> None:
+        """`narrowed_by`: the input that makes the report read fewer rows (a start date, fewer days), if any."""
+        narrow = f"narrow it with [[{narrowed_by}]], or " if narrowed_by else ""
         super().__init__(
             f"this report would read {rows} wallet rows; this server reads at most {cap} for one request: "
             f"{narrow}ask the server's operator to raise its cap on report rows"

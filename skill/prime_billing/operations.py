@@ -17,8 +17,9 @@ import numbers
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import cached_property
-from typing import Annotated, Any, Literal, NamedTuple, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, NamedTuple, TypeVar
 from urllib.parse import quote
 
 from annotated_types import Ge, Le
@@ -41,7 +42,8 @@ from .compose import Plan, parse_when
 from .errors import InvalidInputError
 from .models import RunUsage, Wallet, run_finished
 from .reconcile import Reconciliation, reconcile_run
-from .spend import SpendReport, spend_report
+from .runway import DEFAULT_DAYS, Runway, runway, window
+from .spend import Period, SpendReport, spend_report
 from .wording import learn
 
 #: one path segment: letters, digits, `_ - . :`; never `.` or `..` alone (see `DOT_SEGMENTS`)
@@ -191,15 +193,18 @@ Limit = Annotated[int, Field(ge=1, le=100, description="Rows per page, 1-100."),
 Offset = Annotated[
     int, Field(ge=0, le=MAX_OFFSET, description="Rows to skip from the newest, 0-10,000,000."), PLAIN_DIGITS
 ]
+_NOT_A_DATE = Refusal("{name} must be a date like 2026-11-01 or a date-time like 2026-11-01T09:00:00Z, got {value}")
 Since = Annotated[
     DateOrTime | SkipJsonSchema[None],
     Field(
         description="Only rows created at or after this date (2026-11-01, midnight UTC) or date-time "
         "(2026-11-01T09:00:00Z); omit for all rows."
     ),
-    Refusal("{name} must be a date like 2026-11-01 or a date-time like 2026-11-01T09:00:00Z, got {value}"),
+    _NOT_A_DATE,
     Cli(flag="--since", metavar="DATE"),
 ]
+#: a balance in USD, as text or a JSON number
+MinBalance = Annotated[float, Field(ge=0), PLAIN_NUMBER, Cli(metavar="USD")]
 
 
 class Inputs(BaseModel):
@@ -209,10 +214,20 @@ class Inputs(BaseModel):
 
     model_config = ConfigDict(strict=True, extra="forbid", defer_build=True)
 
+    #: a report reading the wallet back to a moment: the input that moves that moment (the advice
+    #: when it would read more rows than a server allows); None: it reads every row
+    narrowed_by: ClassVar[str | None] = None
+
     @model_validator(mode="before")
     @classmethod
     def _null_is_left_out(cls, data: Any) -> Any:
         return {k: v for k, v in data.items() if v is not None} if isinstance(data, Mapping) else data
+
+    @classmethod
+    def rows_since(cls, checked: Mapping[str, Any]) -> datetime | None:
+        """The oldest moment whose rows the report keeps, from its checked inputs; None: all rows.
+        A server counts only those against its cap on the rows one request may read."""
+        return None
 
 
 # --------------------------------------------------------------------------- each operation's inputs
@@ -234,23 +249,61 @@ class ReconcileInputs(Inputs):
 
 
 class SpendInputs(Inputs):
+    narrowed_by = "since"
+
     since: Since = None
     top: Annotated[
         int, Field(ge=1, le=100, description="How many of the most expensive RFT runs to list, 1-100."), PLAIN_DIGITS
     ] = 5
+    by: Annotated[
+        Period | SkipJsonSchema[None],
+        Field(
+            description="Also total per UTC day (2026-11-20), ISO week from Monday (2026-W47) or month (2026-11), "
+            "and per resource type in each: every period from the newest row's to the oldest's, newest first, "
+            "empty ones at 0; omit for none."
+        ),
+        Cli(metavar="{day,week,month}"),
+    ] = None
     team_id: TeamId = None
+
+    @classmethod
+    def rows_since(cls, checked: Mapping[str, Any]) -> datetime | None:
+        return parse_when(checked["since"]) if checked.get("since") else None
 
 
 class BudgetInputs(Inputs):
-    min_balance: Annotated[
-        float,
-        Field(ge=0, description="Minimum balance in USD; below it the check fails."),
-        PLAIN_NUMBER,
-        Cli(metavar="USD"),
-    ]
+    min_balance: Annotated[MinBalance, Field(description="Minimum balance in USD; below it the check fails.")]
     limit: Limit = 20
     offset: Offset = 0
     team_id: TeamId = None
+
+
+class RunwayInputs(Inputs):
+    narrowed_by = "days"
+
+    days: Annotated[
+        int,
+        Field(ge=1, le=365, description="Days of spend the rate is taken from, counted back from as_of, 1-365."),
+        PLAIN_DIGITS,
+    ] = DEFAULT_DAYS
+    min_balance: Annotated[
+        MinBalance,
+        Field(description="Balance in USD to count down to instead of zero; a balance already below it is an alert."),
+    ] = 0
+    as_of: Annotated[
+        DateOrTime | SkipJsonSchema[None],
+        Field(
+            description="The window's end: a date (2026-11-21, midnight UTC) or date-time (2026-11-21T09:00:00Z); "
+            "omit for now. A past one asks how things stood then."
+        ),
+        _NOT_A_DATE,
+        Cli(metavar="DATE"),
+    ] = None
+    team_id: TeamId = None
+
+    @classmethod
+    def rows_since(cls, checked: Mapping[str, Any]) -> datetime | None:
+        return window(checked)[0]
 
 
 # --------------------------------------------------------------------------- the table
@@ -416,6 +469,8 @@ def explain(op: Operation, exc: ValidationError) -> str:
         return f"{name} must be a number, got {_shown(value)}"
     if kind == "string_type":
         return f"{name} must be a string, got {type(value).__name__}"
+    if kind == "literal_error":
+        return f"{name} must be {err.get('ctx', {}).get('expected', 'one of its values')}, got {_shown(value)}"
     refusal = _marker(info, Refusal)
     if refusal is not None:
         return refusal.template.format(name=name, value=_shown(value))
@@ -518,6 +573,23 @@ OPERATIONS += (
         settings_defaults={"team_id": "team_id"},
         compose=check_budget,
         cli_extends="wallet",
+    ),
+    Operation(
+        name="runway",
+        command="runway",
+        description=(
+            "Prime Intellect wallet runway: when does the balance run out? The spend per day over the last days "
+            "(default 7) and the day the balance reaches zero or a minimum, as a straight line; an alert when "
+            "the balance is already below the minimum."
+        ),
+        inputs=RunwayInputs,
+        upstream_path="",
+        rest_path="/v1/prime-billing/runway",
+        mcp_tool="prime-intellect-runway",
+        contract_name="",
+        model=Runway,
+        settings_defaults={"team_id": "team_id"},
+        compose=runway,
     ),
 )
 

@@ -10,27 +10,21 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import IO, Any
 
-from pydantic import BaseModel, ConfigDict, computed_field
-
 from .compose import Plan, SubCall, scan_wallet, total, write_rows_csv
 from .models import BillingEntry, RunUsage
 from .money import money, usd, usd_float
+from .report import WalletCheck
 
 #: agreement within this much (inclusive) is "reconciled"
 TOLERANCE = Decimal("0.01")
 
 
-class Reconciliation(BaseModel):
+class Reconciliation(WalletCheck):
     """One run's billed total against what its wallet was charged for it."""
-
-    model_config = ConfigDict(frozen=True)
 
     run_id: str
     run_name: str | None = None
     status: str | None = None
-    wallet_id: str
-    team_id: str | None = None
-    currency: str = "USD"
     #: what the run reports as billed (`total_cost_usd`)
     run_billed_usd: float
     #: sum of the wallet rows whose resource_id is the run
@@ -43,12 +37,9 @@ class Reconciliation(BaseModel):
     rows_scanned: int
     pages: int
     rows: list[BillingEntry]
-    sandbox: bool = False
 
-    @computed_field  # type: ignore[prop-decorator]
-    @property
-    def alert(self) -> str | None:
-        """One line when the figures disagree; None when reconciled."""
+    def failure(self) -> str | None:
+        """The figures disagree: both of them, and which way."""
         if self.reconciled:
             return None
         diff = self.difference_usd
@@ -72,13 +63,12 @@ def reconcile_run(args: dict[str, Any]) -> Plan:
     rows = [r for r in scan.rows if r.resource_id == run_id]
     billed, charged = money(run.total_cost_usd), total(rows)
     diff = billed - charged
-    return Reconciliation(
+    return Reconciliation.of(
+        scan.wallet,
+        usage.sandbox or scan.sandbox,
         run_id=run.run_id,
         run_name=run.run_name,
         status=run.status,
-        wallet_id=scan.wallet.wallet_id,
-        team_id=scan.wallet.team_id,
-        currency=scan.wallet.currency,
         run_billed_usd=usd_float(billed),
         wallet_charged_usd=usd_float(charged),
         difference_usd=usd_float(diff),
@@ -86,5 +76,4 @@ def reconcile_run(args: dict[str, Any]) -> Plan:
         rows_scanned=len(scan.rows),
         pages=scan.pages,
         rows=rows,
-        sandbox=usage.sandbox or scan.sandbox,
     )

@@ -1,7 +1,7 @@
 """Compact text for people and agents: the figures that matter, few tokens.
 
 The one place results become text: run usage, a wallet page and the reports
-(reconciliation, spend, budget check). The models hold data only; every
+(reconciliation, spend, budget check, runway). The models hold data only; every
 surface (CLI, LangChain content, MCP text) shows the lines built here, so an
 answer read from one can be checked against another. A check's verdict is its
 first line. Advice is left as `[[name]]` markers (see `wording`): each surface
@@ -10,17 +10,22 @@ words them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
 from .budget import BudgetCheck
 from .models import FINISHED_STATUSES, BillingEntry, CostLine, RunUsage, Wallet
-from .money import usd
+from .money import money, usd
 from .reconcile import Reconciliation
-from .spend import RUN_TYPE, SpendReport
+from .report import utc
+from .runway import Runway
+from .spend import RUN_TYPE, SpendGroup, SpendPeriod, SpendReport
 
 SANDBOX_BANNER = "SANDBOX DATA (demo account, not real billing)"
+#: periods a spend summary lists (newest first); the rest are in the JSON and the CSV
+SHOWN_PERIODS = 31
 
 __all__ = ["SANDBOX_BANNER", "Rendered", "rate", "render", "usd"]
 
@@ -45,32 +50,18 @@ class Rendered:
 
 def render(data: Any, *, offset: int = 0) -> Rendered:
     """`data` (an operation's result model) as text; `offset` is where a wallet page starts."""
-    if isinstance(data, RunUsage):
-        return _run(data)
     if isinstance(data, Wallet):
         return _wallet(data, offset)
-    if isinstance(data, Reconciliation):
-        return _reconciliation(data)
-    if isinstance(data, SpendReport):
-        return _spend(data)
     if isinstance(data, BudgetCheck):
         return _budget(data, offset)
-    raise TypeError(f"no text for {type(data).__name__}")
+    text = next((_TEXT[t] for t in type(data).__mro__ if t in _TEXT), None)
+    if text is None:
+        raise TypeError(f"no text for {type(data).__name__}")
+    return text(data)
 
 
 def rate(value: float | None) -> str:
     return "rate unknown" if value is None else f"@ ${value:g}/Mtok"
-
-
-def utc(when: datetime) -> datetime:
-    """`when` in UTC (naive means UTC already). At the calendar's edge a date cannot change
-    zone: it is shown as given."""
-    if when.tzinfo is None:
-        return when
-    try:
-        return when.astimezone(UTC)
-    except OverflowError:
-        return when
 
 
 def billing_row(entry: BillingEntry, name: str | None, indent: str = "  ") -> str:
@@ -151,6 +142,8 @@ def _spend(report: SpendReport) -> Rendered:
     if report.newest_at and report.oldest_at:
         oldest, newest = utc(report.oldest_at), utc(report.newest_at)
         lines.append(f"  rows from {oldest:%Y-%m-%d %H:%M} to {newest:%Y-%m-%d %H:%M} UTC")
+    if report.by and report.periods is not None:
+        lines += _periods(report.by, report.periods, report.empty_periods_listed is not False)
     lines.append("  by resource type")
     for g in report.by_resource_type:
         lines.append(f"    {g.key or '-':<22} {usd(g.total_usd):>10}  {_count(g.rows)}")
@@ -168,6 +161,55 @@ def _spend(report: SpendReport) -> Rendered:
     return Rendered(summary=lines)
 
 
+def _periods(by: str, periods: list[SpendPeriod], filled: bool) -> list[str]:
+    """A line per period, newest first: its total, rows and what it went on."""
+    shown = periods[:SHOWN_PERIODS]
+    head = f"  by {by} (UTC{', weeks from Monday' if by == 'week' else ''}), newest first"
+    if len(shown) < len(periods):
+        head += f" ({len(shown)} of {len(periods)}; all in [[all_rows]])"
+    if not filled:
+        head += "; periods with no rows left out (too many to list)"
+    lines = [head]
+    for p in shown:
+        line = f"    {p.period:<22} {usd(p.total_usd):>10}  {_count(p.rows)}  {_types(p.by_resource_type)}"
+        lines.append(line.rstrip())
+    return lines
+
+
+def _types(groups: list[SpendGroup]) -> str:
+    return " · ".join(f"{g.key or '-'} {usd(g.total_usd)}" for g in groups)
+
+
+def _runway(r: Runway) -> Rendered:
+    owner = f"wallet {r.wallet_id}"
+    target = "empties" if r.min_balance_usd == 0 else f"reaches the minimum {usd(r.min_balance_usd)}"
+    if r.alert:
+        verdict = f"runway: 0 days: {r.alert}"
+    elif money(r.balance_usd) == money(r.min_balance_usd):
+        verdict = f"runway: 0 days: {owner} is at the minimum {usd(r.min_balance_usd)}"
+    elif r.spend_usd <= 0:
+        verdict = f"runway: no spend in the window: {owner} is not running down, so no date to give; try more [[days]]"
+    elif r.days_left is None or r.empty_on is None:
+        verdict = f"runway: beyond 9999-12-31: {owner} {target} after the calendar's end at {usd(r.usd_per_day)}/day"
+    else:
+        when = f"on {r.empty_on:%Y-%m-%d}"
+        verdict = f"runway: {_days(r.days_left)} days: {owner} {target} {when} at {usd(r.usd_per_day)}/day"
+    start, end = utc(r.window_start), utc(r.window_end)
+    lines = [
+        f"  {owner} ({_owner(r.team_id)}) · balance {usd(r.balance_usd)} {r.currency}"
+        f" · minimum {usd(r.min_balance_usd)}",
+        f"  {usd(r.spend_usd)} spent in {_plural(r.rows, 'row')} over the {_plural(r.window_days, 'day')}"
+        f" {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC: {usd(r.usd_per_day)}/day",
+        f"  method: {r.method}",
+    ]
+    return Rendered(verdict=verdict, summary=lines)
+
+
+def _days(days: float) -> str:
+    """Days to one decimal, rounded down: a runway is never told longer than it is."""
+    return f"{money(days).quantize(Decimal('0.1'), ROUND_DOWN):,}"
+
+
 def _budget(check: BudgetCheck, offset: int) -> Rendered:
     if check.ok:
         verdict = (
@@ -179,5 +221,19 @@ def _budget(check: BudgetCheck, offset: int) -> Rendered:
     return replace(_wallet(Wallet.model_validate(check.wallet), offset), verdict=verdict)
 
 
+def _plural(n: int, unit: str) -> str:
+    return f"{n} {unit}" if n == 1 else f"{n} {unit}s"
+
+
 def _count(n: int) -> str:
     return f"{n:>4} row" if n == 1 else f"{n:>4} rows"
+
+
+#: the results whose text needs nothing but the result (a wallet page and the budget check need
+#: where the page starts)
+_TEXT: dict[type, Callable[[Any], Rendered]] = {
+    RunUsage: _run,
+    Reconciliation: _reconciliation,
+    SpendReport: _spend,
+    Runway: _runway,
+}

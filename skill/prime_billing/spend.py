@@ -1,25 +1,36 @@
 """What did we spend, and on what? Every wallet row (or every row since a date), totalled.
 
-Totals by resource type and by resource id, the runs that cost most, and the
-rows themselves for export. Sums are exact to the cent (Decimal), and paging
-reads every row exactly once.
+Totals by resource type and by resource id, the runs that cost most, totals per
+UTC day, ISO week or month when asked (`by`), and the rows themselves for
+export. Sums are exact to the cent (Decimal), and paging reads every row
+exactly once.
 """
 
 from __future__ import annotations
 
+import csv
 from collections import defaultdict
-from datetime import datetime
+from collections.abc import Callable, Iterable
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import IO, Any
+from typing import IO, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from .compose import Plan, parse_when, scan_wallet, total, write_rows_csv
 from .models import BillingEntry
 from .money import money, usd_float
+from .report import WalletReport, utc
 
 #: the resource type of RFT runs' rows
 RUN_TYPE = "rft_run"
+#: what a report can total by: a UTC day, an ISO week (Monday to Sunday, UTC) or a calendar month
+Period = Literal["day", "week", "month"]
+#: the most periods listed with the empty ones in between; a longer span lists only periods with rows
+#: (a day per row over ~2.7 years; a row dated in year 1 would otherwise ask for 700,000 days)
+MAX_PERIODS = 1000
+#: the columns of the CSV by period (`by` given): one line per period and resource type
+PERIOD_CSV_COLUMNS = ("period", "start", "resource_type", "rows", "total_usd")
 
 
 class SpendGroup(BaseModel):
@@ -33,15 +44,34 @@ class SpendGroup(BaseModel):
     resource_type: str | None = None
 
 
-class SpendReport(BaseModel):
-    """Spend of one wallet over all its rows, or since a moment."""
+class SpendPeriod(BaseModel):
+    """One day, week or month of spend (UTC), and what it went on."""
 
     model_config = ConfigDict(frozen=True)
 
-    wallet_id: str
-    team_id: str | None = None
-    currency: str = "USD"
-    balance_usd: float
+    #: 2026-11-20 (day), 2026-W47 (ISO week) or 2026-11 (month)
+    period: str
+    #: the period's first moment, and the next one's (exclusive), UTC
+    start: datetime
+    end: datetime
+    total_usd: float
+    rows: int
+    #: most spent first; empty for a period with no rows
+    by_resource_type: list[SpendGroup]
+
+
+def _not_asked(value: Any) -> bool:
+    return value is None
+
+
+class SpendReport(WalletReport):
+    """Spend of one wallet over all its rows, or since a moment."""
+
+    #: what `--csv` writes (CLI help; `[[by]]` is worded per surface)
+    csv_what: ClassVar[str] = (
+        "the rows (with [[by]]: one line per period and resource type, " + ",".join(PERIOD_CSV_COLUMNS) + ")"
+    )
+
     #: the lower bound asked for (inclusive), None for all rows
     since: datetime | None = None
     #: rows in the wallet when paging began (all time)
@@ -57,14 +87,31 @@ class SpendReport(BaseModel):
     by_resource_id: list[SpendGroup]
     #: the most expensive RFT runs, most first
     top_runs: list[SpendGroup]
+    #: the period asked for, None when none was
+    by: Period | None = None
+    #: with `by` only: every period from the newest row's back to the oldest row's, newest first,
+    #: the empty ones at 0 (see `empty_periods_listed`)
+    periods: list[SpendPeriod] | None = Field(default=None, exclude_if=_not_asked)
+    #: with `by` only: false when the span held more than MAX_PERIODS periods, so only those with rows are listed
+    empty_periods_listed: bool | None = Field(default=None, exclude_if=_not_asked)
     rows: list[BillingEntry]
-    sandbox: bool = False
 
     def write_csv(self, out: IO[str]) -> int:
-        return write_rows_csv(self.rows, out)
+        """The rows; with `by`, one line per period and resource type instead (an empty period: one line)."""
+        if self.periods is None:
+            return write_rows_csv(self.rows, out)
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(PERIOD_CSV_COLUMNS)
+        n = 0
+        for p in self.periods:
+            start = p.start.strftime("%Y-%m-%dT%H:%M:%SZ")
+            for g in p.by_resource_type or [SpendGroup(key=None, total_usd=0.0, rows=0)]:
+                writer.writerow([p.period, start, g.key or "", g.rows, g.total_usd])
+                n += 1
+        return n
 
 
-def _groups(rows: list[BillingEntry], key: Any) -> list[SpendGroup]:
+def _groups(rows: Iterable[BillingEntry], key: Callable[[BillingEntry], Any]) -> list[SpendGroup]:
     sums: dict[Any, Decimal] = defaultdict(Decimal)
     counts: dict[Any, int] = defaultdict(int)
     for r in rows:
@@ -83,6 +130,88 @@ def _groups(rows: list[BillingEntry], key: Any) -> list[SpendGroup]:
     ]
 
 
+# --------------------------------------------------------------------------- periods
+
+
+def period_of(when: datetime, by: Period) -> tuple[str, datetime, datetime]:
+    """The UTC period holding `when` (naive means UTC): its label, first moment and the next period's."""
+    start = _period_start(utc(when).date(), by)
+    return _label(start, by), _midnight(start), _midnight(_following(start, by))
+
+
+def _period_start(day: date, by: Period) -> date:
+    if by == "day":
+        return day
+    if by == "week":
+        return day - timedelta(days=day.weekday())  # back to Monday (ISO)
+    return day.replace(day=1)
+
+
+def _label(start: date, by: Period) -> str:
+    if by == "day":
+        return start.isoformat()
+    if by == "week":
+        iso = start.isocalendar()  # the ISO year: the week of 2024-12-30 is 2025-W01
+        return f"{iso.year:04d}-W{iso.week:02d}"
+    return f"{start.year:04d}-{start.month:02d}"
+
+
+def _following(start: date, by: Period) -> date:
+    """The next period's start; the calendar's last day at its very edge."""
+    try:
+        if by == "month":
+            return (start + timedelta(days=31)).replace(day=1)
+        return start + timedelta(days=7 if by == "week" else 1)
+    except OverflowError:
+        return date.max
+
+
+def _preceding(start: date, by: Period) -> date:
+    if by == "month":
+        return (start - timedelta(days=1)).replace(day=1)
+    return start - timedelta(days=7 if by == "week" else 1)
+
+
+def _midnight(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+def _span(newest: date, oldest: date, by: Period) -> int:
+    """How many periods from the oldest's to the newest's, both included."""
+    if by == "month":
+        return (newest.year - oldest.year) * 12 + newest.month - oldest.month + 1
+    return (newest - oldest).days // (7 if by == "week" else 1) + 1
+
+
+def periods(rows: Iterable[BillingEntry], by: Period) -> tuple[list[SpendPeriod], bool]:
+    """Totals per period, newest first, and whether the empty periods between are listed (they
+    are unless the span holds more than MAX_PERIODS)."""
+    found: dict[date, list[BillingEntry]] = defaultdict(list)
+    for r in rows:
+        found[_period_start(utc(r.created_at).date(), by)].append(r)
+    if not found:
+        return [], True
+    newest, oldest = max(found), min(found)
+    starts = sorted(found, reverse=True)
+    filled = _span(newest, oldest, by) <= MAX_PERIODS
+    if filled:
+        starts = [newest]
+        while starts[-1] > oldest:
+            starts.append(_preceding(starts[-1], by))
+    return [_period(s, by, found.get(s, [])) for s in starts], filled
+
+
+def _period(start: date, by: Period, rows: list[BillingEntry]) -> SpendPeriod:
+    return SpendPeriod(
+        period=_label(start, by),
+        start=_midnight(start),
+        end=_midnight(_following(start, by)),
+        total_usd=usd_float(total(rows)),
+        rows=len(rows),
+        by_resource_type=_groups(rows, lambda r: r.resource_type),
+    )
+
+
 def spend_report(args: dict[str, Any]) -> Plan:
     """Plan: page through the wallet (stopping at `since`), then total."""
     since = parse_when(args["since"]) if args.get("since") else None
@@ -90,11 +219,11 @@ def spend_report(args: dict[str, Any]) -> Plan:
     rows = scan.rows
     by_id = _groups(rows, lambda r: (r.resource_type, r.resource_id))
     top = max(1, int(args.get("top") or 5))
-    return SpendReport(
-        wallet_id=scan.wallet.wallet_id,
-        team_id=scan.wallet.team_id,
-        currency=scan.wallet.currency,
-        balance_usd=scan.wallet.balance_usd,
+    by: Period | None = args.get("by")
+    listed, filled = periods(rows, by) if by else (None, None)
+    return SpendReport.of(
+        scan.wallet,
+        scan.sandbox,
         since=since,
         total_billings=scan.wallet.total_billings,
         row_count=len(rows),
@@ -105,6 +234,8 @@ def spend_report(args: dict[str, Any]) -> Plan:
         by_resource_type=_groups(rows, lambda r: r.resource_type),
         by_resource_id=by_id,
         top_runs=[g for g in by_id if g.resource_type == RUN_TYPE][:top],
+        by=by,
+        periods=listed,
+        empty_periods_listed=filled,
         rows=rows,
-        sandbox=scan.sandbox,
     )

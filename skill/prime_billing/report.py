@@ -1,0 +1,74 @@
+"""What every report read from one wallet shares: the wallet it names, and a check's alert.
+
+Spend, reconcile, the budget check and runway each answer for one wallet; their
+models name it with the same fields, in the same order, filled the one way
+(`WalletReport.of`). A report that can fail a check says how in one `alert`
+line (the CLI prints it and exits 3); the line for a balance below a minimum is
+written here once, since two checks say it.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Self
+
+from pydantic import BaseModel, ConfigDict, computed_field
+
+from .money import money, usd, usd_float
+
+if TYPE_CHECKING:
+    from .models import Wallet
+
+
+class WalletReport(BaseModel):
+    """The wallet a report was read from; the report's own fields follow these."""
+
+    model_config = ConfigDict(frozen=True)
+
+    wallet_id: str
+    team_id: str | None = None
+    currency: str = "USD"
+    balance_usd: float
+    sandbox: bool = False
+
+    @classmethod
+    def of(cls, wallet: Wallet, sandbox: bool, /, **fields: Any) -> Self:
+        """The report for `wallet` (its own fields filled from it) with the report's `fields`."""
+        return cls(
+            wallet_id=wallet.wallet_id,
+            team_id=wallet.team_id,
+            currency=wallet.currency,
+            balance_usd=wallet.balance_usd,
+            sandbox=sandbox,
+            **fields,
+        )
+
+
+class WalletCheck(WalletReport):
+    """A report that can fail: `alert` is its one line when it did (exit 3 on the CLI), else None."""
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def alert(self) -> str | None:
+        return self.failure()
+
+    def failure(self) -> str | None:
+        """What failed, in one line; None when the check passed."""
+        raise NotImplementedError
+
+
+def below_minimum(wallet_id: str, balance: float, minimum: float) -> str:
+    """The one line for a balance under a minimum (exact: the shortfall is a decimal difference)."""
+    short = usd_float(money(minimum) - money(balance))
+    return f"balance {usd(balance)} of wallet {wallet_id} is {usd(short)} below the minimum {usd(minimum)}: add funds"
+
+
+def utc(when: datetime) -> datetime:
+    """`when` in UTC (naive means UTC already). At the calendar's edge a moment cannot change
+    zone: it is kept as given."""
+    if when.tzinfo is None:
+        return when.replace(tzinfo=UTC)
+    try:
+        return when.astimezone(UTC)
+    except OverflowError:
+        return when
