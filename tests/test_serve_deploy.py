@@ -1,6 +1,6 @@
 """deploy/: the manifests say what the launcher needs (probes, both ports, the keys as mounted
-files, autoscaling), stay clean under checkov and hadolint, and put the request limits the
-launcher leaves to its front in ingress-nginx."""
+files, autoscaling, the metrics scrape), stay clean under checkov and hadolint, and put the request
+limits the launcher leaves to its front in ingress-nginx."""
 
 from __future__ import annotations
 
@@ -12,17 +12,26 @@ import sys
 import tomllib
 from pathlib import Path, PurePosixPath
 
+import httpx
 import pytest
 import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from conftest import ROOT
+from conftest import ROOT, LiveSandbox
 from prime_billing import __version__
+from prime_billing.serve import METRICS_PATH, REST_PORT
+from serve_harness import running, sandbox_settings
 
 DEPLOY = ROOT / "deploy"
 K8S = DEPLOY / "kubernetes"
 CONTROLLER_CONFIGMAP = DEPLOY / "ingress-nginx" / "controller-configmap.yaml"
+#: the base plus a ServiceMonitor, for clusters with the Prometheus Operator (outside the base, which
+#: must apply where its CRD does not exist; kustomize refuses an overlay nested in its base)
+MONITORING = DEPLOY / "prometheus-operator"
+#: custom resources, in files of their own: kubernetes-validate knows the built-in kinds only, so
+#: these are checked by the tests that read them, and listed here so that none is skipped unseen
+CUSTOM_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor")}
 
 #: The only scanner findings skipped, each with its reason inline where it is skipped. A new
 #: skip must be added here too, so that silencing a finding is a visible decision.
@@ -270,6 +279,78 @@ def test_ingress_nginx_carries_the_request_limits() -> None:
     assert int(data["client-body-timeout"]) == BODY_TIMEOUT_S
 
 
+def servicemonitor() -> dict:
+    (doc,) = [d for d in yaml.safe_load_all((MONITORING / "servicemonitor.yaml").read_text(encoding="utf-8")) if d]
+    return doc
+
+
+def test_the_scrape_targets_the_port_and_path_the_launcher_serves_with_the_callers_token(
+    sandbox: LiveSandbox,
+) -> None:
+    """The ServiceMonitor's endpoint is the Service port that leads to the container's REST port, its
+    path is the one the launcher serves /metrics on, and its bearer is the Secret key the pods read
+    their --token-file from; a scrape by pod address, with that token, is answered 200."""
+    from prime_billing.cli import build_parser
+
+    k, monitor = docs(), servicemonitor()
+    pod, container = pod_and_container()
+    namespace = k["Kustomization"]["namespace"]
+    assert (monitor["apiVersion"], monitor["kind"]) in CUSTOM_KINDS
+    assert monitor["metadata"]["namespace"] == namespace
+    assert monitor["spec"]["namespaceSelector"]["matchNames"] == [namespace]
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= k["Service"]["metadata"]["labels"].items()
+    (endpoint,) = monitor["spec"]["endpoints"]
+
+    # port name -> the Service's port -> its targetPort name -> the container port the launcher binds
+    (service_port,) = [p for p in k["Service"]["spec"]["ports"] if p["name"] == endpoint["port"]]
+    (container_port,) = [p for p in container["ports"] if p["name"] == service_port["targetPort"]]
+    (entrypoint,) = [json.loads(rest) for word, rest in dockerfile() if word == "ENTRYPOINT"]
+    ns = build_parser().parse_args([*entrypoint[1:], *container["args"]])
+    assert container_port["containerPort"] == ns.rest_port == REST_PORT and ns.only in (None, "rest")
+    assert endpoint["path"] == METRICS_PATH and endpoint.get("scheme", "http") == "http"
+
+    # the token: the Secret key mounted where --token-file reads it
+    auth = endpoint["authorization"]
+    files = secret_volume_files(pod, container)
+    (secret_name,) = {v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v}
+    assert auth["type"] == "Bearer" and auth["credentials"]["name"] == secret_name == k["Secret"]["metadata"]["name"]
+    assert files[ns.token_file] == (auth["credentials"]["key"], True)
+
+    # Prometheus calls each pod by its address: the Host check lets it through (POD_IP defined first,
+    # so Kubernetes expands $(POD_IP)); the launcher answers that path on that Host with that token
+    env = [e["name"] for e in container["env"]]
+    values = {e["name"]: e for e in container["env"]}
+    assert values["POD_IP"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
+    assert env.index("POD_IP") < env.index("PRIME_BILLING_ALLOWED_HOSTS")
+    pod_ip = "10.1.2.3"
+    allowed = values["PRIME_BILLING_ALLOWED_HOSTS"]["value"].replace("$(POD_IP)", pod_ip).split(",")
+    with running(sandbox_settings(sandbox.url), only="rest", token="tok", allow_hosts=tuple(allowed)) as launcher:
+        url = launcher.urls["rest"] + endpoint["path"]
+        scraped = httpx.get(url, headers={"Host": f"{pod_ip}:{REST_PORT}", "Authorization": "Bearer tok"})
+        stranger = httpx.get(url, headers={"Host": f"10.9.9.9:{REST_PORT}", "Authorization": "Bearer tok"})
+    assert scraped.status_code == 200 and "prime_wallet_balance_usd" in scraped.text
+    assert stranger.status_code == 421
+
+
+def test_the_monitoring_overlay_is_the_base_plus_the_servicemonitor() -> None:
+    (overlay,) = yaml.safe_load_all((MONITORING / "kustomization.yaml").read_text(encoding="utf-8"))
+    assert overlay["namespace"] == docs()["Kustomization"]["namespace"]
+    assert (MONITORING / overlay["resources"][0]).resolve() == K8S
+    assert sorted(overlay["resources"][1:]) == sorted(
+        p.name for p in MONITORING.glob("*.yaml") if p.name != "kustomization.yaml"
+    )
+    if shutil.which("kustomize"):
+        command = ["kustomize", "build", str(MONITORING)]
+    elif shutil.which("kubectl"):
+        command = ["kubectl", "kustomize", str(MONITORING)]
+    else:
+        pytest.skip("neither kustomize nor kubectl is installed to render it")
+    out = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    rendered = {d["kind"] for d in yaml.safe_load_all(out.stdout) if d}
+    assert rendered == {d["kind"] for _, d in manifests()} - {"Kustomization", "Secret"} | {"ServiceMonitor"}
+
+
 def millicores(value: str | int | float) -> float:
     text = str(value)
     return float(text[:-1]) if text.endswith("m") else float(text) * 1000
@@ -334,10 +415,20 @@ def test_hadolint_finds_nothing_in_the_dockerfile() -> None:
 
 
 def test_manifests_validate_against_the_kubernetes_schema() -> None:
+    files, custom = [], set()
+    for path in [*K8S.glob("*.yaml"), CONTROLLER_CONFIGMAP, *MONITORING.glob("*.yaml")]:
+        if path.name == "kustomization.yaml":
+            continue
+        kinds = {(d["apiVersion"], d["kind"]) for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if d}
+        if kinds <= CUSTOM_KINDS:
+            custom |= kinds  # no schema to validate it against (the validator warns and passes it)
+        else:
+            assert not kinds & CUSTOM_KINDS, f"{path.name}: keep a custom resource in a file of its own"
+            files.append(str(path))
+    assert custom == CUSTOM_KINDS
     command = tool("kubernetes-validate", "kubernetes_validate")
     if command is None:
         pytest.skip("kubernetes-validate is not installed (pip install kubernetes-validate)")
-    files = [str(p) for p in [*K8S.glob("*.yaml"), CONTROLLER_CONFIGMAP] if p.name != "kustomization.yaml"]
     out = subprocess.run([*command, "--strict", "--quiet", *files], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
 

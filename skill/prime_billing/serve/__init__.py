@@ -11,3 +11,5 @@ from __future__ import annotations
 REST_PORT = 8080
 MCP_PORT = 9090
 MCP_PATH = "/mcp"
+#: Prometheus metrics, on the REST port (serve/metrics.py)
+METRICS_PATH = "/metrics"

@@ -24,10 +24,14 @@ class Coalescer(Generic[T]):
         self.ttl = ttl
         self._inflight: dict[Hashable, tuple[asyncio.Task[T], list[int]]] = {}
         self._cache: dict[Hashable, tuple[float, T]] = {}
+        #: since start: callers who joined a call already in flight, and callers answered from the cache
+        self.joined = 0
+        self.hits = 0
 
     async def run(self, key: Hashable, call: Callable[[], Awaitable[T]]) -> T:
         if self.ttl > 0 and (hit := self._cache.get(key)) is not None:
             if hit[0] > time.monotonic():
+                self.hits += 1
                 return hit[1]
             del self._cache[key]
         flight = self._inflight.get(key)
@@ -35,6 +39,8 @@ class Coalescer(Generic[T]):
             task = asyncio.ensure_future(call())
             flight = self._inflight[key] = (task, [0])
             task.add_done_callback(lambda done: self._settle(key, done))
+        else:
+            self.joined += 1
         task, waiting = flight
         waiting[0] += 1
         try:

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from ..client import OnStep, Result
-from ..compose import aware, parse_when
+from ..compose import aware
 from ..config import Settings
 from ..errors import AuthenticationError, ReportTooLargeError
 from ..models import Wallet
@@ -49,6 +49,16 @@ class Gateway:
         """Callers awaiting an upstream answer right now (shared calls count each caller)."""
         return self._flights.waiting
 
+    @property
+    def joined(self) -> int:
+        """Callers who shared an upstream call already in flight instead of making their own, since start."""
+        return self._flights.joined
+
+    @property
+    def cache_hits(self) -> int:
+        """Callers answered from the `cache_ttl` cache without an upstream call, since start."""
+        return self._flights.hits
+
     async def call(
         self, op: Operation, args: Mapping[str, Any], credential: str | None = None, tally: Tally | None = None
     ) -> Result[Any]:
@@ -62,8 +72,8 @@ class Gateway:
             key = self.settings.require_key()
         flight = (hashlib.sha256(key.encode()).digest(), op.name, tuple(sorted(checked.items())))
         api_key = key if self.passthrough else None
-        since = parse_when(checked["since"]) if checked.get("since") else None
-        on_step = self._bounded(since, by_date=any(p.name == "since" for p in op.params)) if op.composite else None
+        since = op.inputs.rows_since(checked)
+        on_step = self._bounded(since, op.inputs.narrowed_by) if op.composite else None
         token = TALLY.set(tally)
         try:
             result = await self._flights.run(
@@ -75,10 +85,13 @@ class Gateway:
             tally.accepted = True
         return result
 
-    def _bounded(self, since: datetime | None, *, by_date: bool) -> OnStep:
+    def _bounded(self, since: datetime | None, narrowed_by: str | None) -> OnStep:
         """A report's step watcher: refuses once the rows it keeps exceed the cap (rows older than
-        `since` are read only to find the end). A report that asks for a second page reads the
-        wallet to its end: without a start date the total says at once how many rows that is."""
+        `since`, the report's own start, are read only to find the end). A report that asks for a
+        second page reads the wallet to its end: without a start the total says at once how many
+        rows that is. A scan asks for its second page alone, before any batch of pages at once
+        (`compose.PAGES_IN_FLIGHT`), so such a refusal costs two upstream calls. `narrowed_by`: the
+        input the refusal advises."""
         cap, kept, pages = self.max_report_rows, 0, 0
 
         def step(result: Result[Any]) -> None:
@@ -89,6 +102,6 @@ class Gateway:
                 kept += len(page) if since is None else sum(1 for r in page if aware(r.created_at) >= since)
                 rows = kept if since is not None or pages < 2 else max(kept, result.data.total_billings)
                 if rows > cap:
-                    raise ReportTooLargeError(rows, cap, by_date=by_date)
+                    raise ReportTooLargeError(rows, cap, narrowed_by=narrowed_by)
 
         return step

@@ -9,7 +9,7 @@ answer any request. The same server also runs over stdio.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import mcp_types as types
@@ -27,6 +27,11 @@ from ..operations import OPERATIONS, Operation
 from . import MCP_PATH
 from .gateway import Gateway
 from .security import CREDENTIAL, HEALTH_PATH, TALLY
+
+#: told of every tool call: (tool, outcome), the outcome "ok" or the error's code (metrics)
+OnCall = Callable[[str, str], None]
+#: the tool name counted for calls to a tool that does not exist (the name asked for is unbounded)
+UNKNOWN_TOOL = "unknown"
 
 INSTRUCTIONS = (
     "Prime Intellect billing: what an RFT run cost (prime-intellect-getrunusage, by run id) and the wallet "
@@ -73,7 +78,9 @@ def output_schema(op: Operation) -> dict[str, Any]:
     }
 
 
-def build_server(gateway: Gateway, operations: Sequence[Operation] = OPERATIONS) -> Server[Any]:
+def build_server(
+    gateway: Gateway, operations: Sequence[Operation] = OPERATIONS, *, on_call: OnCall | None = None
+) -> Server[Any]:
     tools = [tool_for(op) for op in operations]
     by_tool = {op.mcp_tool: op for op in operations}
     inputs = {t.name: t.input_schema for t in tools}
@@ -84,13 +91,19 @@ def build_server(gateway: Gateway, operations: Sequence[Operation] = OPERATIONS)
     async def call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
         op = by_tool.get(params.name)
         if op is None:
+            if on_call is not None:
+                on_call(UNKNOWN_TOOL, "unknown_tool")
             return _failure(f"unknown tool {params.name!r}; tools: {', '.join(by_tool)}")
         scope = ctx.request.scope if ctx.request is not None else {}
         credential = scope.get(CREDENTIAL)
         try:
             result = await gateway.call(op, params.arguments or {}, credential, scope.get(TALLY))
         except PrimeBillingError as exc:
+            if on_call is not None:
+                on_call(op.mcp_tool, exc.code)
             return _failure(redact(exc.worded("tool"), credential))
+        if on_call is not None:
+            on_call(op.mcp_tool, "ok")
         if op.composite:  # a report can hold thousands of rows: build its answer off the event loop
             return await asyncio.to_thread(_answer, result)
         return _answer(result)
@@ -113,14 +126,16 @@ def _failure(message: str) -> types.CallToolResult:
     return types.CallToolResult(content=[types.TextContent(text=message)], is_error=True)
 
 
-def build_mcp_app(gateway: Gateway, operations: Sequence[Operation] = OPERATIONS) -> Starlette:
+def build_mcp_app(
+    gateway: Gateway, operations: Sequence[Operation] = OPERATIONS, *, on_call: OnCall | None = None
+) -> Starlette:
     """Streamable HTTP at /mcp, stateless, JSON responses. Host/Origin and the
     token are checked by the launcher's own guard, the same as on the REST port."""
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
-    return build_server(gateway, operations).streamable_http_app(
+    return build_server(gateway, operations, on_call=on_call).streamable_http_app(
         streamable_http_path=MCP_PATH,
         stateless_http=True,
         json_response=True,

@@ -9,7 +9,7 @@ from pydantic.json_schema import models_json_schema
 
 from ..__version__ import __version__
 from ..operations import Operation, Param
-from . import problems
+from . import METRICS_PATH, problems
 
 #: statuses an operation can answer besides 200, and when
 ERRORS: dict[int, str] = {
@@ -24,7 +24,13 @@ ERRORS: dict[int, str] = {
 }
 
 
-def document(operations: Sequence[Operation], *, secured: bool) -> dict[str, Any]:
+#: the media type of /metrics: Prometheus' text format (the launcher answers with its version and charset)
+METRICS_MEDIA_TYPE = "text/plain"
+
+
+def document(operations: Sequence[Operation], *, secured: bool, metrics: bool = True) -> dict[str, Any]:
+    """`metrics`: the server answers /metrics (the launcher always does)."""
+
     # a plain operation passes the upstream body on (validated shape); a composite one its dumped model
     def mode(op: Operation) -> Any:
         return "serialization" if getattr(op, "composite", False) else "validation"
@@ -46,6 +52,8 @@ def document(operations: Sequence[Operation], *, secured: bool) -> dict[str, Any
             }
         }
     }
+    if metrics:
+        paths[METRICS_PATH] = _metrics_path()
     for op in operations:
         inputs = op.input_schema()
         params = [_parameter(p, inputs) for p in op.params]
@@ -86,6 +94,33 @@ def document(operations: Sequence[Operation], *, secured: bool) -> dict[str, Any
         doc["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
         doc["security"] = [{"bearer": []}]
     return doc
+
+
+def _metrics_path() -> dict[str, Any]:
+    """Not an operation: no upstream call of its own but a wallet reading, reused for --metrics-ttl."""
+    problem = {problems.MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    return {
+        "get": {
+            "operationId": "metrics",
+            "summary": "Prometheus metrics: this server's traffic, the wallet's balance and burn per hour.",
+            "description": (
+                "Prometheus text format. The wallet is read at most once per --metrics-ttl seconds (per key "
+                "in passthrough); if that read fails the answer is still 200, with prime_wallet_up 0."
+            ),
+            "responses": {
+                "200": {
+                    "description": "The metrics.",
+                    "content": {METRICS_MEDIA_TYPE: {"schema": {"type": "string"}}},
+                },
+                "401": {"description": ERRORS[401], "content": problem},
+                "429": {
+                    "description": "Too many requests from this caller; see Retry-After.",
+                    "content": problem,
+                    "headers": {"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds."}},
+                },
+            },
+        }
+    }
 
 
 def _parameter(p: Param, inputs: dict[str, Any]) -> dict[str, Any]:

@@ -6,8 +6,8 @@ a route answers at once, with the headers a GET would have, and calls nothing.
 
 The table's routes are answered by a plain ASGI router (`Routes`) that builds
 no Request or Response objects on the way: every forwarded call pays for those.
-Whatever it does not match (other paths or methods, `/healthz`, `/openapi.json`)
-goes to the Starlette app behind it, which also answers 404/405.
+Whatever it does not match (other paths or methods, `/healthz`, `/openapi.json`,
+`/metrics`) goes to the Starlette app behind it, which also answers 404/405.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from ..client import Result
 from ..errors import PrimeBillingError, redact
 from ..operations import OPERATIONS, Operation
-from . import openapi
+from . import METRICS_PATH, openapi
 from .gateway import Gateway
 from .problems import from_error, problem
 from .security import CREDENTIAL, HEALTH_PATH, TALLY
@@ -159,9 +159,21 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return problem(status, "error", "the server failed to answer: try again; if it persists report it")
 
 
-def build_rest_app(gateway: Gateway, operations: Sequence[Operation] = OPERATIONS, *, secured: bool = False) -> Routes:
-    """`secured`: callers must send a bearer token (a fixed token, or their own key)."""
-    doc = openapi.document(operations, secured=secured or gateway.passthrough)
+def route_templates(operations: Sequence[Operation] = OPERATIONS) -> list[str]:
+    """Every route this face answers, as its template (`{run_id}`, not an id): what metrics label a request by."""
+    return [HEALTH_PATH, "/openapi.json", METRICS_PATH, *(op.rest_path for op in operations)]
+
+
+def build_rest_app(
+    gateway: Gateway,
+    operations: Sequence[Operation] = OPERATIONS,
+    *,
+    secured: bool = False,
+    metrics: ASGIApp | None = None,
+) -> Routes:
+    """`secured`: callers must send a bearer token (a fixed token, or their own key);
+    `metrics`: the app answering GET /metrics (serve/metrics.py), none if not given."""
+    doc = openapi.document(operations, secured=secured or gateway.passthrough, metrics=metrics is not None)
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -171,6 +183,8 @@ def build_rest_app(gateway: Gateway, operations: Sequence[Operation] = OPERATION
 
     endpoints = [_Endpoint(op, gateway) for op in operations]
     routes = [Route(HEALTH_PATH, healthz), Route("/openapi.json", openapi_json)]
+    if metrics is not None:
+        routes.append(Route(METRICS_PATH, metrics, methods=["GET"]))
     routes += [Route(ep.op.rest_path, ep, methods=[ep.op.method]) for ep in endpoints]
     app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error, Exception: _http_error})
     return Routes(endpoints, app)

@@ -5,7 +5,8 @@ whoever reaches the port would spend the key). The signal handlers are in
 place before any port listens, so a SIGTERM or SIGINT at any moment stops
 accepting, lets requests in flight finish (up to `drain_seconds`) and exits 0:
 a rolling deploy drops nothing. `--sandbox` serves the demo API on a loopback
-port of its own, so sandbox answers travel the same way as real ones.
+port of its own, so sandbox answers travel the same way as real ones. The REST
+port also serves `/metrics` (serve/metrics.py), counting both ports' traffic.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
@@ -29,7 +30,10 @@ from ..errors import ConfigError
 from . import MCP_PATH, MCP_PORT, REST_PORT, accesslog
 from .gateway import Gateway
 from .limits import Limits, is_loopback
-from .security import Guard, Policy
+from .security import HEALTH_PATH, Guard, Policy
+
+if TYPE_CHECKING:
+    from .metrics import Metrics
 
 
 @dataclass(frozen=True)
@@ -95,9 +99,10 @@ def sandbox_upstream(settings: Settings) -> tuple[Settings, Any]:
     down), so the one upstream client calls it as it calls Prime; otherwise the settings as they are."""
     if not settings.sandbox:
         return settings, None
-    from ..sandbox import Sandbox, make_server
+    from ..sandbox.faults import FaultySandbox
+    from ..sandbox.server import make_server
 
-    server = make_server(Sandbox(), "127.0.0.1", 0)
+    server = make_server(FaultySandbox(), "127.0.0.1", 0)
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True).start()
     host, port = server.server_address[:2]
     return settings.with_(base_url=f"http://{host}:{port}", api_key=SANDBOX_API_KEY, sandbox=False), server
@@ -111,6 +116,8 @@ class Launcher:
         self.options = options
         self.settings = settings
         self.gateway: Gateway | None = None
+        #: what /metrics shows (when the REST face is served)
+        self.metrics: Metrics | None = None
         self.urls: dict[str, str] = {}
         self._servers: list[_Server] = []
         self._tasks: list[asyncio.Task[None]] = []
@@ -119,7 +126,8 @@ class Launcher:
 
     async def start(self) -> None:
         from .mcp_app import build_mcp_app
-        from .rest import build_rest_app
+        from .metrics import Metrics
+        from .rest import build_rest_app, route_templates
 
         o = self.options
         if o.access_log:
@@ -139,16 +147,24 @@ class Launcher:
             max_upstream=o.limits.max_upstream,
             max_report_rows=o.limits.max_report_rows,
         )
-        faces: list[tuple[str, int, Any, str]] = []
+        # the face, its port, its app, uvicorn's lifespan setting, and its routes as metrics label them
+        faces: list[tuple[str, int, Any, str, list[str]]] = []
         if o.only in (None, "rest"):
-            faces.append(("rest", o.rest_port, build_rest_app(self.gateway, secured=bool(o.token)), "auto"))
+            metrics = self.metrics = Metrics(self.gateway, ttl=o.limits.metrics_ttl)
+            rest = build_rest_app(self.gateway, secured=bool(o.token), metrics=metrics.endpoint)
+            faces.append(("rest", o.rest_port, rest, "auto", route_templates()))
         if o.only in (None, "mcp"):
-            faces.append(("mcp", o.mcp_port, build_mcp_app(self.gateway), "on"))
-        sockets = [_listen(o.host, port) for _, port, _, _ in faces]
-        for (name, _, app, lifespan), sock in zip(faces, sockets, strict=True):
-            guarded = Guard(app, policy, o.limits, host=o.host)
+            on_call = self.metrics.tool_call if self.metrics is not None else None
+            mcp = build_mcp_app(self.gateway, on_call=on_call)
+            faces.append(("mcp", o.mcp_port, mcp, "on", [MCP_PATH, HEALTH_PATH]))
+        sockets = [_listen(o.host, face[1]) for face in faces]
+        for (name, _, app, lifespan, routes), sock in zip(faces, sockets, strict=True):
+            served = guarded = Guard(app, policy, o.limits, host=o.host)
+            if self.metrics is not None:
+                self.metrics.guards[name] = guarded
+                served = self.metrics.observe(guarded, name, routes)
             config = uvicorn.Config(
-                accesslog.AccessLog(guarded, name) if o.access_log else guarded,
+                accesslog.AccessLog(served, name) if o.access_log else served,
                 log_level="warning",
                 access_log=False,
                 lifespan=lifespan,

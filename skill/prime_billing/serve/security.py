@@ -37,6 +37,8 @@ from .problems import problem
 from .upstream import Tally
 
 CREDENTIAL = "prime_billing.credential"
+#: scope key: the credential is known good (the token, or a passthrough key the upstream accepted before)
+VERIFIED = "prime_billing.verified"
 TALLY = "prime_billing.tally"
 HEALTH_PATH = "/healthz"
 
@@ -83,7 +85,7 @@ class Policy:
         extra_hosts: Iterable[str] = (),
         extra_origins: Iterable[str] = (),
     ) -> Policy:
-        hosts = set(cls.hosts) | {h.strip() if h.strip() == "*" else host_name(h.strip()) or "" for h in extra_hosts}
+        hosts = set(cls.hosts) | {_allowed_host(h) for h in extra_hosts}
         if bind_host and bind_host not in ("0.0.0.0", "::"):
             hosts.add(f"[{bind_host}]" if ":" in bind_host else bind_host.lower())
         origins = set(cls.origins) | {o.strip().rstrip("/").lower() for o in extra_origins if o.strip()}
@@ -102,6 +104,19 @@ class Policy:
         return name is not None and f"{m['scheme']}://{name}" in self.origins  # type: ignore[index]
 
 
+def _allowed_host(value: str) -> str:
+    """An allowed Host entry as the check compares it: `*`, a name, or a v6 address (given bare, as
+    Kubernetes' `$(POD_IP)` is, it goes in brackets, as a Host header carries it); "" if none."""
+    value = value.strip()
+    if value == "*":
+        return value
+    try:
+        ipaddress.IPv6Address(value)
+    except ValueError:
+        return host_name(value) or ""
+    return f"[{value.lower()}]"
+
+
 class Guard:
     """ASGI middleware applying a Policy and the request Limits; refusals are problem+json."""
 
@@ -113,6 +128,8 @@ class Guard:
         self._buckets = limits.buckets(host)
         #: passthrough keys the upstream accepted (hashed), which then count as callers of their own
         self._accepted: OrderedDict[bytes, None] = OrderedDict()
+        #: requests refused by the per-caller rate (429) since start: a plain count, read at /metrics
+        self.rate_limited = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] == HEALTH_PATH:
@@ -147,6 +164,7 @@ class Guard:
         valid = self._valid(bearer)
         caller = b"c" + hashlib.sha256(bearer).digest()[:16] if valid and bearer else _address(scope)
         if self._buckets is not None and (wait := self._buckets.take(caller)) > 0:
+            self.rate_limited += 1
             seconds = max(1, math.ceil(wait))
             detail = f"too many requests from this caller: wait {seconds}s and try again"
             await problem(429, "too_many_requests", detail, {"Retry-After": str(seconds)})(scope, receive, send)
@@ -162,6 +180,7 @@ class Guard:
             return
         if self.policy.passthrough and bearer:
             scope[CREDENTIAL] = bearer.decode("latin-1")
+        scope[VERIFIED] = valid
         buckets = self._buckets
         scope[TALLY] = Tally(pace=(lambda: buckets.take(caller)) if buckets is not None else None)
         await self._serve(scope, receive, send, body, bearer if self.policy.passthrough and not valid else None)

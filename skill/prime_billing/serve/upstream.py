@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import urllib.request
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -25,6 +26,7 @@ import httpx
 
 from ..client import DEFAULT_HEADERS, AsyncClient, Reply, Request, check_size, url_for
 from ..config import Settings
+from ..errors import PrimeBillingError
 
 
 @dataclass
@@ -59,6 +61,8 @@ class Upstream(AsyncClient):
         self._proxy = proxy_for(settings.base_url)
         self._limit = max_in_flight
         self._session: aiohttp.ClientSession | None = None
+        #: attempts sent since start, by (outcome, HTTP status or "none"): plain counts, read at /metrics
+        self.replies: Counter[tuple[str, str]] = Counter()
 
     def _pool(self) -> aiohttp.ClientSession:
         """Made on first use, inside the event loop that will drive it."""
@@ -87,21 +91,36 @@ class Upstream(AsyncClient):
             while tally.upstream > 1 and tally.pace is not None and (wait := tally.pace()) > 0:
                 await asyncio.sleep(wait)
         url = url_for(self.settings.base_url, request)
+        outcome, status = "error", "none"
         try:
             async with self._pool().request(
                 request.method, url, headers=request.headers, proxy=self._proxy, allow_redirects=False
             ) as response:
+                status = str(response.status)
                 check_size(response.headers)
                 body = bytearray()
                 async for chunk in response.content.iter_any():
                     body += chunk
                     check_size(response.headers, len(body))
+                outcome = "ok" if 200 <= response.status < 300 else "http_error"
                 return Reply(response.status, response.headers, bytes(body))
         except aiohttp.ConnectionTimeoutError as exc:
+            outcome = "timeout"
             raise httpx.ConnectTimeout(str(exc)) from None
         except (aiohttp.SocketTimeoutError, aiohttp.ServerTimeoutError) as exc:
+            outcome = "timeout"
             raise httpx.ReadTimeout(str(exc)) from None
         except aiohttp.ClientConnectorError as exc:
+            outcome = "connect_error"
             raise httpx.ConnectError(str(exc)) from None
         except aiohttp.ClientError as exc:  # a reset, a truncated body, ...
+            outcome = "read_error"
             raise httpx.ReadError(f"{type(exc).__name__}: {exc}") from None
+        except PrimeBillingError:  # too large or compressed: refused unread
+            outcome = "refused"
+            raise
+        except asyncio.CancelledError:  # its caller hung up, or the attempt's deadline passed
+            outcome = "cancelled"
+            raise
+        finally:
+            self.replies[outcome, status] += 1
