@@ -34,7 +34,7 @@ EXPECTED = {
     "SKILL.md",
     "LICENSE",
     bundle.MANIFEST,
-    *(f"scripts/{s}" for s in ("run_usage.py", "wallet.py", "reconcile.py", "spend.py")),
+    *(f"scripts/{s}" for s in ("run_usage.py", "wallet.py", "reconcile.py", "spend.py", "runway.py")),
     *(f"reference/{r}" for r in ("fields.md", "reports.md", "sandbox.md")),
     *(f"skill/prime_billing/{m}" for m in bundle.MODULES),
 }
@@ -44,6 +44,8 @@ RUNS_FROM_BUNDLE = [
     (["run_usage.py", "rft_sbx_cached", "--sandbox"], 0, "billed                $41.20"),
     (["reconcile.py", "rft_sbx_mismatch", "--sandbox"], 3, "MISMATCH by $0.37"),
     (["spend.py", "--sandbox"], 0, "top runs (5)"),
+    (["spend.py", "--by", "week", "--sandbox"], 0, "2026-W46                   $50.04    10 rows"),
+    (["runway.py", "--as-of", "2026-11-21", "--sandbox"], 0, "runway: 3.9 days: wallet wal_sbx_personal empties on"),
     (["run_usage.py", "rft_sbx_completed", "--watch", "--json", "--sandbox"], 0, '"status": "COMPLETED"'),
 ]
 
@@ -198,7 +200,10 @@ def test_bundle_scripts_answer_with_only_httpx_and_pydantic(installed: Installed
 
 def test_bundle_holds_exactly_the_modules_the_scripts_import(bundle_runs: list) -> None:
     imported = {m for *_, modules, _ in bundle_runs for m in modules}
-    assert {f"prime_billing.{m[:-3]}" for m in bundle.MODULES if m != "__init__.py"} | {"prime_billing"} == imported
+    names = {
+        ".".join(["prime_billing", *Path(m).with_suffix("").parts]).removesuffix(".__init__") for m in bundle.MODULES
+    }
+    assert names == imported
 
 
 def test_bundle_scripts_run_through_uv_run(installed: Installed) -> None:

@@ -101,7 +101,7 @@ def test_the_cycles_this_package_had_stay_broken() -> None:
     graph = module_graph()
     # the models know nothing of text; the launcher's command knows nothing of the CLI
     assert "prime_billing.render" not in graph["prime_billing.models"]
-    for model in ("reconcile", "spend", "budget"):
+    for model in ("reconcile", "spend", "budget", "runway", "report"):
         assert "prime_billing.render" not in graph[f"prime_billing.{model}"]
     assert "prime_billing.cli" not in graph["prime_billing.serve.command"]
     # and the walk sees the lazy import the other way round
@@ -118,3 +118,41 @@ def test_the_serve_script_still_answers_under_its_own_name(home: Path) -> None:
     assert helped.returncode == 0 and helped.stdout.startswith("usage: serve.py ")
     assert "--rest-port N" in helped.stdout and "--only {rest,mcp}" in helped.stdout
     assert_one_line_error(run([str(SCRIPTS / "serve.py"), "--bogus"], script_env(home)), 2, "serve.py: error: ")
+
+
+TEST_SUPPORT = {"prime_billing.sandbox.faults", "prime_billing.sandbox.server"}
+
+
+def reachable(graph: dict[str, set[str]], start: str) -> set[str]:
+    """Every module `start` may load, lazy imports included."""
+    seen: set[str] = set()
+    todo = [start]
+    while todo:
+        for nxt in graph.get(todo.pop(), set()) - seen:
+            seen.add(nxt)
+            todo.append(nxt)
+    return seen
+
+
+def test_the_client_can_never_load_the_fault_injector_or_the_socket_server() -> None:
+    graph = module_graph()
+    assert "prime_billing.sandbox" in reachable(graph, "prime_billing.client")  # `--sandbox`, in process
+    for runtime in ("prime_billing.client", "prime_billing.langchain", "prime_billing.operations"):
+        assert not reachable(graph, runtime) & TEST_SUPPORT, runtime
+    # only the commands that serve the sandbox on a socket reach them
+    assert TEST_SUPPORT.issubset(reachable(graph, "prime_billing.cli"))
+    assert TEST_SUPPORT.issubset(reachable(graph, "prime_billing.serve.runner"))
+
+
+def test_a_sandbox_command_runs_without_loading_them(home: Path) -> None:
+    """`wallet --sandbox` through the whole CLI (every parser built, the demo data answering)."""
+    code = (
+        "import sys\n"
+        "from prime_billing.cli import main\n"
+        "code = main(['wallet', '--sandbox', '--json'])\n"
+        "print(sorted(m for m in sys.modules if m.startswith('prime_billing.sandbox')), file=sys.stderr)\n"
+        "sys.exit(code)\n"
+    )
+    out = run(["-c", code], script_env(home))
+    assert out.returncode == 0 and '"sandbox": true' in out.stdout, out.stderr
+    assert out.stderr.strip().splitlines()[-1] == "['prime_billing.sandbox', 'prime_billing.sandbox.data']"

@@ -32,11 +32,13 @@ from .errors import ConfigError, InvalidInputError
 #: the folder name the skills spec requires: the `name` in SKILL.md's front matter
 SKILL_NAME = "prime-intellect-billing"
 #: the scripts SKILL.md tells the agent to run (not serve.py: the server stack stays out)
-SCRIPTS = ("run_usage.py", "wallet.py", "reconcile.py", "spend.py")
+SCRIPTS = ("run_usage.py", "wallet.py", "reconcile.py", "spend.py", "runway.py")
 #: the pages SKILL.md links (langchain.md and serve.md are for developers, in README)
 REFERENCE = ("fields.md", "reports.md", "sandbox.md")
-#: what the scripts import: `cli` and what it loads lazily for the operations, the
-#: sandbox and `--watch`; tests run every script from a bundle holding only these
+#: what the scripts import: `cli` and what it loads lazily for the operations,
+#: `--sandbox` (the demo data and its dispatcher, not the fault injector or the socket
+#: server: no script serves the sandbox) and `--watch`; tests run every script from a
+#: bundle holding only these
 MODULES = (
     "__init__.py",
     "__version__.py",
@@ -51,8 +53,12 @@ MODULES = (
     "operations.py",
     "reconcile.py",
     "render.py",
-    "sandbox.py",
+    "report.py",
+    "runway.py",
+    "sandbox/__init__.py",
+    "sandbox/data.py",
     "spend.py",
+    "subcommand.py",
     "watch.py",
     "wording.py",
 )
@@ -92,7 +98,7 @@ def bundle_files() -> dict[str, bytes]:
         out["LICENSE"] = license_file.read_bytes()
     out.update({f"scripts/{name}": _read(root / "scripts" / name) for name in SCRIPTS})
     out.update({f"reference/{name}": _read(root / "reference" / name) for name in REFERENCE})
-    out.update({f"skill/prime_billing/{name}": _read(package / name) for name in MODULES})
+    out.update({f"skill/prime_billing/{name}": _read(package.joinpath(*name.split("/"))) for name in MODULES})
     return out
 
 

@@ -22,6 +22,7 @@ from typing import Any, NoReturn
 
 from .__version__ import __version__
 from .errors import ConfigError, InvalidInputError, PrimeBillingError
+from .subcommand import Subcommand
 
 EXIT_OK, EXIT_API, EXIT_USAGE, EXIT_CHECK = 0, 1, 2, 3
 #: Ctrl-C: the shell's convention (128 + SIGINT)
@@ -29,11 +30,12 @@ EXIT_INTERRUPTED = 130
 EXIT_CODES = "exit codes: 0 ok, 1 API or network failure, 2 bad invocation or configuration"
 #: said only by the commands that can return it
 EXIT_CHECK_HELP = ", 3 a check did not pass ({})"
+#: the top-level help's epilog; `{checks}`: every command that can fail a check (from the table)
 TOP_EPILOG = (
     "Every command takes --sandbox for demo data (no key needed) and --help for its options. "
     "Configuration: PRIME_API_KEY or `prime login` (~/.prime/config.json); PRIME_API_BASE_URL; "
     "PRIME_TEAM_ID for a team's wallet; PRIME_BILLING_TIMEOUT and PRIME_BILLING_MAX_RETRIES. "
-    f"E{EXIT_CODES[1:]}{EXIT_CHECK_HELP.format('reconcile mismatch, balance below wallet --min-balance')}."
+    f"E{EXIT_CODES[1:]}{EXIT_CHECK_HELP.format('{checks}')}."
 )
 
 
@@ -46,7 +48,8 @@ class Parser(argparse.ArgumentParser):
 
 def _add_common(p: argparse.ArgumentParser, op: Any) -> None:
     if op.composite:
-        json_help = "print the report as one JSON document: every figure and every row"
+        rows = " and every row" if hasattr(op.model, "write_csv") else ""  # a report with rows to export
+        json_help = f"print the report as one JSON document: every figure{rows}"
     elif any(param.many for param in op.params):
         json_help = "print the API's JSON body unchanged (several ids: an array in their order)"
     else:
@@ -90,7 +93,10 @@ def _add_op_args(p: argparse.ArgumentParser, op: Any) -> None:
             default = f" (default {param.default})" if param.default is not None else ""
             p.add_argument(param.flag, dest=param.name, metavar=_metavar(param), help=param.description + default)
     if hasattr(op.model, "write_csv"):
-        p.add_argument("--csv", metavar="FILE", help="also write the rows as CSV to FILE ('-' for stdout instead)")
+        from .wording import phrase
+
+        what = phrase(getattr(op.model, "csv_what", "the rows"), "cli")
+        p.add_argument("--csv", metavar="FILE", help=f"also write {what} as CSV to FILE ('-' for stdout instead)")
     if op.finished is not None:
         p.add_argument("--watch", action="store_true", help="poll until finished: in place on a terminal, JSON lines")
         p.add_argument(
@@ -109,8 +115,13 @@ def _metavar(param: Any) -> str:
     return param.cli.metavar or ("N" if param.field.annotation is int else param.name.upper())
 
 
+def _check_commands(op: Any) -> list[str]:
+    """How the commands that can fail a check read: `reconcile`, `wallet --min-balance` (a rider)."""
+    return [o.command if o is op else f"{op.command} {o.params[0].flag}" for o in (op, *_riders(op)) if _checks(o)]
+
+
 def _op_parser(op: Any, prog: str | None = None, parent: Any = None) -> argparse.ArgumentParser:
-    checks = [o.command if o is op else f"{op.command} {o.params[0].flag}" for o in (op, *_riders(op)) if _checks(o)]
+    checks = _check_commands(op)
     epilog = EXIT_CODES + (EXIT_CHECK_HELP.format(", ".join(checks)) if checks else "")
     if parent is None:
         p = Parser(prog=prog, description=op.description, epilog=epilog)
@@ -241,34 +252,41 @@ def _write_csv(results: Sequence[Any], target: str) -> None:
 
 
 class _Progress:
-    """Paging progress on a terminal's stderr, one line rewritten in place; never when piped."""
+    """A progress bar on a terminal's stderr while a report reads a wallet of several pages, wiped
+    when done; never when piped. tqdm is imported only once a second page shows there is a bar
+    to draw, so a one-page answer and every piped run never load it."""
 
     def __init__(self, prog: str) -> None:
         self.prog = prog
-        self.shown = False
+        self.bar: Any = None
+        #: the first wallet page's rows and the wallet's length then, once it came
+        self.first: tuple[int, int] | None = None
+        #: no bar can be drawn (a script run with only its own dependencies): the answer is the same
+        self.off = False
 
     def __call__(self, result: Any) -> None:
-        from .compose import describe_step
-
-        sys.stderr.write(f"\r\x1b[K{self.prog}: {describe_step(result)}")
-        sys.stderr.flush()
-        self.shown = True
+        total, page = getattr(result.data, "total_billings", None), getattr(result.data, "recent_billings", None)
+        if total is None or page is None or self.off:
+            return  # not a wallet page (a run's usage)
+        if self.first is None:
+            self.first = (len(page), total)
+            return
+        if self.bar is None:
+            try:
+                from tqdm import tqdm
+            except ImportError:
+                self.off = True
+                return
+            read, total = self.first
+            self.bar = tqdm(total=total, initial=read, desc=self.prog, unit=" rows", leave=False, file=sys.stderr)
+        self.bar.update(min(len(page), self.bar.total - self.bar.n))  # rows read twice (shifted) count once
 
     def done(self) -> None:
-        if self.shown:
-            sys.stderr.write("\r\x1b[K")
-            sys.stderr.flush()
+        if self.bar is not None:
+            self.bar.close()
 
 
-def _sandbox_command(sub: Any) -> None:
-    p = sub.add_parser(
-        "sandbox",
-        help="serve the demo API on loopback",
-        description=(
-            "Serve the sandbox (a stand-in for Prime's billing API with demo data) over HTTP. "
-            "Point PRIME_API_BASE_URL at it and use the key it prints."
-        ),
-    )
+def _sandbox_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8770, help="0 picks a free port (default 8770)")
     p.add_argument(
@@ -278,43 +296,48 @@ def _sandbox_command(sub: Any) -> None:
         "--fail-rate", type=float, default=0.0, metavar="P", help="fraction of requests answered 503 (default 0)"
     )
 
-    def run(ns: argparse.Namespace) -> int:
-        _quit_on(signal.SIGINT, EXIT_OK)  # a server stopped by Ctrl-C has done its job
-        from .sandbox import Sandbox, serve
 
-        box = Sandbox()
-        box.set_faults(
-            {"rate": ns.fail_rate, **({"latency": [x / 1000 for x in ns.latency_ms]} if ns.latency_ms else {})}
+def _run_sandbox(ns: argparse.Namespace) -> int:
+    """The sandbox on a socket, with the fault injector behind `--fail-rate` and `--latency-ms`."""
+    _quit_on(signal.SIGINT, EXIT_OK)  # a server stopped by Ctrl-C has done its job
+    from .sandbox.faults import FaultySandbox
+    from .sandbox.server import serve
+
+    box = FaultySandbox()
+    box.set_faults({"rate": ns.fail_rate, **({"latency": [x / 1000 for x in ns.latency_ms]} if ns.latency_ms else {})})
+    try:
+        serve(box, ns.host, ns.port, announce=lambda line: print(line, flush=True))
+    except OSError as exc:
+        return _fail(
+            ns._prog,
+            PrimeBillingError(f"cannot listen on {ns.host}:{ns.port}: {exc.strerror}; pick another --port"),
+            EXIT_USAGE,
         )
-        try:
-            serve(box, ns.host, ns.port, announce=lambda line: print(line, flush=True))
-        except OSError as exc:
-            return _fail(
-                ns._prog,
-                PrimeBillingError(f"cannot listen on {ns.host}:{ns.port}: {exc.strerror}; pick another --port"),
-                EXIT_USAGE,
-            )
-        return EXIT_OK
+    return EXIT_OK
 
-    p.set_defaults(_run=run)
+
+SANDBOX = Subcommand(
+    "sandbox",
+    help="serve the demo API on loopback",
+    description=(
+        "Serve the sandbox (a stand-in for Prime's billing API with demo data) over HTTP. "
+        "Point PRIME_API_BASE_URL at it and use the key it prints."
+    ),
+    arguments=_sandbox_arguments,
+    run=_run_sandbox,
+)
 
 
 def _serve_commands(sub: Any) -> None:
     """`serve` and `mcp`: their parsers only; the server stack loads when they run."""
-    from .serve.command import add_mcp, add_serve
+    from .serve.command import MCP, SERVE
 
-    add_serve(sub)
-    add_mcp(sub)
+    SERVE.add_to(sub)
+    MCP.add_to(sub)
 
 
-def _skill_command(sub: Any) -> None:
+def _skill_arguments(p: argparse.ArgumentParser) -> None:
     """`skill install|pack`: the skill folder an agent reads, from this installation (see `bundle`)."""
-    p = sub.add_parser(
-        "skill",
-        help="install the skill into a skills folder, or pack it as a zip for claude.ai",
-        description="Write the skill (SKILL.md, its scripts and references, the modules they import) "
-        "as the folder prime-intellect-billing/ or as a zip of it.",
-    )
     actions = p.add_subparsers(dest="skill_action", required=True, metavar="ACTION", parser_class=Parser)
     install = actions.add_parser(
         "install",
@@ -333,23 +356,33 @@ def _skill_command(sub: Any) -> None:
     )
     pack.add_argument("out", metavar="OUT.zip", help="the zip to write (replaced if it exists)")
 
-    def run(ns: argparse.Namespace) -> int:
-        from .bundle import run
 
-        return run(ns)
+def _run_skill(ns: argparse.Namespace) -> int:
+    from .bundle import run
 
-    p.set_defaults(_run=run)
+    return run(ns)
 
 
+SKILL = Subcommand(
+    "skill",
+    help="install the skill into a skills folder, or pack it as a zip for claude.ai",
+    description="Write the skill (SKILL.md, its scripts and references, the modules they import) "
+    "as the folder prime-intellect-billing/ or as a zip of it.",
+    arguments=_skill_arguments,
+    run=_run_skill,
+)
 #: subcommands beyond the operations table; each adds its parser, imports lazily
-EXTRA_COMMANDS: list[Callable[[Any], None]] = [_sandbox_command, _serve_commands, _skill_command]
+EXTRA_COMMANDS: list[Callable[[Any], object]] = [SANDBOX.add_to, _serve_commands, SKILL.add_to]
 
 
 def build_parser(prog: str = "prime-billing") -> argparse.ArgumentParser:
     from .operations import OPERATIONS
 
+    checks = ", ".join(c for op in OPERATIONS if op.cli_extends is None for c in _check_commands(op))
     parser = Parser(
-        prog=prog, description="Prime Intellect billing: RFT run cost and wallet balance.", epilog=TOP_EPILOG
+        prog=prog,
+        description="Prime Intellect billing: RFT run cost and wallet balance.",
+        epilog=TOP_EPILOG.replace("{checks}", checks),
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
