@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 # /// script
 # requires-python = ">=3.11"
-# dependencies = ["httpx>=0.27", "pydantic>=2.7"]
+# dependencies = ["httpx>=0.27", "pydantic>=2.7", "tqdm>=4.70"]
 # ///
 """Did the wallet pay what the run says? reconcile.py RUN_ID [--team ID] [--csv FILE] [--json] [--sandbox]
 

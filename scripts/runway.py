@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 # /// script
 # requires-python = ">=3.11"
-# dependencies = ["httpx>=0.27", "pydantic>=2.7"]
+# dependencies = ["httpx>=0.27", "pydantic>=2.7", "tqdm>=4.70"]
 # ///
 """When the balance runs out: runway.py [--days N] [--min-balance USD] [--as-of DATE] [--team ID] [--json]"""
 

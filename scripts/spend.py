@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 # /// script
 # requires-python = ">=3.11"
-# dependencies = ["httpx>=0.27", "pydantic>=2.7"]
+# dependencies = ["httpx>=0.27", "pydantic>=2.7", "tqdm>=4.70"]
 # ///
 """What was spent, and on what: spend.py [--since DATE] [--top N] [--team ID] [--csv FILE] [--json] [--sandbox]"""
 

@@ -40,8 +40,8 @@ from prime_billing.errors import BadResponseError, PaymentRequiredError
 
 SPEND = str(SCRIPTS / "spend.py")
 DEMO_CENTS, DEMO_ROWS = 22152, 46
-#: each test that takes `face` runs through the sync client and through the async one
-BOTH_FACES = pytest.mark.parametrize("face", ["sync", "async"])
+#: each test that takes `mode` runs through the sync client and through the async one
+BOTH_MODES = pytest.mark.parametrize("mode", ["sync", "async"])
 #: quick retries: the waits under test are the upstream's Retry-After, not our backoff
 FAST = RetryPolicy(max_retries=2, base_delay=0.01, max_delay=0.02)
 
@@ -51,10 +51,10 @@ def expected_cents(rows: int) -> int:
 
 
 def spend(
-    live: LiveSandbox, face: str, args: dict[str, Any] | None = None, on_step: Callable[[Any], None] | None = None
+    live: LiveSandbox, mode: str, args: dict[str, Any] | None = None, on_step: Callable[[Any], None] | None = None
 ) -> Result[Any]:
     """The spend report through the sync or the async client, against the live sandbox."""
-    if face == "sync":
+    if mode == "sync":
         with Client(base_url=live.url, api_key=SANDBOX_API_KEY, retry=FAST) as client:
             return client.call("spend_report", args or {}, on_step=on_step)
 
@@ -88,7 +88,7 @@ def assert_exact(report: Any, rows: list[dict[str, Any]], n: int) -> None:
     assert cents(report.total_usd) == sum(cents(r["amount_usd"]) for r in rows) == expected_cents(n)
 
 
-@BOTH_FACES
+@BOTH_MODES
 @pytest.mark.parametrize(
     ("knobs", "pages"),
     [
@@ -106,20 +106,20 @@ def assert_exact(report: Any, rows: list[dict[str, Any]], n: int) -> None:
         ({"rows": 1000, "page_cap": 7, "new_rows": 3}, 144),
     ],
 )
-def test_every_row_once_and_the_exact_total(sandbox: LiveSandbox, face: str, knobs: dict[str, int], pages: int) -> None:
+def test_every_row_once_and_the_exact_total(sandbox: LiveSandbox, mode: str, knobs: dict[str, int], pages: int) -> None:
     sandbox.faults(rows=knobs["rows"])
     rows = wallet_as_it_stands(sandbox)
     # counted from the next wallet request on: the scan's first
     sandbox.faults(page_cap=knobs.get("page_cap"), new_rows=knobs.get("new_rows", 0))
-    report = spend(sandbox, face).data
+    report = spend(sandbox, mode).data
     assert_exact(report, rows, knobs["rows"])
     assert report.total_billings == knobs["rows"]  # the wallet as it stood at the first page
     assert report.pages == sandbox.requests("/wallet") == pages
 
 
-@BOTH_FACES
+@BOTH_MODES
 def test_the_head_changing_between_and_within_batches_still_gives_each_row_once(
-    sandbox: LiveSandbox, rows: list[dict[str, Any]], face: str
+    sandbox: LiveSandbox, rows: list[dict[str, Any]], mode: str
 ) -> None:
     # After every batch, a different number of rows is at the head, and the first request of the
     # next batch still sees none (the knob counts from it): pages of one batch are shifted by
@@ -131,20 +131,20 @@ def test_the_head_changing_between_and_within_batches_still_gives_each_row_once(
     def shake(result: Result[Any]) -> None:
         sandbox.faults(new_rows=7 * next(arrivals) % 45)
 
-    report = spend(sandbox, face, on_step=shake).data
+    report = spend(sandbox, mode, on_step=shake).data
     assert_exact(report, rows, 1000)
 
 
-@BOTH_FACES
+@BOTH_MODES
 @pytest.mark.parametrize("new_rows", [0, 4])
 def test_since_stops_within_one_batch_of_the_moment(
-    sandbox: LiveSandbox, rows: list[dict[str, Any]], face: str, new_rows: int
+    sandbox: LiveSandbox, rows: list[dict[str, Any]], mode: str, new_rows: int
 ) -> None:
     oldest_demo = datetime.fromisoformat(rows[DEMO_ROWS - 1]["created_at"])
     # the generated rows 0..249 are at or after the moment: 46 + 250 rows, places 0..295
     since = oldest_demo - timedelta(minutes=250)
     sandbox.faults(new_rows=new_rows)
-    report = spend(sandbox, face, {"since": since.isoformat()}).data
+    report = spend(sandbox, mode, {"since": since.isoformat()}).data
     kept = rows[: DEMO_ROWS + 250]
     assert [r.id for r in report.rows] == [r["id"] for r in kept]
     assert cents(report.total_usd) == DEMO_CENTS + 250
@@ -153,8 +153,8 @@ def test_since_stops_within_one_batch_of_the_moment(
     assert report.pages == sandbox.requests("/wallet") == 4
 
 
-@BOTH_FACES
-def test_pages_overlap_up_to_the_bound(sandbox: LiveSandbox, face: str) -> None:
+@BOTH_MODES
+def test_pages_overlap_up_to_the_bound(sandbox: LiveSandbox, mode: str) -> None:
     """Every batch is held at the sandbox's gate until all its pages are in: the widths seen are the
     batches', and never more than PAGES_IN_FLIGHT at once."""
     assert PAGES_IN_FLIGHT == 10  # the widths below are worked out for it
@@ -170,7 +170,7 @@ def test_pages_overlap_up_to_the_bound(sandbox: LiveSandbox, face: str) -> None:
 
     outcome: dict[str, Any] = {}
     box.set_faults({"hold": True})
-    worker = threading.Thread(target=lambda: outcome.update(report=spend(sandbox, face, on_step=shut).data))
+    worker = threading.Thread(target=lambda: outcome.update(report=spend(sandbox, mode, on_step=shut).data))
     worker.start()
     seen, sent = [], 0
     # 20 pages: the first, the second alone, then 10 at once and the 8 left
@@ -206,25 +206,25 @@ def fault_after(live: LiveSandbox, results: int, fault: dict[str, Any]) -> Calla
     return step
 
 
-@BOTH_FACES
+@BOTH_MODES
 def test_a_429_on_one_page_of_a_batch_waits_its_retry_after_and_the_report_is_exact(
-    sandbox: LiveSandbox, rows: list[dict[str, Any]], face: str
+    sandbox: LiveSandbox, rows: list[dict[str, Any]], mode: str
 ) -> None:
     # after the first two pages the next batch is the other 8: one of them is answered 429 first
     started = time.monotonic()
-    result = spend(sandbox, face, on_step=fault_after(sandbox, 2, {"status": 429, "retry_after": "0.3"}))
+    result = spend(sandbox, mode, on_step=fault_after(sandbox, 2, {"status": 429, "retry_after": "0.3"}))
     assert time.monotonic() - started >= 0.3  # the Retry-After was waited (a lower bound: no race)
     assert_exact(result.data, rows, 1000)
     assert result.data.pages == 10
     assert sandbox.requests("/wallet") == result.attempts == 11  # the one page asked twice
 
 
-@BOTH_FACES
-def test_the_first_failure_fails_the_report_with_its_type(sandbox: LiveSandbox, face: str) -> None:
+@BOTH_MODES
+def test_the_first_failure_fails_the_report_with_its_type(sandbox: LiveSandbox, mode: str) -> None:
     sandbox.faults(rows=3000)
     # after the first two pages the next batch is 10 pages: one is answered 402, which is not retried
     with pytest.raises(PaymentRequiredError, match="payment required"):
-        spend(sandbox, face, on_step=fault_after(sandbox, 2, {"status": 402}))
+        spend(sandbox, mode, on_step=fault_after(sandbox, 2, {"status": 402}))
     # no page is asked for after the batch that failed (some of it may be abandoned unsent): of 30
     assert 3 <= sandbox.requests("/wallet") <= 12
 
@@ -319,7 +319,7 @@ def test_piped_the_bar_library_is_never_imported(sandbox: LiveSandbox, home: Pat
 
 
 def test_without_the_bar_library_a_terminal_gets_the_same_answer_and_no_bar(sandbox: LiveSandbox, home: Path) -> None:
-    """A script run with only its own dependencies (`uv run`, its PEP 723 header) has no tqdm."""
+    """Without tqdm (a script run with only httpx and pydantic), a terminal gets the answer and no bar."""
     absent = (
         "import sys; sys.modules['tqdm'] = None; sys.path.insert(0, 'skill'); "
         "from prime_billing.cli import run_script; sys.exit(run_script('spend', 'spend.py', ['--json']))"
