@@ -11,6 +11,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 import prime_billing
 from conftest import SCRIPTS, assert_one_line_error, run, script_env
 
@@ -156,3 +158,42 @@ def test_a_sandbox_command_runs_without_loading_them(home: Path) -> None:
     out = run(["-c", code], script_env(home))
     assert out.returncode == 0 and '"sandbox": true' in out.stdout, out.stderr
     assert out.stderr.strip().splitlines()[-1] == "['prime_billing.sandbox', 'prime_billing.sandbox.data']"
+
+
+#: what only the reports need: a script answering a wallet page or a run never loads them
+REPORT_MODULES = frozenset(
+    f"prime_billing.{m}" for m in ("compose", "spend", "reconcile", "runway", "budget", "report", "render")
+)
+
+
+@pytest.mark.parametrize(
+    ("script", "args"), [("wallet.py", ["--json"]), ("run_usage.py", ["rft_sbx_completed", "--json"])]
+)
+def test_a_script_answering_one_page_loads_no_report_and_no_bar(home: Path, script: str, args: list[str]) -> None:
+    """Scripts are run many times: their start-up is the modules they load. The reports' modules
+    (and the progress bar's library) load only when a report is asked for."""
+    code = (
+        "import runpy, sys\n"
+        f"sys.argv = [{script!r}, '--sandbox', *{args!r}]\n"
+        "try:\n"
+        f"    runpy.run_path({str(SCRIPTS / script)!r}, run_name='__main__')\n"
+        "except SystemExit as exit:\n"
+        "    code = exit.code\n"
+        "print(sorted(m for m in sys.modules if m.startswith('prime_billing') or m == 'tqdm'), file=sys.stderr)\n"
+        "sys.exit(code)\n"
+    )
+    out = run(["-c", code], script_env(home))
+    assert out.returncode == 0 and '"sandbox": true' in out.stdout, out.stderr
+    loaded = set(ast.literal_eval(out.stderr.strip().splitlines()[-1]))
+    assert "prime_billing.operations" in loaded  # the walk saw the run
+    assert not loaded & (REPORT_MODULES | {"tqdm"}), loaded & REPORT_MODULES
+
+
+def test_a_report_loads_its_module_when_asked_for() -> None:
+    """The table names a report's model and plan by reference: each resolves to its module's own."""
+    from prime_billing.operations import OPERATIONS
+
+    for op in OPERATIONS:
+        if op.composite:
+            module = op.answer.partition(":")[0].lstrip(".")
+            assert op.model.__module__ == op.compose.__module__ == f"prime_billing.{module}", op.name

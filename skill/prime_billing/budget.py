@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .compose import Plan, SubCall
 from .models import Wallet
 from .money import money, usd_float
+from .plan import Plan, SubCall
 from .report import WalletCheck, below_minimum
 
 

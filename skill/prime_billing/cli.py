@@ -42,8 +42,19 @@ TOP_EPILOG = (
 class Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line naming the fix."""
 
+    def __init__(self, *args: Any, epilog_from: Callable[[], str] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: the epilog, worked out only when help is shown: it names the commands that can fail a
+        #: check, which loads those reports' models (a script that only runs would not need them)
+        self.epilog_from = epilog_from
+
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+
+    def format_help(self) -> str:
+        if self.epilog_from is not None:
+            self.epilog, self.epilog_from = self.epilog_from(), None
+        return super().format_help()
 
 
 def _add_common(p: argparse.ArgumentParser, op: Any) -> None:
@@ -69,7 +80,7 @@ def _add_common(p: argparse.ArgumentParser, op: Any) -> None:
     )
 
 
-def _riders(op: Any) -> list[Any]:
+def _extensions(op: Any) -> list[Any]:
     """Operations whose extra flags join this operation's command (`cli_extends`)."""
     from .operations import OPERATIONS
 
@@ -77,10 +88,10 @@ def _riders(op: Any) -> list[Any]:
 
 
 def _add_op_args(p: argparse.ArgumentParser, op: Any) -> None:
-    """One argument per field of the operation's inputs model (and its riders'). Values stay text:
+    """One argument per field of the operation's inputs model (and its extensions'). Values stay text:
     the model checks them, so a bad one reads the same here as on every other surface."""
     names = {param.name for param in op.params}
-    extra = [q for r in _riders(op) for q in r.params if q.name not in names]
+    extra = [q for r in _extensions(op) for q in r.params if q.name not in names]
     for param in (*op.params, *extra):
         if param.location == "path":
             p.add_argument(
@@ -116,17 +127,21 @@ def _metavar(param: Any) -> str:
 
 
 def _check_commands(op: Any) -> list[str]:
-    """How the commands that can fail a check read: `reconcile`, `wallet --min-balance` (a rider)."""
-    return [o.command if o is op else f"{op.command} {o.params[0].flag}" for o in (op, *_riders(op)) if _checks(o)]
+    """How the commands that can fail a check read: `reconcile`, `wallet --min-balance` (an extension)."""
+    return [o.command if o is op else f"{op.command} {o.params[0].flag}" for o in (op, *_extensions(op)) if _checks(o)]
 
 
 def _op_parser(op: Any, prog: str | None = None, parent: Any = None) -> argparse.ArgumentParser:
-    checks = _check_commands(op)
-    epilog = EXIT_CODES + (EXIT_CHECK_HELP.format(", ".join(checks)) if checks else "")
+    def epilog() -> str:
+        checks = _check_commands(op)
+        return EXIT_CODES + (EXIT_CHECK_HELP.format(", ".join(checks)) if checks else "")
+
     if parent is None:
-        p = Parser(prog=prog, description=op.description, epilog=epilog)
+        p = Parser(prog=prog, description=op.description, epilog_from=epilog)
     else:
-        p = parent.add_parser(op.command, help=op.description.split(":")[0], description=op.description, epilog=epilog)
+        p = parent.add_parser(
+            op.command, help=op.description.split(":")[0], description=op.description, epilog_from=epilog
+        )
     _add_op_args(p, op)
     p.set_defaults(_run=lambda ns, _op=op: _run_operation(_op, ns))
     return p
@@ -147,7 +162,7 @@ def _run_operation(op: Any, ns: argparse.Namespace) -> int:
     from .config import load_settings
 
     settings = load_settings(base_url=ns.base_url, sandbox=ns.sandbox)
-    op = _rider_chosen(op, ns)
+    op = _extension_chosen(op, ns)
     values = {p.name: getattr(ns, p.name) for p in op.params}
     many = next((p.name for p in op.params if p.many), None)
     calls = [{**values, many: v} for v in values[many]] if many else [values]
@@ -221,12 +236,12 @@ def _attempt(client: Any, name: str, args: dict[str, Any], progress: Any = None)
         return exc
 
 
-def _rider_chosen(op: Any, ns: argparse.Namespace) -> Any:
-    """The operation a flag asked for: a rider (`cli_extends`) when one of its own flags is given."""
+def _extension_chosen(op: Any, ns: argparse.Namespace) -> Any:
+    """The operation a flag asked for: an extension (`cli_extends`) when one of its own flags is given."""
     names = {p.name for p in op.params}
-    for rider in _riders(op):
-        if any(getattr(ns, p.name, None) is not None for p in rider.params if p.name not in names):
-            return rider
+    for extension in _extensions(op):
+        if any(getattr(ns, p.name, None) is not None for p in extension.params if p.name not in names):
+            return extension
     return op
 
 
@@ -378,11 +393,12 @@ EXTRA_COMMANDS: list[Callable[[Any], object]] = [SANDBOX.add_to, _serve_commands
 def build_parser(prog: str = "prime-billing") -> argparse.ArgumentParser:
     from .operations import OPERATIONS
 
-    checks = ", ".join(c for op in OPERATIONS if op.cli_extends is None for c in _check_commands(op))
+    def epilog() -> str:
+        checks = ", ".join(c for op in OPERATIONS if op.cli_extends is None for c in _check_commands(op))
+        return TOP_EPILOG.replace("{checks}", checks)
+
     parser = Parser(
-        prog=prog,
-        description="Prime Intellect billing: RFT run cost and wallet balance.",
-        epilog=TOP_EPILOG.replace("{checks}", checks),
+        prog=prog, description="Prime Intellect billing: RFT run cost and wallet balance.", epilog_from=epilog
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)

@@ -1,7 +1,7 @@
-"""One client, two faces: `Client` (sync) and `AsyncClient` (async).
+"""One client, sync and async: `Client` and `AsyncClient`.
 
-Both faces share request building, the retry decision and error mapping
-(`_Core`, one plan); each face only does its own I/O and sleeping. Reads are
+Both share request building, the retry decision and error mapping
+(`_Core`, one plan); each only does its own I/O and sleeping. Reads are
 idempotent, so 429/502/503/504, timeouts and dropped connections are retried
 with exponential backoff and jitter, honouring `Retry-After`, within a bounded
 total wait.
@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 from urllib.parse import quote, urlencode
 
 import httpx
@@ -34,7 +34,6 @@ from pydantic import BaseModel, ValidationError
 
 from . import operations as ops
 from .__version__ import __version__
-from .compose import SubCall
 from .config import Settings, load_settings
 from .errors import (
     APIError,
@@ -51,7 +50,7 @@ from .errors import (
     redact,
 )
 from .models import RunUsage, Wallet
-from .render import SANDBOX_BANNER, render
+from .plan import SubCall
 from .wording import Surface, phrase
 
 if TYPE_CHECKING:
@@ -73,8 +72,7 @@ DEFAULT_HEADERS: Mapping[str, str] = {
 }
 
 
-@dataclass(frozen=True)
-class Request:
+class Request(NamedTuple):
     """One upstream request as the plan asks for it: a path under the base URL, its query,
     and the per-call headers (the key); `DEFAULT_HEADERS` go with it."""
 
@@ -84,8 +82,7 @@ class Request:
     headers: dict[str, str]
 
 
-@dataclass(frozen=True)
-class Reply:
+class Reply(NamedTuple):
     """What one attempt got back. `headers` is any case-insensitive mapping with `.get`
     (httpx.Headers, aiohttp's CIMultiDictProxy...): the plan only reads a few by name."""
 
@@ -95,7 +92,7 @@ class Reply:
 
 
 def url_for(base_url: str, request: Request) -> str:
-    """The absolute URL of `request`: every face and every `send` builds it this one way."""
+    """The absolute URL of `request`: both clients and every `send` build it this one way."""
     url = base_url + request.path
     return f"{url}?{urlencode(request.query, quote_via=quote)}" if request.query else url
 
@@ -122,8 +119,7 @@ def check_size(headers: Mapping[str, str], received: int = 0) -> None:
         )
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
+class RetryPolicy(NamedTuple):
     max_retries: int = 3
     #: first backoff, doubled each retry, before jitter
     base_delay: float = 0.5
@@ -162,6 +158,8 @@ class Result(Generic[M]):
 
     def summary(self, *, banner: bool = True, surface: Surface = "tool") -> str:
         """Compact text, its advice in `surface`'s terms; sandbox answers say so on their first line."""
+        from .render import SANDBOX_BANNER, render  # only for text: `--json` never loads it
+
         text = phrase(render(self.data, **_summary_context(self.args)).text(), surface)
         return f"{SANDBOX_BANNER}\n{text}" if self.sandbox and banner else text
 
@@ -221,9 +219,8 @@ def _detail(body: bytes) -> str:
     return ""
 
 
-@dataclass(frozen=True)
-class _Batch:
-    """Sub-plans a composite plan asked for together: the face runs them at once and answers with
+class _Batch(NamedTuple):
+    """Sub-plans a composite plan asked for together: the client runs them at once and answers with
     their Results in order; the first to fail abandons the others and is raised as itself."""
 
     plans: list[Generator[Any, Any, Result[Any]]]
@@ -237,7 +234,7 @@ Outcome = Reply | httpx.RequestError | TimeoutError | list[Result[Any]] | None
 
 
 class _Core:
-    """What both faces share: settings, request building, retry decisions, error mapping."""
+    """What both clients share: settings, request building, retry decisions, error mapping."""
 
     def __init__(
         self,
@@ -420,7 +417,7 @@ class _Core:
     ) -> Generator[Step, Outcome, Result[Any]]:
         """Any operation as one plan: a plain one is one exchange; a composite one runs its
         `compose` plan, feeding it the Result of each sub-call, itself a nested plan. Sub-calls
-        asked for together go to the face as one `_Batch`, which runs them at once; `on_step`
+        asked for together go to the client as one `_Batch`, which runs them at once; `on_step`
         then sees their Results in the order they were asked for, before the plan goes on."""
         op = ops.get(name)
         checked = self.checked(op, args)
@@ -447,7 +444,7 @@ class _Core:
     def _exchange(
         self, op: ops.Operation, checked: dict[str, Any], api_key: str | None
     ) -> Generator[Step, Outcome, Result[Any]]:
-        """One upstream call as a plan both faces drive: yields a request to send or
+        """One upstream call as a plan both clients drive: yields a request to send or
         seconds to sleep, receives what the send produced, returns the Result."""
         key = api_key or self.settings.require_key()
         path, query = op.path_and_query(checked)
@@ -482,7 +479,7 @@ def _advance(plan: Generator[Step, Outcome, Result[Any]], outcome: Outcome) -> t
 
 
 class Client(_Core):
-    """Synchronous face; thread-safe, so several runs can be fetched at once."""
+    """Synchronous client; thread-safe, so several runs can be fetched at once."""
 
     def __init__(self, settings: Settings | None = None, **kwargs: Any) -> None:
         super().__init__(settings, **kwargs)
@@ -571,7 +568,7 @@ class Client(_Core):
         The deadline (`timeout`) is checked after each chunk of the body, so a body
         trickled byte by byte ends at most one read later. Connect and each read of the
         head are bounded by httpx's own timeouts (`connect_timeout`, `timeout` per read):
-        a head trickled byte by byte is bounded per read only. The async face bounds the
+        a head trickled byte by byte is bounded per read only. The async client bounds the
         whole attempt, head included.
         """
         deadline = time.monotonic() + self.timeout
@@ -599,7 +596,7 @@ class Client(_Core):
 
 
 class AsyncClient(_Core):
-    """Async face: same plan, same behaviour, for servers and agents sharing one pool."""
+    """Async client: same plan, same behaviour, for servers and agents sharing one pool."""
 
     def __init__(self, settings: Settings | None = None, **kwargs: Any) -> None:
         super().__init__(settings, **kwargs)
@@ -669,7 +666,7 @@ class AsyncClient(_Core):
     async def _attempt(self, request: Request) -> Outcome:
         """`send` under the attempt's deadline. It is kept here, in the driver, so an overriding
         `send` has it too. On asyncio its own timeout, at half the cost of anyio's scope per call."""
-        import asyncio  # here, not at the top: the sync face and the scripts never load it
+        import asyncio  # here, not at the top: the sync client and the scripts never load it
 
         try:
             try:

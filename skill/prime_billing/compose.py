@@ -11,12 +11,14 @@ from __future__ import annotations
 import csv
 from collections.abc import Generator, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import IO, TYPE_CHECKING, Any
 
-from .errors import BadResponseError, InvalidInputError
+from .dates import utc
+from .errors import BadResponseError
 from .money import money
+from .plan import SubCall
 
 if TYPE_CHECKING:
     from .models import BillingEntry, Wallet
@@ -33,31 +35,6 @@ MAX_PAGES = 100_000
 #: is unknown, 2, 4, 8... at a time, so few pages past the end are read. 10, not 8: with 10 a
 #: 10,000-row scan at 50 ms a page stays within 3x one page (benchmarks/bench_reports.py).
 PAGES_IN_FLIGHT = 10
-
-
-@dataclass(frozen=True)
-class SubCall:
-    """One step a plan asks for: call operation `name` with `args`, send back its Result."""
-
-    name: str
-    args: dict[str, Any]
-
-
-#: what a composite operation's `compose(args)` returns. It yields a `SubCall` and gets its Result
-#: back, or yields a list of them, run at once, and gets their Results back in the same order.
-Plan = Generator[SubCall | list[SubCall], Any, Any]
-
-
-def parse_when(text: str) -> datetime:
-    """A date (`2026-11-01`, midnight UTC) or an ISO 8601 date-time; naive means UTC."""
-    value = text.strip()
-    try:
-        when = datetime.fromisoformat(value)
-    except ValueError:
-        raise InvalidInputError(
-            f"since must be a date like 2026-11-01 or a date-time like 2026-11-01T09:00:00Z, got {text!r}"
-        ) from None
-    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
 
 @dataclass
@@ -142,7 +119,7 @@ class _Pager:
                 if row.id in self.kept:
                     self.scan.duplicates += 1
                     moved += self.kept[row.id][0] != place
-                elif self.since is not None and aware(row.created_at) < self.since:
+                elif self.since is not None and utc(row.created_at) < self.since:
                     self.end = min(self.end, place)  # newest first: every later place is older still
                 else:
                     self.kept[row.id] = (place, row)
@@ -202,10 +179,6 @@ class _Pager:
     def done(self) -> WalletScan:
         self.scan.rows = [row for _, row in sorted(self.kept.values(), key=lambda kept: kept[0])]
         return self.scan
-
-
-def aware(when: datetime) -> datetime:
-    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
 
 def total(rows: Iterable[BillingEntry]) -> Decimal:

@@ -21,6 +21,8 @@ from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema, core_schema
 
 MTOK = 1_000_000
+#: the resource type of RFT runs' wallet rows
+RUN_TYPE = "rft_run"
 #: a JSON integer (not 5.0, "5" or true); beyond 64 bits is a broken answer, refused as schema
 #: drift rather than overflowing arithmetic
 Count = Annotated[int, Strict(), Field(ge=-(2**63), le=2**63 - 1)]
@@ -59,7 +61,7 @@ Moment = Annotated[datetime, _DateTimeText()]
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True, defer_build=True)
 
 
 class TokenBucket(_Body):

@@ -12,6 +12,7 @@ same words, before any request leaves on any surface.
 from __future__ import annotations
 
 import copy
+import importlib
 import math
 import numbers
 import re
@@ -19,7 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
-from typing import Annotated, Any, ClassVar, Literal, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, NamedTuple, TypeVar
 from urllib.parse import quote
 
 from annotated_types import Ge, Le
@@ -37,14 +38,13 @@ from pydantic.fields import FieldInfo
 from pydantic.json_schema import JsonSchemaValue, SkipJsonSchema
 from pydantic_core import CoreSchema, PydanticCustomError
 
-from .budget import BudgetCheck, check_budget
-from .compose import Plan, parse_when
+from .dates import Period, parse_when
 from .errors import InvalidInputError
 from .models import RunUsage, Wallet, run_finished
-from .reconcile import Reconciliation, reconcile_run
-from .runway import DEFAULT_DAYS, Runway, runway, window
-from .spend import Period, SpendReport, spend_report
 from .wording import learn
+
+if TYPE_CHECKING:
+    from .plan import Plan
 
 #: one path segment: letters, digits, `_ - . :`; never `.` or `..` alone (see `DOT_SEGMENTS`)
 ID_PATTERN = r"^[A-Za-z0-9_.:\-]{1,128}$"
@@ -285,7 +285,7 @@ class RunwayInputs(Inputs):
         int,
         Field(ge=1, le=365, description="Days of spend the rate is taken from, counted back from as_of, 1-365."),
         PLAIN_DIGITS,
-    ] = DEFAULT_DAYS
+    ] = 7
     min_balance: Annotated[
         MinBalance,
         Field(description="Balance in USD to count down to instead of zero; a balance already below it is an alert."),
@@ -303,6 +303,8 @@ class RunwayInputs(Inputs):
 
     @classmethod
     def rows_since(cls, checked: Mapping[str, Any]) -> datetime | None:
+        from .runway import window
+
         return window(checked)[0]
 
 
@@ -347,13 +349,16 @@ class Param(NamedTuple):
         return self.cli.many
 
 
-@dataclass(frozen=True)
-class Hints:
+class Hints(NamedTuple):
     read_only: bool = True
     destructive: bool = False
     idempotent: bool = True
     #: reaches an outside API
     open_world: bool = True
+
+
+#: what every operation is today: a read of the outside API, safe to repeat
+READ_ONLY = Hints()
 
 
 @dataclass(frozen=True)
@@ -368,19 +373,20 @@ class Operation:
     upstream_path: str
     rest_path: str
     mcp_tool: str
-    #: the answer's model
-    model: type[BaseModel]
+    #: the answer's model; a report's as "module:Name" (relative to this package), so that
+    #: module loads when the report is first asked for, not with every script
+    answer: type[BaseModel] | str
     #: contract operation name in capability/training-billing.yaml
     contract_name: str
     #: which settings value fills an input the caller left out (team id)
     settings_defaults: Mapping[str, str] = field(default_factory=dict)
-    hints: Hints = Hints()
+    hints: Hints = READ_ONLY
     method: str = "GET"
-    #: composite operation: `compose(checked_args)` is a plan that yields sub-calls
-    #: (`SubCall(op_name, args)`), receives each one's Result and returns the model;
-    #: both client faces drive it. Such operations have no upstream path of their own
+    #: composite operation: `compose(checked_args)` (from `plan`, loaded like `answer`) is a plan
+    #: that yields sub-calls (`SubCall(op_name, args)`), receives each one's Result and returns
+    #: the model; both clients drive it. Such operations have no upstream path of their own
     #: and no contract name (they are beyond the contract).
-    compose: Callable[[dict[str, Any]], Plan] | None = None
+    plan: Callable[[dict[str, Any]], Plan] | str | None = None
     #: CLI only: no command of its own; its extra flags join this command, and giving
     #: one of them runs this operation instead (`wallet --min-balance` runs the check)
     cli_extends: str | None = None
@@ -389,7 +395,15 @@ class Operation:
 
     @property
     def composite(self) -> bool:
-        return self.compose is not None
+        return self.plan is not None
+
+    @cached_property
+    def model(self) -> type[BaseModel]:
+        return _load(self.answer)
+
+    @cached_property
+    def compose(self) -> Callable[[dict[str, Any]], Plan] | None:
+        return None if self.plan is None else _load(self.plan)
 
     @property
     def in_contract(self) -> bool:
@@ -432,6 +446,14 @@ class Operation:
             prop.pop("title", None)
         schema.setdefault("required", [])
         return schema
+
+
+def _load(ref: Any) -> Any:
+    """`ref` itself, or the object a "module:Name" reference names."""
+    if not isinstance(ref, str):
+        return ref
+    module, _, name = ref.partition(":")
+    return getattr(importlib.import_module(module, __package__), name)
 
 
 _BOUNDS = frozenset({"greater_than_equal", "less_than_equal", "greater_than", "less_than"})
@@ -498,7 +520,7 @@ OPERATIONS: tuple[Operation, ...] = (
         rest_path="/v1/api/v1/billing/runs/{run_id}/usage",
         mcp_tool="prime-intellect-getrunusage",
         contract_name="getrunusage",
-        model=RunUsage,
+        answer=RunUsage,
         finished=run_finished,
     ),
     Operation(
@@ -513,7 +535,7 @@ OPERATIONS: tuple[Operation, ...] = (
         rest_path="/v1/api/v1/billing/wallet",
         mcp_tool="prime-intellect-getwallet",
         contract_name="getwallet",
-        model=Wallet,
+        answer=Wallet,
         settings_defaults={"team_id": "team_id"},
     ),
 )
@@ -537,9 +559,9 @@ OPERATIONS += (
         rest_path="/v1/prime-billing/runs/{run_id}/reconcile",
         mcp_tool="prime-intellect-reconcile",
         contract_name="",
-        model=Reconciliation,
+        answer=".reconcile:Reconciliation",
         settings_defaults={"team_id": "team_id"},
-        compose=reconcile_run,
+        plan=".reconcile:reconcile_run",
     ),
     Operation(
         name="spend_report",
@@ -553,9 +575,9 @@ OPERATIONS += (
         rest_path="/v1/prime-billing/spend",
         mcp_tool="prime-intellect-spend",
         contract_name="",
-        model=SpendReport,
+        answer=".spend:SpendReport",
         settings_defaults={"team_id": "team_id"},
-        compose=spend_report,
+        plan=".spend:spend_report",
     ),
     Operation(
         name="check_budget",
@@ -569,9 +591,9 @@ OPERATIONS += (
         rest_path="/v1/prime-billing/budget",
         mcp_tool="prime-intellect-budget",
         contract_name="",
-        model=BudgetCheck,
+        answer=".budget:BudgetCheck",
         settings_defaults={"team_id": "team_id"},
-        compose=check_budget,
+        plan=".budget:check_budget",
         cli_extends="wallet",
     ),
     Operation(
@@ -587,9 +609,9 @@ OPERATIONS += (
         rest_path="/v1/prime-billing/runway",
         mcp_tool="prime-intellect-runway",
         contract_name="",
-        model=Runway,
+        answer=".runway:Runway",
         settings_defaults={"team_id": "team_id"},
-        compose=runway,
+        plan=".runway:runway",
     ),
 )
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import IO, Any
 
-from .compose import Plan, SubCall, scan_wallet, total, write_rows_csv
+from .compose import scan_wallet, total, write_rows_csv
 from .models import BillingEntry, RunUsage
 from .money import money, usd, usd_float
+from .plan import Plan, SubCall
 from .report import WalletCheck
 
 #: agreement within this much (inclusive) is "reconciled"

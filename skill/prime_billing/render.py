@@ -13,15 +13,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from decimal import ROUND_DOWN, Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .budget import BudgetCheck
-from .models import FINISHED_STATUSES, BillingEntry, CostLine, RunUsage, Wallet
+from .dates import utc
+from .models import FINISHED_STATUSES, RUN_TYPE, BillingEntry, CostLine, RunUsage, Wallet
 from .money import money, usd
-from .reconcile import Reconciliation
-from .report import utc
-from .runway import Runway
-from .spend import RUN_TYPE, SpendGroup, SpendPeriod, SpendReport
+
+if TYPE_CHECKING:  # the reports' modules load when a report is asked for, not with every wallet page
+    from .budget import BudgetCheck
+    from .reconcile import Reconciliation
+    from .runway import Runway
+    from .spend import SpendGroup, SpendPeriod, SpendReport
 
 SANDBOX_BANNER = "SANDBOX DATA (demo account, not real billing)"
 #: periods a spend summary lists (newest first); the rest are in the JSON and the CSV
@@ -52,12 +54,12 @@ def render(data: Any, *, offset: int = 0) -> Rendered:
     """`data` (an operation's result model) as text; `offset` is where a wallet page starts."""
     if isinstance(data, Wallet):
         return _wallet(data, offset)
-    if isinstance(data, BudgetCheck):
+    kind = type(data).__name__
+    if kind == "BudgetCheck":
         return _budget(data, offset)
-    text = next((_TEXT[t] for t in type(data).__mro__ if t in _TEXT), None)
-    if text is None:
-        raise TypeError(f"no text for {type(data).__name__}")
-    return text(data)
+    if kind not in _TEXT:
+        raise TypeError(f"no text for {kind}")
+    return _TEXT[kind](data)
 
 
 def rate(value: float | None) -> str:
@@ -231,9 +233,9 @@ def _count(n: int) -> str:
 
 #: the results whose text needs nothing but the result (a wallet page and the budget check need
 #: where the page starts)
-_TEXT: dict[type, Callable[[Any], Rendered]] = {
-    RunUsage: _run,
-    Reconciliation: _reconciliation,
-    SpendReport: _spend,
-    Runway: _runway,
+_TEXT: dict[str, Callable[[Any], Rendered]] = {
+    "RunUsage": _run,
+    "Reconciliation": _reconciliation,
+    "SpendReport": _spend,
+    "Runway": _runway,
 }

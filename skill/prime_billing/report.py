@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 class WalletReport(BaseModel):
     """The wallet a report was read from; the report's own fields follow these."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     wallet_id: str
     team_id: str | None = None

@@ -15,12 +15,13 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
 from typing import Any
 
-from .compose import Plan, parse_when, scan_wallet, total
+from .compose import scan_wallet, total
+from .dates import parse_when, utc
 from .money import money, usd_float
-from .report import WalletCheck, below_minimum, utc
+from .plan import Plan
+from .report import WalletCheck, below_minimum
 
 METHOD = "straight line: spend in the window / the window's days"
-DEFAULT_DAYS = 7
 
 
 class Runway(WalletCheck):
@@ -58,7 +59,7 @@ def window(args: Mapping[str, Any]) -> tuple[datetime, datetime]:
     the calendar's first day is that day."""
     end = utc(parse_when(args["as_of"])) if args.get("as_of") else datetime.now(UTC)
     try:
-        return end - timedelta(days=int(args.get("days") or DEFAULT_DAYS)), end
+        return end - timedelta(days=int(args["days"])), end
     except OverflowError:
         return datetime.min.replace(tzinfo=UTC), end
 
@@ -66,7 +67,7 @@ def window(args: Mapping[str, Any]) -> tuple[datetime, datetime]:
 def runway(args: dict[str, Any]) -> Plan:
     """Plan: the wallet back to the window's start, then the straight line."""
     start, end = window(args)
-    days = int(args.get("days") or DEFAULT_DAYS)
+    days = int(args["days"])
     scan = yield from scan_wallet(args.get("team_id"), start)
     rows = [r for r in scan.rows if utc(r.created_at) < end]  # newer than as_of: after the window
     spent = total(rows)

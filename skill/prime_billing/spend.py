@@ -13,19 +13,17 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import IO, Any, ClassVar, Literal
+from typing import IO, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .compose import Plan, parse_when, scan_wallet, total, write_rows_csv
-from .models import BillingEntry
+from .compose import scan_wallet, total, write_rows_csv
+from .dates import Period, parse_when, utc
+from .models import RUN_TYPE, BillingEntry
 from .money import money, usd_float
-from .report import WalletReport, utc
+from .plan import Plan
+from .report import WalletReport
 
-#: the resource type of RFT runs' rows
-RUN_TYPE = "rft_run"
-#: what a report can total by: a UTC day, an ISO week (Monday to Sunday, UTC) or a calendar month
-Period = Literal["day", "week", "month"]
 #: the most periods listed with the empty ones in between; a longer span lists only periods with rows
 #: (a day per row over ~2.7 years; a row dated in year 1 would otherwise ask for 700,000 days)
 MAX_PERIODS = 1000
@@ -34,7 +32,7 @@ PERIOD_CSV_COLUMNS = ("period", "start", "resource_type", "rows", "total_usd")
 
 
 class SpendGroup(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     #: resource type or resource id; None for rows that name no resource
     key: str | None
@@ -47,7 +45,7 @@ class SpendGroup(BaseModel):
 class SpendPeriod(BaseModel):
     """One day, week or month of spend (UTC), and what it went on."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     #: 2026-11-20 (day), 2026-W47 (ISO week) or 2026-11 (month)
     period: str
