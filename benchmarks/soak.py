@@ -276,8 +276,8 @@ def report(
         print(f"failures, {title}: {len(group)}")
         for cause, n in Counter(o.cause for o in group).most_common():
             print(f"  {n:>6}  {cause}")
-    flights = upstream / (1 + ns.fail_rate)
-    print(f"  (expected from the fault rate alone: about {flights * ns.fail_rate ** (RETRIES + 1):.1f} upstream calls "
+    calls = upstream / (1 + ns.fail_rate)
+    print(f"  (expected from the fault rate alone: about {calls * ns.fail_rate ** (RETRIES + 1):.1f} upstream calls "
           f"failing {RETRIES + 1} times in a row, each failing every caller waiting on it)")  # fmt: skip
     first = min((o.end for o in outage), default=kill) - kill
     last = max((o.end for o in outage), default=back) - back

@@ -155,7 +155,7 @@ class HangingUpstream:
         self.left.set()
 
 
-#: how the launcher names its faces on its first stdout line: "REST on http://...," / "MCP on http://.../mcp;"
+#: how the launcher names its servers on its first stdout line: "REST on http://...," / "MCP on http://.../mcp;"
 _ANNOUNCED = re.compile(r"\b(REST|MCP) on (http://[^\s,;]+)")
 
 
@@ -182,7 +182,7 @@ class ServeProcess:
     def __enter__(self) -> ServeProcess:
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
-        self.urls = {face.lower(): url for face, url in _ANNOUNCED.findall(line)}
+        self.urls = {surface.lower(): url for surface, url in _ANNOUNCED.findall(line)}
         if not self.urls:
             self.finish(signal.SIGTERM)
             raise AssertionError(f"the launcher announced no URL: {line!r}; stderr: {self.stderr}")
@@ -206,7 +206,7 @@ class ServeProcess:
         self.returncode = self.proc.returncode
         return self.returncode
 
-    def base(self, face: str) -> str:
-        """The face's scheme://host:port (the MCP URL without its /mcp path)."""
-        parts = urlsplit(self.urls[face])
+    def base(self, surface: str) -> str:
+        """The server's scheme://host:port (the MCP URL without its /mcp path)."""
+        parts = urlsplit(self.urls[surface])
         return f"{parts.scheme}://{parts.netloc}"

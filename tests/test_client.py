@@ -1,4 +1,4 @@
-"""The client's two faces against the sandbox: in-process and over a real socket."""
+"""The sync and async clients against the sandbox: in-process and over a real socket."""
 
 from __future__ import annotations
 
@@ -54,11 +54,11 @@ def test_sync_and_async_faces_return_the_same_result() -> None:
     assert a.summary() == b.summary() and a.summary().splitlines()[0].startswith("SANDBOX DATA")  # type: ignore[attr-defined]
 
 
-@pytest.mark.parametrize("face", ["sync", "async"])
-def test_both_faces_retry_the_same_way(sandbox: LiveSandbox, face: str) -> None:
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_both_clients_retry_the_same_way(sandbox: LiveSandbox, mode: str) -> None:
     sandbox.faults(next=[{"status": 503}, {"status": 429, "retry_after": "0"}, {"action": "reset"}])
     settings = Settings(api_key=SANDBOX_API_KEY, base_url=sandbox.url)
-    if face == "sync":
+    if mode == "sync":
         with Client(settings, retry=FAST) as c:
             result = c.get_wallet(limit=3)
     else:
@@ -322,8 +322,8 @@ def _json_reply(status: int, data: object, **headers: str) -> Reply:
     return Reply(status, httpx.Headers({"content-type": "application/json", **headers}), json.dumps(data).encode())
 
 
-@pytest.mark.parametrize("face", ["sync", "async"])
-def test_a_subclass_overriding_send_keeps_retries_errors_and_validation(face: str) -> None:
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_subclass_overriding_send_keeps_retries_errors_and_validation(mode: str) -> None:
     """`send` is the whole contract of a sender: the plan still retries, maps errors and validates."""
     script = Scripted(
         httpx.ConnectError("refused"),
@@ -341,7 +341,7 @@ def test_a_subclass_overriding_send_keeps_retries_errors_and_validation(face: st
             return script.next(request)
 
     settings = Settings(api_key="k", base_url="http://nowhere.test")
-    if face == "sync":
+    if mode == "sync":
         with SyncSender(settings, retry=FAST) as c:
             result = c.get_run_usage("rft_sbx_running")
     else:

@@ -165,7 +165,7 @@ def test_a_gzip_bomb_is_refused_unread_in_bounded_memory(
 
 
 class Streamed(httpx.SyncByteStream, httpx.AsyncByteStream):
-    """A body that arrives as from a socket, on either face: one given whole to
+    """A body that arrives as from a socket, on either client: one given whole to
     httpx.Response is inflated by httpx before anyone can look at its head."""
 
     def __init__(self, data: bytes) -> None:

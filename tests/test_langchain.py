@@ -168,11 +168,11 @@ def test_run_usage_by_args_sync_and_async(tools: dict[str, BaseTool]) -> None:
     assert sync_out == async_out
 
 
-@pytest.mark.parametrize("face", ["sync", "async"])
-def test_run_usage_by_tool_call(tools: dict[str, BaseTool], face: str) -> None:
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_run_usage_by_tool_call(tools: dict[str, BaseTool], mode: str) -> None:
     tool = tools["get_run_usage"]
     tc = call("get_run_usage", {"run_id": "rft_sbx_running"}, "call_usage")
-    msg = tool.invoke(tc) if face == "sync" else asyncio.run(tool.ainvoke(tc))
+    msg = tool.invoke(tc) if mode == "sync" else asyncio.run(tool.ainvoke(tc))
     assert isinstance(msg, ToolMessage)
     assert msg.status == "success" and msg.tool_call_id == "call_usage" and msg.name == "get_run_usage"
     assert "total" in msg.content and "$17.50" in msg.content and "9,000,000 tok" in msg.content
@@ -185,11 +185,11 @@ def test_run_usage_by_tool_call(tools: dict[str, BaseTool], face: str) -> None:
     assert run.model_extra == {"sandbox": True}
 
 
-@pytest.mark.parametrize("face", ["sync", "async"])
-def test_wallet_by_tool_call(tools: dict[str, BaseTool], face: str) -> None:
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_wallet_by_tool_call(tools: dict[str, BaseTool], mode: str) -> None:
     tool = tools["get_wallet"]
     tc = call("get_wallet", {}, "call_wallet")
-    msg = tool.invoke(tc) if face == "sync" else asyncio.run(tool.ainvoke(tc))
+    msg = tool.invoke(tc) if mode == "sync" else asyncio.run(tool.ainvoke(tc))
     assert msg.status == "success" and msg.tool_call_id == "call_wallet"
     assert "balance $123.45 USD" in msg.content and "46 billing rows, showing 1-20" in msg.content
     wallet = msg.artifact
@@ -264,20 +264,20 @@ def test_bad_arguments_read_like_the_scripts_on_every_path(tools: dict[str, Base
         assert tool.invoke(args).startswith(words)
 
 
-@pytest.mark.parametrize("face", ["sync", "async"])
-def test_upstream_failures_become_error_messages_without_the_key(sandbox: LiveSandbox, face: str) -> None:
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_upstream_failures_become_error_messages_without_the_key(sandbox: LiveSandbox, mode: str) -> None:
     secret = "sk-live-do-not-show-0123456789"
     kit = PrimeBillingToolkit(settings=Settings(api_key=secret, base_url=sandbox.url, max_retries=0))
     usage = by_name(kit.get_tools())["get_run_usage"]
     tc = call("get_run_usage", {"run_id": "rft_sbx_running"})
-    msg = usage.invoke(tc) if face == "sync" else asyncio.run(usage.ainvoke(tc))
+    msg = usage.invoke(tc) if mode == "sync" else asyncio.run(usage.ainvoke(tc))
     assert msg.status == "error"
     assert msg.content.startswith("Prime API rejected the API key (401")
     assert "PRIME_API_KEY" in msg.content
     sandbox.faults(next=[{"status": 503}])
     ok_key = PrimeBillingToolkit(settings=Settings(api_key=SANDBOX_API_KEY, base_url=sandbox.url, max_retries=0))
     usage = by_name(ok_key.get_tools())["get_run_usage"]
-    down = usage.invoke(tc) if face == "sync" else asyncio.run(usage.ainvoke(tc))
+    down = usage.invoke(tc) if mode == "sync" else asyncio.run(usage.ainvoke(tc))
     assert down.status == "error" and down.content == "Prime API unavailable (503): try again later"
     for text in (msg.content, repr(msg), repr(kit), repr(usage), str(kit.get_tools()), repr(kit.settings)):
         assert secret not in text

@@ -84,13 +84,13 @@ async def async_agent_loop(model: ToolCallingFakeModel, tools: list[BaseTool], q
     raise AssertionError("the loop did not finish")
 
 
-@pytest.mark.parametrize("face", ["sync", "async"])
-def test_agent_gets_cost_and_wallet_and_survives_an_unknown_run(sandbox: LiveSandbox, face: str) -> None:
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_agent_gets_cost_and_wallet_and_survives_an_unknown_run(sandbox: LiveSandbox, mode: str) -> None:
     kit = PrimeBillingToolkit(settings=Settings(api_key=SANDBOX_API_KEY, base_url=sandbox.url))
     tools = kit.get_tools()
     model = scripted_model()
     question = "What did run rft_sbx_running cost, what is left in the wallet, and what about rft_does_not_exist?"
-    if face == "sync":
+    if mode == "sync":
         transcript = agent_loop(model, tools, question)
     else:
         transcript = asyncio.run(async_agent_loop(model, tools, question))

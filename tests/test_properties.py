@@ -4,7 +4,7 @@ A run id is either refused before anything is sent or travels as exactly one
 path segment of the usage route; an upstream body of any shape ends as a typed
 Result or one clean error, never another exception: on the client, the
 LangChain tools (invoked by ToolCall), the scripts (real subprocesses against
-the loopback sandbox), and the launcher's REST and MCP faces (real servers on
+the loopback sandbox), and the launcher's REST and MCP servers (real servers on
 loopback, the official MCP client), which never answer 500 of their own.
 """
 
@@ -579,7 +579,7 @@ def test_what_the_properties_found_stays_fixed() -> None:
         drifted.call("get_run_usage", {"run_id": "rft_sbx_cached"})
 
 
-# --------------------------------------------------------------------------- the launcher's faces
+# --------------------------------------------------------------------------- the launcher's servers
 
 
 @dataclass
@@ -656,19 +656,19 @@ def mcp_call(served: Served, op: ops.Operation, args: dict[str, Any]) -> tuple[b
 SERVED = {"rest": rest_call, "mcp": mcp_call}
 
 
-#: examples per face: an MCP call opens a session each time, so it gets fewer
+#: examples per surface: an MCP call opens a session each time, so it gets fewer
 EXAMPLES = {"rest": 40, "mcp": 12}
 
 
-@pytest.mark.parametrize("face", list(SERVED))
-def test_launcher_a_run_id_is_refused_or_is_exactly_one_segment(served: Served, face: str) -> None:
+@pytest.mark.parametrize("surface", list(SERVED))
+def test_launcher_a_run_id_is_refused_or_is_exactly_one_segment(served: Served, surface: str) -> None:
     op = ops.get("get_run_usage")
 
-    @settings(max_examples=EXAMPLES[face], deadline=None)
+    @settings(max_examples=EXAMPLES[surface], deadline=None)
     @given(run_id=run_ids)
     def check(run_id: str) -> None:
         served.reset()
-        ok, _ = SERVED[face](served, op, {"run_id": run_id})
+        ok, _ = SERVED[surface](served, op, {"run_id": run_id})
         targets = served.upstream_targets()
         if not targets:
             assert not ok, "input that sent nothing must be refused"
@@ -680,11 +680,11 @@ def test_launcher_a_run_id_is_refused_or_is_exactly_one_segment(served: Served, 
     check()
 
 
-@pytest.mark.parametrize("face", list(SERVED))
-def test_launcher_any_upstream_body_is_the_body_or_one_clean_error(served: Served, face: str) -> None:
+@pytest.mark.parametrize("surface", list(SERVED))
+def test_launcher_any_upstream_body_is_the_body_or_one_clean_error(served: Served, surface: str) -> None:
     op = ops.get("get_run_usage")
 
-    @settings(max_examples=EXAMPLES[face], deadline=None)
+    @settings(max_examples=EXAMPLES[surface], deadline=None)
     @given(
         body=script_bodies,
         status=st.sampled_from([200, 200, 200, 404, 422, 500]),
@@ -693,7 +693,7 @@ def test_launcher_any_upstream_body_is_the_body_or_one_clean_error(served: Serve
     def check(body: str, status: int, ctype: str) -> None:
         served.reset()
         served.live.faults(next=[{"status": status, "body": body, "content_type": ctype}])
-        ok, text = SERVED[face](served, op, {"run_id": "rft_sbx_running"})
+        ok, text = SERVED[surface](served, op, {"run_id": "rft_sbx_running"})
         event("body" if ok else "error")
         if ok:
             assert status == 200 and json.loads(text) == json.loads(body)

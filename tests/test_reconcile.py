@@ -1,5 +1,5 @@
 """Reconcile: a run's billed total against its wallet rows, to the cent, through the
-script, the CLI and both client faces, against the sandbox on loopback."""
+script, the CLI and both clients, against the sandbox on loopback."""
 
 from __future__ import annotations
 

@@ -264,7 +264,7 @@ def test_mcp_tools_return_the_report_as_structured_content(launcher: Any, sandbo
     for (name, args), result in zip(CALLS, got["calls"], strict=True):
         assert result.is_error is not True, result.content
         assert figures(name, result.structured_content) == expected(sandbox, name, args)
-        # the two faces of one launcher hand out one document, not two renderings of it
+        # the two servers of one launcher hand out one document, not two renderings of it
         url, query = rest_url(launcher.urls["rest"], name, args)
         assert result.structured_content == httpx.get(url, params=query).json()
     mismatch = expected(sandbox, *CALLS[0])

@@ -363,7 +363,7 @@ def test_a_shared_upstream_call_outlives_one_of_its_callers(monkeypatch: pytest.
         seen = 0
 
         async def observed(*args: Any, **kwargs: Any) -> Any:
-            # no await between here and joining the flight: once `entered` is set, both have joined
+            # no await between here and joining the shared call: once `entered` is set, both have joined
             nonlocal seen
             seen += 1
             mine = seen
@@ -404,25 +404,25 @@ def test_the_token_comes_from_a_file_and_on_the_command_line_warns(home: Path, t
     or empty file is a one-line start-up error."""
     path = tmp_path / "token"
     path.write_text("  file-token-42\n", encoding="utf-8")
-    face = ("--sandbox", "--rest-port", "0", "--only", "rest", "--no-access-log")
+    args = ("--sandbox", "--rest-port", "0", "--only", "rest", "--no-access-log")
     env = script_env(home)
 
     def codes(rest: str, good: str) -> list[int]:
         tries = ({"Authorization": f"Bearer {good}"}, {}, {"Authorization": f"Bearer {good[:-1]}"})
         return [httpx.get(rest + WALLET, headers=h, trust_env=False, timeout=10).status_code for h in tries]
 
-    with ServeProcess(env, *face, "--token-file", str(path)) as from_file:
+    with ServeProcess(env, *args, "--token-file", str(path)) as from_file:
         assert codes(from_file.urls["rest"], "file-token-42") == [200, 401, 401]
     assert (from_file.returncode, from_file.stderr) == (0, "")
 
-    with ServeProcess(env, *face, "--token", "cli-token-7") as from_argv:
+    with ServeProcess(env, *args, "--token", "cli-token-7") as from_argv:
         assert codes(from_argv.urls["rest"], "cli-token-7") == [200, 401, 401]
     assert from_argv.returncode == 0
     assert from_argv.stderr.count("\n") == 1 and "--token-file" in from_argv.stderr
 
-    missing = run(["-m", "prime_billing", "serve", *face, "--token-file", str(tmp_path / "nope")], env)
+    missing = run(["-m", "prime_billing", "serve", *args, "--token-file", str(tmp_path / "nope")], env)
     assert_one_line_error(missing, 2, "--token-file")
     (tmp_path / "empty").write_text(" \n", encoding="utf-8")
-    empty = run(["-m", "prime_billing", "serve", *face, "--token-file", str(tmp_path / "empty")], env)
+    empty = run(["-m", "prime_billing", "serve", *args, "--token-file", str(tmp_path / "empty")], env)
     assert_one_line_error(empty, 2, "--token-file")
     assert "cli-token-7" not in from_argv.stderr and SANDBOX_API_KEY not in from_argv.stderr

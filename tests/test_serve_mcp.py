@@ -1,4 +1,4 @@
-"""The MCP face end to end with the official MCP client: streamable HTTP and stdio."""
+"""The MCP server end to end with the official MCP client: streamable HTTP and stdio."""
 
 from __future__ import annotations
 

@@ -312,8 +312,8 @@ def test_the_launcher_process_serves_metrics_and_exits_0_on_sigterm(home: Path, 
     """`prime-billing serve --metrics-ttl S` as a process: the scrape parses, SIGTERM exits 0, and
     neither the key nor the token reaches its output."""
     env = script_env(home, sandbox.url, PRIME_BILLING_TOKEN="proc-token-9")
-    face = ("--rest-port", "0", "--only", "rest", "--metrics-ttl", "120")
-    with ServeProcess(env, *face) as proc, httpx.Client(timeout=30) as client:
+    args = ("--rest-port", "0", "--only", "rest", "--metrics-ttl", "120")
+    with ServeProcess(env, *args) as proc, httpx.Client(timeout=30) as client:
         auth = {"Authorization": "Bearer proc-token-9"}
         got = [scrape(client, proc.urls["rest"], **auth) for _ in range(3)]
         assert client.get(proc.urls["rest"] + "/metrics").status_code == 401

@@ -1,4 +1,4 @@
-"""The REST face end to end: httpx against the launcher on loopback, upstream the loopback sandbox."""
+"""The REST server end to end: httpx against the launcher on loopback, upstream the loopback sandbox."""
 
 from __future__ import annotations
 
@@ -222,7 +222,7 @@ def test_passthrough_forwards_each_callers_key_and_never_mixes_them(sandbox: Liv
 
 def test_passthrough_never_shows_the_callers_bare_key_from_an_upstream_403(sandbox: LiveSandbox) -> None:
     """An upstream that echoes the caller's key without any `Bearer` before it: only the
-    caller's own credential tells the text is secret, and neither face may show it."""
+    caller's own credential tells the text is secret, and neither server may show it."""
     key = "pk-callers-own-key-7f3a9c2e51"
     echo = {"status": 403, "body": json.dumps({"detail": f"key {key} may not read this wallet"})}
     sandbox.faults(next=[echo, echo])
@@ -240,7 +240,7 @@ def test_passthrough_never_shows_the_callers_bare_key_from_an_upstream_403(sandb
     text = "".join(getattr(c, "text", "") for c in result.content)
     assert result.is_error is True and "\n" not in text
     assert key not in text and "***" in text and "may not read this wallet" in text
-    assert sandbox.requests() == 2  # both faces really asked the upstream
+    assert sandbox.requests() == 2  # both servers really asked the upstream
 
 
 def test_refuses_a_public_address_without_a_token(sandbox: LiveSandbox) -> None:

@@ -3,7 +3,7 @@
 An error carries facts: its kind (the class and a stable `code`), the upstream
 status that caused it, how long the upstream asked us to wait, and a one-line
 message whose advice is marked, not worded. Each surface decides the rest in
-its own terms: the CLI its exit code, the REST face its HTTP status, every
+its own terms: the CLI its exit code, the REST server its HTTP status, every
 surface the words of its advice (`worded`). None of them ever holds the API key.
 """
 

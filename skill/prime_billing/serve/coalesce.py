@@ -1,4 +1,4 @@
-"""Single flight with an optional short cache: one upstream call per key at a time.
+"""One upstream call per key at a time, shared by every caller asking for it, with an optional short cache.
 
 Fifty agents asking for the same wallet in the same instant cost one request.
 The call runs in a task of its own that every caller awaits shielded, so one
@@ -22,9 +22,9 @@ class Coalescer(Generic[T]):
     def __init__(self, ttl: float = 0.0) -> None:
         #: seconds a success is served again without a call; 0 = no cache
         self.ttl = ttl
-        self._inflight: dict[Hashable, tuple[asyncio.Task[T], list[int]]] = {}
+        self._in_progress: dict[Hashable, tuple[asyncio.Task[T], list[int]]] = {}
         self._cache: dict[Hashable, tuple[float, T]] = {}
-        #: since start: callers who joined a call already in flight, and callers answered from the cache
+        #: since start: callers who joined a call already in progress, and callers answered from the cache
         self.joined = 0
         self.hits = 0
 
@@ -34,14 +34,14 @@ class Coalescer(Generic[T]):
                 self.hits += 1
                 return hit[1]
             del self._cache[key]
-        flight = self._inflight.get(key)
-        if flight is None:
+        shared = self._in_progress.get(key)
+        if shared is None:
             task = asyncio.ensure_future(call())
-            flight = self._inflight[key] = (task, [0])
+            shared = self._in_progress[key] = (task, [0])
             task.add_done_callback(lambda done: self._settle(key, done))
         else:
             self.joined += 1
-        task, waiting = flight
+        task, waiting = shared
         waiting[0] += 1
         try:
             return await asyncio.shield(task)
@@ -51,8 +51,8 @@ class Coalescer(Generic[T]):
                 task.cancel()
 
     def _settle(self, key: Hashable, task: asyncio.Task[T]) -> None:
-        if self._inflight.get(key, (None,))[0] is task:
-            del self._inflight[key]
+        if self._in_progress.get(key, (None,))[0] is task:
+            del self._in_progress[key]
         if task.cancelled() or task.exception() is not None:  # also marks the exception as seen
             return
         if self.ttl > 0:
@@ -65,5 +65,5 @@ class Coalescer(Generic[T]):
 
     @property
     def waiting(self) -> int:
-        """Callers awaiting a call in flight, over every key (a snapshot: readable from any thread)."""
-        return sum(count[0] for _, count in list(self._inflight.values()))
+        """Callers awaiting a call in progress, over every key (a snapshot: readable from any thread)."""
+        return sum(count[0] for _, count in list(self._in_progress.values()))

@@ -72,7 +72,7 @@ def _serve_arguments(p: argparse.ArgumentParser) -> None:
         type=float,
         default=30.0,
         metavar="S",
-        help="on SIGTERM, wait up to S seconds for requests in flight (default 30)",
+        help="on SIGTERM, wait up to S seconds for requests in progress (default 30)",
     )
     p.add_argument("--no-access-log", action="store_true", help="no JSON access log lines on stderr")
     _upstream_args(p)

@@ -1,7 +1,7 @@
 """The servers' one way upstream: checks, coalescing, report bounds, counting.
 
-Both faces (REST and MCP) call `Gateway.call`; it checks the arguments before
-anything leaves, folds identical in-flight calls into one (keyed by a hash of
+Both servers (REST and MCP) call `Gateway.call`; it checks the arguments before
+anything leaves, lets identical calls share the one in progress (keyed by a hash of
 the credential plus the operation and its checked arguments, which fix the
 path and query, so two callers with different keys never share an answer),
 and stops a report that would read more rows than one request may.
@@ -15,13 +15,13 @@ from datetime import datetime
 from typing import Any
 
 from ..client import OnStep, Result
-from ..compose import aware
 from ..config import Settings
+from ..dates import utc
 from ..errors import AuthenticationError, ReportTooLargeError
 from ..models import Wallet
 from ..operations import Operation
 from .coalesce import Coalescer
-from .upstream import TALLY, Tally, Upstream
+from .upstream import REQUEST_USAGE, Upstream, UpstreamUsage
 
 
 class Gateway:
@@ -38,8 +38,8 @@ class Gateway:
         #: each caller's bearer is its Prime key; the server holds none
         self.passthrough = passthrough
         self.max_report_rows = max_report_rows
-        self.client = Upstream(settings, max_in_flight=max_upstream)
-        self._flights: Coalescer[Result[Any]] = Coalescer(cache_ttl)
+        self.client = Upstream(settings, max_connections=max_upstream)
+        self._calls: Coalescer[Result[Any]] = Coalescer(cache_ttl)
 
     async def aclose(self) -> None:
         await self.client.aclose()
@@ -47,42 +47,42 @@ class Gateway:
     @property
     def waiting(self) -> int:
         """Callers awaiting an upstream answer right now (shared calls count each caller)."""
-        return self._flights.waiting
+        return self._calls.waiting
 
     @property
     def joined(self) -> int:
-        """Callers who shared an upstream call already in flight instead of making their own, since start."""
-        return self._flights.joined
+        """Callers who shared an upstream call already in progress instead of making their own, since start."""
+        return self._calls.joined
 
     @property
     def cache_hits(self) -> int:
         """Callers answered from the `cache_ttl` cache without an upstream call, since start."""
-        return self._flights.hits
+        return self._calls.hits
 
     async def call(
-        self, op: Operation, args: Mapping[str, Any], credential: str | None = None, tally: Tally | None = None
+        self, op: Operation, args: Mapping[str, Any], credential: str | None = None, usage: UpstreamUsage | None = None
     ) -> Result[Any]:
         """Check, then fetch once for everyone asking the same thing right now."""
         checked = self.client.checked(op, args)  # InvalidInputError here: nothing has left yet
         if self.passthrough:
             if not credential:
                 raise AuthenticationError("send your Prime API key as `Authorization: Bearer <key>`", status=401)
-            key = credential
+            prime_key = credential
         else:
-            key = self.settings.require_key()
-        flight = (hashlib.sha256(key.encode()).digest(), op.name, tuple(sorted(checked.items())))
-        api_key = key if self.passthrough else None
+            prime_key = self.settings.require_key()
+        key = (hashlib.sha256(prime_key.encode()).digest(), op.name, tuple(sorted(checked.items())))
+        api_key = prime_key if self.passthrough else None
         since = op.inputs.rows_since(checked)
         on_step = self._bounded(since, op.inputs.narrowed_by) if op.composite else None
-        token = TALLY.set(tally)
+        token = REQUEST_USAGE.set(usage)
         try:
-            result = await self._flights.run(
-                flight, lambda: self.client.call(op.name, checked, api_key=api_key, on_step=on_step)
+            result = await self._calls.run(
+                key, lambda: self.client.call(op.name, checked, api_key=api_key, on_step=on_step)
             )
         finally:
-            TALLY.reset(token)
-        if tally is not None:
-            tally.accepted = True
+            REQUEST_USAGE.reset(token)
+        if usage is not None:
+            usage.accepted = True
         return result
 
     def _bounded(self, since: datetime | None, narrowed_by: str | None) -> OnStep:
@@ -99,7 +99,7 @@ class Gateway:
             if isinstance(result.data, Wallet):
                 pages += 1
                 page = result.data.recent_billings
-                kept += len(page) if since is None else sum(1 for r in page if aware(r.created_at) >= since)
+                kept += len(page) if since is None else sum(1 for r in page if utc(r.created_at) >= since)
                 rows = kept if since is not None or pages < 2 else max(kept, result.data.total_billings)
                 if rows > cap:
                     raise ReportTooLargeError(rows, cap, narrowed_by=narrowed_by)

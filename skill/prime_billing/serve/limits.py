@@ -36,7 +36,7 @@ DEFAULT_PUBLIC_RATE = 50.0
 
 @dataclass(frozen=True)
 class Limits:
-    #: upstream requests in flight at once, across all callers (0: unbounded)
+    #: upstream requests in progress at once, across all callers (0: unbounded)
     max_upstream: int = 64
     #: requests per second per caller (0: off; None: off on loopback, DEFAULT_PUBLIC_RATE elsewhere)
     rate: float | None = None
@@ -127,7 +127,7 @@ class Flag(NamedTuple):
 FLAGS = (
     Flag(
         "max_upstream", "--max-upstream", int, "N",
-        "upstream requests in flight at once, all callers together (default {}; 0: unbounded)",
+        "upstream requests in progress at once, all callers together (default {}; 0: unbounded)",
     ),
     Flag(
         "rate", "--rate-limit", float, "R",

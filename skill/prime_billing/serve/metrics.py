@@ -8,7 +8,7 @@ launchers in one process never mix their counts. What it shows:
   MCP tool calls by tool and outcome;
 - counts the serving parts keep as plain integers, read at scrape time:
   upstream attempts by outcome and status, callers who joined a call already in
-  flight, cache hits, the per-caller rate limit's 429s;
+  progress, cache hits, the per-caller rate limit's 429s;
 - the wallet, read at scrape time through the gateway (checks, coalescing,
   passthrough keys: the same path as any request), at most once per TTL per
   credential, failures included, however many scrapes come: its balance and what
@@ -41,8 +41,8 @@ from ..operations import get
 from .coalesce import Coalescer
 from .gateway import Gateway
 from .problems import problem
-from .security import CREDENTIAL, TALLY, VERIFIED, Guard
-from .upstream import Tally
+from .security import CREDENTIAL, UPSTREAM_USAGE, VERIFIED, Guard
+from .upstream import UpstreamUsage
 
 #: the rows the burn rate is worked out from: those created in the last 24 hours
 BURN_WINDOW = timedelta(hours=24)
@@ -89,18 +89,18 @@ class WalletReader:
 
     @property
     def waiting(self) -> int:
-        """Scrapes awaiting a wallet read in flight right now (a snapshot, readable from any thread)."""
+        """Scrapes awaiting a wallet read in progress right now (a snapshot, readable from any thread)."""
         return self._readings.waiting
 
-    async def read(self, credential: str | None, tally: Tally | None = None) -> Reading:
+    async def read(self, credential: str | None, usage: UpstreamUsage | None = None) -> Reading:
         key = hashlib.sha256(credential.encode()).digest() if self.gateway.passthrough and credential else b""
-        return await self._readings.run(key, lambda: self._fetch(credential, tally))
+        return await self._readings.run(key, lambda: self._fetch(credential, usage))
 
-    async def _fetch(self, credential: str | None, tally: Tally | None) -> Reading:
+    async def _fetch(self, credential: str | None, usage: UpstreamUsage | None) -> Reading:
         since = self.now() - BURN_WINDOW
         args = {"since": since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "top": 1}
         try:
-            result = await self.gateway.call(_SPEND, args, credential, tally)
+            result = await self.gateway.call(_SPEND, args, credential, usage)
         except PrimeBillingError as exc:
             return Reading(time.time(), error=exc.code, refused=isinstance(exc, AuthenticationError))
         report = result.data
@@ -126,7 +126,7 @@ class _Counts(Collector):
         yield upstream
         yield CounterMetricFamily(
             "prime_billing_coalesced",
-            "Callers who shared an upstream call already in flight instead of making their own.",
+            "Callers who shared an upstream call already in progress instead of making their own.",
             value=self.gateway.joined,
         )
         yield CounterMetricFamily(
@@ -228,7 +228,7 @@ class Metrics:
         timed.observe(seconds)
 
     def tool_call(self, tool: str, outcome: str) -> None:
-        """For the MCP face (`build_mcp_app(on_call=...)`): tool names are the table's, outcomes error codes."""
+        """For the MCP server (`build_mcp_app(on_call=...)`): tool names are the table's, outcomes error codes."""
         self.tool_calls.labels(tool, outcome).inc()
 
     # ------------------------------------------------------------ the route
@@ -237,7 +237,7 @@ class Metrics:
         if scope["method"] == "HEAD":
             await _answer(send, _HEAD, b"")
             return
-        reading = await self.wallet.read(scope.get(CREDENTIAL), scope.get(TALLY))
+        reading = await self.wallet.read(scope.get(CREDENTIAL), scope.get(UPSTREAM_USAGE))
         passthrough = self.gateway.passthrough
         if passthrough and reading.refused:
             detail = "the Prime API refused this key: send your own valid key as `Authorization: Bearer <key>`"

@@ -1,4 +1,4 @@
-"""The OpenAPI 3.1 document of the REST face, derived from the operations table."""
+"""The OpenAPI 3.1 document of the REST server, derived from the operations table."""
 
 from __future__ import annotations
 

@@ -40,7 +40,7 @@ STATUS: dict[str, int] = {
 
 
 def http_status(err: PrimeBillingError) -> int:
-    """What the REST face answers for `err`: anything else the upstream caused is a bad gateway."""
+    """What the REST server answers for `err`: anything else the upstream caused is a bad gateway."""
     return STATUS.get(err.code, 502)
 
 

@@ -1,4 +1,4 @@
-"""The REST face: one route per operation in the table, at its `rest_path`.
+"""The REST server: one route per operation in the table, at its `rest_path`.
 
 A success is the upstream body unchanged; every failure is problem+json with
 the error's own status. Nothing here knows any particular operation. HEAD on
@@ -34,7 +34,7 @@ from ..operations import OPERATIONS, Operation
 from . import METRICS_PATH, openapi
 from .gateway import Gateway
 from .problems import from_error, problem
-from .security import CREDENTIAL, HEALTH_PATH, TALLY
+from .security import CREDENTIAL, HEALTH_PATH, UPSTREAM_USAGE
 
 _JSON = (b"content-type", b"application/json")
 _SANDBOX = (b"x-prime-sandbox", b"1")
@@ -73,7 +73,7 @@ class _Endpoint:
                     args[name] = value
         credential = scope.get(CREDENTIAL)
         try:
-            result = await self.gateway.call(self.op, args, credential, scope.get(TALLY))
+            result = await self.gateway.call(self.op, args, credential, scope.get(UPSTREAM_USAGE))
         except PrimeBillingError as exc:
             return from_error(exc, redact(exc.worded("rest"), credential))
         body = result.body  # the upstream's bytes, as they came
@@ -121,7 +121,7 @@ async def _deliver(outcome: _Outcome, scope: Scope, receive: Receive, send: Send
 
 
 #: list items serialized per call: one call over thousands of rows holds the interpreter, and with
-#: it the event loop, for tens of ms (10,000 wallet rows: 20 ms); a slice of them, about 1 ms
+#: it the event loop, long enough to stall every other request; a slice at a time keeps each hold short
 SLICE = 300
 
 
@@ -160,7 +160,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 def route_templates(operations: Sequence[Operation] = OPERATIONS) -> list[str]:
-    """Every route this face answers, as its template (`{run_id}`, not an id): what metrics label a request by."""
+    """Every route this server answers, as its template (`{run_id}`, not an id): what metrics label a request by."""
     return [HEALTH_PATH, "/openapi.json", METRICS_PATH, *(op.rest_path for op in operations)]
 
 

@@ -3,7 +3,7 @@
 Start-up refuses what would be unsafe (a non-loopback address with no token:
 whoever reaches the port would spend the key). The signal handlers are in
 place before any port listens, so a SIGTERM or SIGINT at any moment stops
-accepting, lets requests in flight finish (up to `drain_seconds`) and exits 0:
+accepting, lets requests in progress finish (up to `drain_seconds`) and exits 0:
 a rolling deploy drops nothing. `--sandbox` serves the demo API on a loopback
 port of its own, so sandbox answers travel the same way as real ones. The REST
 port also serves `/metrics` (serve/metrics.py), counting both ports' traffic.
@@ -41,7 +41,7 @@ class ServeOptions:
     host: str = "127.0.0.1"
     rest_port: int = REST_PORT
     mcp_port: int = MCP_PORT
-    #: "rest" or "mcp" to serve one face only
+    #: "rest" or "mcp" to serve that server only
     only: str | None = None
     token: str | None = field(default=None, repr=False)
     #: callers send their own Prime key as the bearer token; the server holds none
@@ -109,14 +109,14 @@ def sandbox_upstream(settings: Settings) -> tuple[Settings, Any]:
 
 
 class Launcher:
-    """Binds, serves and drains the two faces; usable in-process (tests) or from the CLI."""
+    """Binds, serves and drains the two servers (REST and MCP); usable in-process (tests) or from the CLI."""
 
     def __init__(self, options: ServeOptions, settings: Settings) -> None:
         options.check(settings)
         self.options = options
         self.settings = settings
         self.gateway: Gateway | None = None
-        #: what /metrics shows (when the REST face is served)
+        #: what /metrics shows (when the REST server is served)
         self.metrics: Metrics | None = None
         self.urls: dict[str, str] = {}
         self._servers: list[_Server] = []
@@ -147,18 +147,18 @@ class Launcher:
             max_upstream=o.limits.max_upstream,
             max_report_rows=o.limits.max_report_rows,
         )
-        # the face, its port, its app, uvicorn's lifespan setting, and its routes as metrics label them
-        faces: list[tuple[str, int, Any, str, list[str]]] = []
+        # each port: its server (rest/mcp), number, app, uvicorn's lifespan setting, and routes as metrics label them
+        ports: list[tuple[str, int, Any, str, list[str]]] = []
         if o.only in (None, "rest"):
             metrics = self.metrics = Metrics(self.gateway, ttl=o.limits.metrics_ttl)
             rest = build_rest_app(self.gateway, secured=bool(o.token), metrics=metrics.endpoint)
-            faces.append(("rest", o.rest_port, rest, "auto", route_templates()))
+            ports.append(("rest", o.rest_port, rest, "auto", route_templates()))
         if o.only in (None, "mcp"):
             on_call = self.metrics.tool_call if self.metrics is not None else None
             mcp = build_mcp_app(self.gateway, on_call=on_call)
-            faces.append(("mcp", o.mcp_port, mcp, "on", [MCP_PATH, HEALTH_PATH]))
-        sockets = [_listen(o.host, face[1]) for face in faces]
-        for (name, _, app, lifespan, routes), sock in zip(faces, sockets, strict=True):
+            ports.append(("mcp", o.mcp_port, mcp, "on", [MCP_PATH, HEALTH_PATH]))
+        sockets = [_listen(o.host, port[1]) for port in ports]
+        for (name, _, app, lifespan, routes), sock in zip(ports, sockets, strict=True):
             served = guarded = Guard(app, policy, o.limits, host=o.host)
             if self.metrics is not None:
                 self.metrics.guards[name] = guarded
@@ -212,7 +212,7 @@ class Launcher:
             loop.add_signal_handler(sig, lambda: self.stop(force=self._stopping))  # a second signal: no drain
         await self.start()
         # what start-up made lives as long as the process: a full garbage collection need not
-        # scan it again, and pausing the loop for it cost 50 ms in the middle of a 10,000-row report
+        # scan it again, and pausing the loop for it would stall every request in the middle of a long report
         gc.freeze()
         if announce is not None and not self._stopping:
             announce(self.describe())
@@ -222,8 +222,8 @@ class Launcher:
         o = self.options
         auth = "passthrough (callers' own keys)" if o.passthrough else ("token" if o.token else "none (loopback)")
         upstream = "built-in sandbox" if self.settings.sandbox else self.settings.base_url
-        faces = ", ".join(f"{k.upper()} on {v}" for k, v in self.urls.items())
-        return f"prime-billing serving {faces}; upstream {upstream}; auth {auth}; SIGTERM or Ctrl-C stops"
+        listening = ", ".join(f"{k.upper()} on {v}" for k, v in self.urls.items())
+        return f"prime-billing serving {listening}; upstream {upstream}; auth {auth}; SIGTERM or Ctrl-C stops"
 
 
 def event_loop_runner() -> asyncio.Runner:

@@ -34,12 +34,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .limits import MAX_CALLERS, Limits
 from .problems import problem
-from .upstream import Tally
+from .upstream import UpstreamUsage
 
 CREDENTIAL = "prime_billing.credential"
 #: scope key: the credential is known good (the token, or a passthrough key the upstream accepted before)
 VERIFIED = "prime_billing.verified"
-TALLY = "prime_billing.tally"
+#: scope key: the request's `UpstreamUsage` (calls made, pacing, whether the key was accepted)
+UPSTREAM_USAGE = "prime_billing.upstream_usage"
 HEALTH_PATH = "/healthz"
 
 _LABEL = r"[a-z0-9](?:[a-z0-9_-]*[a-z0-9])?"
@@ -182,7 +183,7 @@ class Guard:
             scope[CREDENTIAL] = bearer.decode("latin-1")
         scope[VERIFIED] = valid
         buckets = self._buckets
-        scope[TALLY] = Tally(pace=(lambda: buckets.take(caller)) if buckets is not None else None)
+        scope[UPSTREAM_USAGE] = UpstreamUsage(pace=(lambda: buckets.take(caller)) if buckets is not None else None)
         await self._serve(scope, receive, send, body, bearer if self.policy.passthrough and not valid else None)
 
     def _valid(self, bearer: bytes | None) -> bool:
@@ -232,7 +233,7 @@ class Guard:
         finally:
             if watcher is not None:
                 watcher.cancel()
-        if unproven is not None and scope[TALLY].accepted:
+        if unproven is not None and scope[UPSTREAM_USAGE].accepted:
             self._accepted[hashlib.sha256(unproven).digest()] = None
             if len(self._accepted) > MAX_CALLERS:
                 self._accepted.popitem(last=False)

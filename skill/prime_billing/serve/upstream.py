@@ -1,13 +1,13 @@
 """The launcher's one way upstream: the core client's plan, sent with aiohttp.
 
-A server pays its client's cost on every request it forwards; aiohttp was the
-cheapest of the clients measured side by side that also hangs up at once when
-a call is cancelled (`benchmarks/bench_upstream_clients.py`, reference/serve.md).
+A server pays its client's cost on every request it forwards; of the clients
+that hang up at once when a call is cancelled, aiohttp costs the least per call
+(the comparison: `benchmarks/bench_upstream_clients.py`, reference/serve.md).
 It is set up from the environment once, as httpx reads it: the proxy for the
 base URL from `HTTP_PROXY`/`HTTPS_PROXY`/`ALL_PROXY` unless `NO_PROXY` says
 otherwise, and the trusted CAs from `SSL_CERT_FILE`/`SSL_CERT_DIR` (httpx's own
-`create_ssl_context`). Asking the environment per request instead (aiohttp's
-`trust_env`) tripled the cost of a call. Retries, error mapping and the
+`create_ssl_context`), not per request (aiohttp's `trust_env`), which would add
+that lookup to the cost of every call. Retries, error mapping and the
 per-attempt deadline stay the core client's.
 """
 
@@ -30,18 +30,21 @@ from ..errors import PrimeBillingError
 
 
 @dataclass
-class Tally:
-    """What one inbound request costs upstream: counted for the access log, paced by the caller's rate."""
+class UpstreamUsage:
+    """What one inbound request uses upstream: its calls counted for the access log, paced by the caller's rate."""
 
-    upstream: int = 0
+    #: upstream calls made on the request's behalf
+    calls: int = 0
     #: spends one of the caller's rate tokens: 0, or the seconds until one is there
     pace: Callable[[], float] | None = None
     #: the upstream answered a call with the caller's own key (passthrough): the key is real
     accepted: bool = False
 
 
-#: the tally of the inbound request on whose behalf a call runs
-TALLY: contextvars.ContextVar[Tally | None] = contextvars.ContextVar("prime_billing_tally", default=None)
+#: the usage of the inbound request on whose behalf a call runs
+REQUEST_USAGE: contextvars.ContextVar[UpstreamUsage | None] = contextvars.ContextVar(
+    "prime_billing_upstream_usage", default=None
+)
 
 
 def proxy_for(url: str) -> str | None:
@@ -56,10 +59,10 @@ def proxy_for(url: str) -> str | None:
 class Upstream(AsyncClient):
     """`AsyncClient` whose one attempt (`send`) goes through a shared aiohttp pool."""
 
-    def __init__(self, settings: Settings, *, max_in_flight: int = 0) -> None:
+    def __init__(self, settings: Settings, *, max_connections: int = 0) -> None:
         super().__init__(settings)
         self._proxy = proxy_for(settings.base_url)
-        self._limit = max_in_flight
+        self._limit = max_connections
         self._session: aiohttp.ClientSession | None = None
         #: attempts sent since start, by (outcome, HTTP status or "none"): plain counts, read at /metrics
         self.replies: Counter[tuple[str, str]] = Counter()
@@ -84,11 +87,11 @@ class Upstream(AsyncClient):
             await self._session.close()
 
     async def send(self, request: Request) -> Reply:
-        tally = TALLY.get()
-        if tally is not None:
-            tally.upstream += 1
+        usage = REQUEST_USAGE.get()
+        if usage is not None:
+            usage.calls += 1
             # the request itself paid for its first call; a report's further pages are paid here
-            while tally.upstream > 1 and tally.pace is not None and (wait := tally.pace()) > 0:
+            while usage.calls > 1 and usage.pace is not None and (wait := usage.pace()) > 0:
                 await asyncio.sleep(wait)
         url = url_for(self.settings.base_url, request)
         outcome, status = "error", "none"
