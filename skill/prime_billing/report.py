@@ -9,7 +9,6 @@ written here once, since two checks say it.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Self
 
 from pydantic import BaseModel, ConfigDict, computed_field
@@ -61,14 +60,3 @@ def below_minimum(wallet_id: str, balance: float, minimum: float) -> str:
     """The one line for a balance under a minimum (exact: the shortfall is a decimal difference)."""
     short = usd_float(money(minimum) - money(balance))
     return f"balance {usd(balance)} of wallet {wallet_id} is {usd(short)} below the minimum {usd(minimum)}: add funds"
-
-
-def utc(when: datetime) -> datetime:
-    """`when` in UTC (naive means UTC already). At the calendar's edge a moment cannot change
-    zone: it is kept as given."""
-    if when.tzinfo is None:
-        return when.replace(tzinfo=UTC)
-    try:
-        return when.astimezone(UTC)
-    except OverflowError:
-        return when

@@ -31,6 +31,20 @@ def setup() -> None:
     logger.propagate = False
 
 
+class StatusSeen:
+    """`send` for an app whose answer's status a middleware wants to know: passes every message
+    on and keeps the status once the answer starts (0 until then)."""
+
+    def __init__(self, send: Send) -> None:
+        self.send = send
+        self.status = 0
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+        await self.send(message)
+
+
 class AccessLog:
     def __init__(self, app: ASGIApp, surface: str) -> None:
         self.app = app
@@ -42,17 +56,11 @@ class AccessLog:
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
-        status = 500
-
-        async def send_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
+        seen = StatusSeen(send)
         try:
-            await self.app(scope, receive, send_status)
+            await self.app(scope, receive, seen)
         finally:
+            status = seen.status or 500
             usage = scope.get(UPSTREAM_USAGE)
             # the same text json.dumps gives for these fields, without its cost on every request
             logger.info(

@@ -33,11 +33,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from starlette.routing import compile_path
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..__version__ import __version__
 from ..errors import AuthenticationError, PrimeBillingError
 from ..operations import get
+from .accesslog import StatusSeen
 from .coalesce import Coalescer
 from .gateway import Gateway
 from .problems import problem
@@ -286,23 +287,19 @@ class _Observed:
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
-        status = 0
-
-        async def send_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
+        seen = StatusSeen(send)
+        failed = False
         try:
-            await self.app(scope, receive, send_status)
+            await self.app(scope, receive, seen)
         except Exception:
-            status = status or 500  # what uvicorn answers for it
+            failed = True
             raise
         finally:
+            # no answer started: uvicorn answers 500 for an error; otherwise the caller hung up
+            status = seen.status or (500 if failed else CLIENT_CLOSED)
             method = scope["method"] if scope["method"] in METHODS else OTHER
             took = time.perf_counter() - start
-            self.metrics.count(self.surface, self.route(scope["path"]), method, status or CLIENT_CLOSED, took)
+            self.metrics.count(self.surface, self.route(scope["path"]), method, status, took)
 
 
 async def _answer(send: Send, headers: Sequence[tuple[bytes, bytes]], body: bytes) -> None:
