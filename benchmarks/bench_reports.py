@@ -68,7 +68,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--process-runs", type=int, default=9, help="runs of each CLI process in part 2")
-    parser.add_argument("--bounds", default="4,8,10", help="pages in flight to compare in part 2")
+    parser.add_argument("--bounds", default="8,10,12", help="pages in flight to compare in part 2")
     args = parser.parse_args()
     runs = args.runs
 

@@ -41,7 +41,7 @@ EXPECTED = {
 #: a script run for every question SKILL.md answers, each with what its answer must say
 RUNS_FROM_BUNDLE = [
     (["wallet.py", "--sandbox"], 0, "wallet wal_sbx_personal (personal) · balance $123.45"),
-    (["wallet.py", "--min-balance", "200", "--sandbox"], 3, "BELOW MINIMUM: balance $123.45 of wallet wal_sbx_personal"),
+    (["wallet.py", "--min-balance", "200", "--sandbox"], 3, "BELOW MINIMUM: balance $123.45 of wallet"),
     (["run_usage.py", "rft_sbx_cached", "--sandbox"], 0, "billed                $41.20"),
     (["reconcile.py", "rft_sbx_mismatch", "--sandbox"], 3, "MISMATCH by $0.37"),
     (["spend.py", "--sandbox"], 0, "top runs (5)"),

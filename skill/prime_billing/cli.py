@@ -199,15 +199,18 @@ def _run_operation(op: Any, ns: argparse.Namespace) -> int:
     if ns.json:
         if errors and len(outcomes) == 1:  # the one document failed: nothing to print
             return _fail(prog, errors[0], exit_code(errors[0]))
-        import json
+        if len(outcomes) == 1:
+            sys.stdout.write(outcomes[0].json())
+        else:
+            import json
 
-        # several ids: one element per id, in order; a failed one is an error object,
-        # so the runs that were found are never lost to another's failure
-        docs = [
-            _error_doc(str(many), a[many], o) if isinstance(o, PrimeBillingError) else o.raw
-            for a, o in zip(calls, outcomes, strict=True)
-        ]
-        sys.stdout.write(json.dumps(docs[0] if len(docs) == 1 else docs, ensure_ascii=False))
+            # several ids: one element per id, in order; a failed one is an error object,
+            # so the runs that were found are never lost to another's failure
+            docs = [
+                _error_doc(str(many), a[many], o) if isinstance(o, PrimeBillingError) else o.raw
+                for a, o in zip(calls, outcomes, strict=True)
+            ]
+            sys.stdout.write(json.dumps(docs, ensure_ascii=False))
         sys.stdout.write("\n")
         for e in errors:
             _fail(prog, e, exit_code(e))

@@ -164,7 +164,12 @@ class Result(Generic[M]):
         return f"{SANDBOX_BANNER}\n{text}" if self.sandbox and banner else text
 
     def json(self) -> str:
-        return json.dumps(self.raw, ensure_ascii=False)
+        """The answer as JSON text: the upstream body exactly as it came, or a composite answer's
+        model encoded by pydantic in one pass (a report of thousands of rows, never dumped to
+        Python objects and encoded again)."""
+        if self.body is not None:
+            return self.body.decode()
+        return self.data.model_dump_json()
 
     @property
     def alert(self) -> str | None:

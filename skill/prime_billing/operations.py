@@ -214,6 +214,9 @@ class Inputs(BaseModel):
 
     model_config = ConfigDict(strict=True, extra="forbid", defer_build=True)
 
+    #: the report reads the wallet to its end, or back to `rows_since`: a server can tell from the
+    #: first page how many rows that is
+    reads_every_row: ClassVar[bool] = False
     #: a report reading the wallet back to a moment: the input that moves that moment (the advice
     #: when it would read more rows than a server allows); None: it reads every row
     narrowed_by: ClassVar[str | None] = None
@@ -244,11 +247,14 @@ class WalletInputs(Inputs):
 
 
 class ReconcileInputs(Inputs):
+    reads_every_row = True
+
     run_id: RunId
     team_id: TeamId = None
 
 
 class SpendInputs(Inputs):
+    reads_every_row = True
     narrowed_by = "since"
 
     since: Since = None
@@ -279,6 +285,7 @@ class BudgetInputs(Inputs):
 
 
 class RunwayInputs(Inputs):
+    reads_every_row = True
     narrowed_by = "days"
 
     days: Annotated[

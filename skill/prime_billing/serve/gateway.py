@@ -19,7 +19,7 @@ from ..config import Settings
 from ..dates import utc
 from ..errors import AuthenticationError, ReportTooLargeError
 from ..models import Wallet
-from ..operations import Operation
+from ..operations import Inputs, Operation
 from .coalesce import Coalescer
 from .upstream import REQUEST_USAGE, Upstream, UpstreamUsage
 
@@ -73,7 +73,7 @@ class Gateway:
         key = (hashlib.sha256(prime_key.encode()).digest(), op.name, tuple(sorted(checked.items())))
         api_key = prime_key if self.passthrough else None
         since = op.inputs.rows_since(checked)
-        on_step = self._bounded(since, op.inputs.narrowed_by) if op.composite else None
+        on_step = self._bounded(since, op.inputs) if op.composite else None
         token = REQUEST_USAGE.set(usage)
         try:
             result = await self._calls.run(
@@ -85,23 +85,21 @@ class Gateway:
             usage.accepted = True
         return result
 
-    def _bounded(self, since: datetime | None, narrowed_by: str | None) -> OnStep:
+    def _bounded(self, since: datetime | None, inputs: type[Inputs]) -> OnStep:
         """A report's step watcher: refuses once the rows it keeps exceed the cap (rows older than
-        `since`, the report's own start, are read only to find the end). A report that asks for a
-        second page reads the wallet to its end: without a start the total says at once how many
-        rows that is. A scan asks for its second page alone, before any batch of pages at once
-        (`compose.PAGES_IN_FLIGHT`), so such a refusal costs two upstream calls. `narrowed_by`: the
-        input the refusal advises."""
-        cap, kept, pages = self.max_report_rows, 0, 0
+        `since`, the report's own start, are read only to find the end). A report that reads every
+        row without a start is refused at its first page, whose total says how many rows that is,
+        before any batch of pages goes out. The refusal advises the input that narrows it."""
+        cap, kept = self.max_report_rows, 0
+        whole = inputs.reads_every_row and since is None
 
         def step(result: Result[Any]) -> None:
-            nonlocal kept, pages
+            nonlocal kept
             if isinstance(result.data, Wallet):
-                pages += 1
                 page = result.data.recent_billings
                 kept += len(page) if since is None else sum(1 for r in page if utc(r.created_at) >= since)
-                rows = kept if since is not None or pages < 2 else max(kept, result.data.total_billings)
+                rows = max(kept, result.data.total_billings) if whole else kept
                 if rows > cap:
-                    raise ReportTooLargeError(rows, cap, narrowed_by=narrowed_by)
+                    raise ReportTooLargeError(rows, cap, narrowed_by=inputs.narrowed_by)
 
         return step
