@@ -17,7 +17,7 @@ import math
 import numbers
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, NamedTuple, TypeVar
@@ -74,6 +74,16 @@ class Cli:
         self.metavar = metavar
         #: a positional that takes several values at once (fetched concurrently)
         self.many = many
+
+
+class Setting:
+    """The settings value that fills this input when the caller leaves it out (`PRIME_TEAM_ID` for
+    a team id): a field marker, so every operation taking the input is filled the same way."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
 
 
 class Refusal:
@@ -188,6 +198,7 @@ TeamId = Annotated[
     Field(description="Team whose wallet to read; omit for the personal wallet.", serialization_alias="teamId"),
     _NOT_AN_ID,
     Cli(flag="--team", metavar="ID"),
+    Setting("team_id"),
 ]
 Limit = Annotated[int, Field(ge=1, le=100, description="Rows per page, 1-100."), PLAIN_DIGITS]
 Offset = Annotated[
@@ -377,16 +388,15 @@ class Operation:
     description: str
     #: the inputs, checked and described (see `Inputs`)
     inputs: type[Inputs]
-    upstream_path: str
     rest_path: str
     mcp_tool: str
     #: the answer's model; a report's as "module:Name" (relative to this package), so that
     #: module loads when the report is first asked for, not with every script
     answer: type[BaseModel] | str
-    #: contract operation name in capability/training-billing.yaml
-    contract_name: str
-    #: which settings value fills an input the caller left out (team id)
-    settings_defaults: Mapping[str, str] = field(default_factory=dict)
+    #: the upstream path; none for a composite operation
+    upstream_path: str = ""
+    #: contract operation name in capability/training-billing.yaml; none beyond the contract
+    contract_name: str = ""
     hints: Hints = READ_ONLY
     method: str = "GET"
     #: composite operation: `compose(checked_args)` (from `plan`, loaded like `answer`) is a plan
@@ -416,6 +426,11 @@ class Operation:
     def in_contract(self) -> bool:
         """One of the contract's own operations (its REST path and tool name are fixed by it)."""
         return bool(self.contract_name)
+
+    @cached_property
+    def settings_defaults(self) -> dict[str, str]:
+        """Which settings value fills each input the caller left out (`Setting` markers)."""
+        return {p.name: m.name for p in self.params if (m := _marker(p.field, Setting)) is not None}
 
     @cached_property
     def params(self) -> tuple[Param, ...]:
@@ -543,7 +558,6 @@ OPERATIONS: tuple[Operation, ...] = (
         mcp_tool="prime-intellect-getwallet",
         contract_name="getwallet",
         answer=Wallet,
-        settings_defaults={"team_id": "team_id"},
     ),
 )
 
@@ -562,12 +576,9 @@ OPERATIONS += (
             "(all pages); within one cent is reconciled, otherwise the difference is flagged."
         ),
         inputs=ReconcileInputs,
-        upstream_path="",
         rest_path="/v1/prime-billing/runs/{run_id}/reconcile",
         mcp_tool="prime-intellect-reconcile",
-        contract_name="",
         answer=".reconcile:Reconciliation",
-        settings_defaults={"team_id": "team_id"},
         plan=".reconcile:reconcile_run",
     ),
     Operation(
@@ -578,12 +589,9 @@ OPERATIONS += (
             "totals by resource type and resource id, the most expensive RFT runs, and every row."
         ),
         inputs=SpendInputs,
-        upstream_path="",
         rest_path="/v1/prime-billing/spend",
         mcp_tool="prime-intellect-spend",
-        contract_name="",
         answer=".spend:SpendReport",
-        settings_defaults={"team_id": "team_id"},
         plan=".spend:spend_report",
     ),
     Operation(
@@ -594,12 +602,9 @@ OPERATIONS += (
             "Returns the verdict (ok, shortfall or headroom) with the wallet; use it to warn when the balance is low."
         ),
         inputs=BudgetInputs,
-        upstream_path="",
         rest_path="/v1/prime-billing/budget",
         mcp_tool="prime-intellect-budget",
-        contract_name="",
         answer=".budget:BudgetCheck",
-        settings_defaults={"team_id": "team_id"},
         plan=".budget:check_budget",
         cli_extends="wallet",
     ),
@@ -612,12 +617,9 @@ OPERATIONS += (
             "the balance is already below the minimum."
         ),
         inputs=RunwayInputs,
-        upstream_path="",
         rest_path="/v1/prime-billing/runway",
         mcp_tool="prime-intellect-runway",
-        contract_name="",
         answer=".runway:Runway",
-        settings_defaults={"team_id": "team_id"},
         plan=".runway:runway",
     ),
 )
