@@ -6,6 +6,7 @@ and no REST problem detail ever tells a model or a program to pass a CLI flag.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -69,6 +70,19 @@ def test_runway_advice_is_an_argument_in_tools_and_a_flag_on_the_cli(sandbox: Li
     assert not FLAG.search(content)
     out = run(["-m", "prime_billing", "runway", "--as-of", "2020-01-01"], script_env(home, sandbox.url))
     assert out.returncode == 0 and out.stdout.splitlines()[1].endswith("try more --days")
+
+
+def test_a_check_that_failed_leaves_no_marker_in_its_data(sandbox: LiveSandbox, home: Any) -> None:
+    """The run's charges are in the personal wallet, so reconciling it against the team's finds none:
+    the alert advises the team, as data an argument (every surface passes the JSON on), on the CLI a flag."""
+    args = ["reconcile", "rft_sbx_completed", "--team", "team_sbx_demo"]
+    out = run(["-m", "prime_billing", *args, "--json"], script_env(home, sandbox.url))
+    alert = json.loads(out.stdout)["alert"]
+    assert out.returncode == 3 and alert.endswith("another wallet? try team_id"), out.stdout
+    assert "[[" not in out.stdout
+    text = run(["-m", "prime_billing", *args], script_env(home, sandbox.url))
+    assert text.returncode == 3 and text.stderr.rstrip().endswith("another wallet? try --team"), text.stderr
+    assert "[[" not in text.stdout + text.stderr
 
 
 def test_models_are_told_arguments_and_the_cli_flags(sandbox: LiveSandbox, home: Any) -> None:

@@ -177,8 +177,9 @@ class Result(Generic[M]):
         return self.alert_in("tool")
 
     def alert_in(self, surface: Surface) -> str | None:
-        alert = getattr(self.data, "alert", None)
-        return phrase(alert, surface) if isinstance(alert, str) else None
+        failure = getattr(self.data, "failure", None)
+        text = failure() if callable(failure) else None
+        return phrase(text, surface) if text else None
 
 
 #: called with each sub-call's Result while a composite operation runs (progress)

@@ -185,8 +185,8 @@ def _types(groups: list[SpendGroup]) -> str:
 def _runway(r: Runway) -> Rendered:
     owner = f"wallet {r.wallet_id}"
     target = "empties" if r.min_balance_usd == 0 else f"reaches the minimum {usd(r.min_balance_usd)}"
-    if r.alert:
-        verdict = f"runway: 0 days: {r.alert}"
+    if failure := r.failure():
+        verdict = f"runway: 0 days: {failure}"
     elif money(r.balance_usd) == money(r.min_balance_usd):
         verdict = f"runway: 0 days: {owner} is at the minimum {usd(r.min_balance_usd)}"
     elif r.spend_usd <= 0:
@@ -219,7 +219,7 @@ def _budget(check: BudgetCheck, offset: int) -> Rendered:
             f"above the minimum {usd(check.min_balance_usd)}"
         )
     else:
-        verdict = f"BELOW MINIMUM: {check.alert}"
+        verdict = f"BELOW MINIMUM: {check.failure()}"
     return replace(_wallet(Wallet.model_validate(check.wallet), offset), verdict=verdict)
 
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Self
 from pydantic import BaseModel, ConfigDict, computed_field
 
 from .money import money, usd, usd_float
+from .wording import phrase
 
 if TYPE_CHECKING:
     from .models import Wallet
@@ -49,10 +50,13 @@ class WalletCheck(WalletReport):
     @computed_field  # type: ignore[prop-decorator]
     @property
     def alert(self) -> str | None:
-        return self.failure()
+        """`failure` as the data every surface passes on (JSON, structured content): its advice
+        worded as arguments, never left as a marker. A surface's own words: `Result.alert_in`."""
+        failure = self.failure()
+        return None if failure is None else phrase(failure, "tool")
 
     def failure(self) -> str | None:
-        """What failed, in one line; None when the check passed."""
+        """What failed, in one line, advice marked (see `wording`); None when the check passed."""
         raise NotImplementedError
 
 
