@@ -79,7 +79,7 @@ def _usage_body(run_id: str) -> dict[str, Any]:
     return body
 
 
-def _stamp(moment: datetime) -> str:
+def stamp(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -92,11 +92,11 @@ def _billing_rows(wallet: str, charges: list[tuple[str, str | None, int]], seed:
     rows = []
     for i, (rtype, rid, cents) in enumerate(charges):
         created = newest - timedelta(hours=3 * i, minutes=17 * (i % 5))
-        billed = _stamp(created + timedelta(minutes=5))
+        billed = stamp(created + timedelta(minutes=5))
         rows.append(
             {
                 "id": f"bill_{wallet[4:]}_{i:03d}",
-                "created_at": _stamp(created),
+                "created_at": stamp(created),
                 "updated_at": billed,
                 "last_billed_at": None if rtype == "inference" else billed,
                 "amount_usd": cents / 100,

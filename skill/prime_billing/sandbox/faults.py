@@ -51,6 +51,7 @@ from typing import TYPE_CHECKING, Any, overload
 from urllib.parse import urlsplit
 
 from . import RUNS, Reply, Sandbox, json_reply, marked
+from .data import stamp
 
 if TYPE_CHECKING:
     import httpx
@@ -364,9 +365,9 @@ class _LongWallet(Sequence[dict[str, Any]]):
         if i < len(self.demo):
             return self.demo[i]
         n = i - len(self.demo)
-        stamp = (self.oldest - timedelta(minutes=n + 1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        at = stamp(self.oldest - timedelta(minutes=n + 1))
         return {
-            "id": f"bill_{self.wallet_id[4:]}_old_{n:07d}", "created_at": stamp, "updated_at": stamp,
-            "last_billed_at": stamp, "amount_usd": 0.01, "currency": "USD", "resource_type": "pods",
+            "id": f"bill_{self.wallet_id[4:]}_old_{n:07d}", "created_at": at, "updated_at": at,
+            "last_billed_at": at, "amount_usd": 0.01, "currency": "USD", "resource_type": "pods",
             "resource_id": f"pod_sbx_old_{n % 50:02d}",
         }  # fmt: skip

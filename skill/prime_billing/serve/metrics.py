@@ -209,8 +209,7 @@ class Metrics:
         #: the ASGI app of GET /metrics, for `build_rest_app(metrics=...)`
         self.endpoint: ASGIApp = _Scrape(self)
         # label children, looked up once per label set: the library's `labels()` checks and locks per call
-        self._counted: dict[tuple[str, str, str, int], Any] = {}
-        self._timed: dict[tuple[str, str], Any] = {}
+        self._children: dict[tuple[Any, ...], Any] = {}
 
     # ------------------------------------------------------------ traffic
     def observe(self, app: ASGIApp, surface: str, templates: Iterable[str]) -> ASGIApp:
@@ -218,19 +217,19 @@ class Metrics:
         return _Observed(app, self, surface, templates)
 
     def count(self, surface: str, route: str, method: str, status: int, seconds: float) -> None:
-        key = (surface, route, method, status)
-        counted = self._counted.get(key)
-        if counted is None:
-            counted = self._counted[key] = self.requests.labels(surface, route, method, str(status))
-        counted.inc()
-        timed = self._timed.get(key[:2])
-        if timed is None:
-            timed = self._timed[key[:2]] = self.latency.labels(surface, route)
-        timed.observe(seconds)
+        self._child(self.requests, surface, route, method, str(status)).inc()
+        self._child(self.latency, surface, route).observe(seconds)
 
     def tool_call(self, tool: str, outcome: str) -> None:
         """For the MCP server (`build_mcp_app(on_call=...)`): tool names are the table's, outcomes error codes."""
-        self.tool_calls.labels(tool, outcome).inc()
+        self._child(self.tool_calls, tool, outcome).inc()
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        key = (metric, *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
 
     # ------------------------------------------------------------ the route
     async def scrape(self, scope: Scope, receive: Receive, send: Send) -> None:
