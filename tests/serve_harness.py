@@ -9,6 +9,8 @@ from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
+import httpx
+
 from prime_billing.config import SANDBOX_API_KEY, Settings
 from prime_billing.serve.runner import Launcher, ServeOptions
 
@@ -49,3 +51,16 @@ def running(settings: Settings, **options: Any) -> Iterator[Launcher]:
         loop.call_soon_threadsafe(launcher.stop)
         thread.join(30)
         loop.close()
+
+
+#: what an MCP client over streamable HTTP accepts
+MCP_ACCEPT = {"Accept": "application/json, text/event-stream"}
+
+
+def tool_call(client: httpx.Client, url: str, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    """One MCP `tools/call` over stateless streamable HTTP (JSON answers): the call's result."""
+    message = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": tool, "arguments": arguments}}
+    r = client.post(url, json=message, headers=MCP_ACCEPT)
+    assert r.status_code == 200, r.text
+    result: dict[str, Any] = r.json()["result"]
+    return result

@@ -20,7 +20,7 @@ from conftest import LiveSandbox, all_rows, assert_one_line_error, run, script_e
 from prime_billing.config import SANDBOX_API_KEY
 from prime_billing.serve.limits import Limits
 from proxy_harness import RELEASED_WALLET, ForwardingProxy, HangingUpstream, ServeProcess, serving
-from serve_harness import running, sandbox_settings
+from serve_harness import running, sandbox_settings, tool_call
 
 WALLET = "/v1/api/v1/billing/wallet"
 USAGE = "/v1/api/v1/billing/runs/rft_sbx_cached/usage"
@@ -28,7 +28,6 @@ SPEND = "/v1/prime-billing/spend"
 RECONCILE = "/v1/prime-billing/runs/rft_sbx_running/reconcile"
 PROBLEM = "application/problem+json"
 WALLET_TOOL, SPEND_TOOL = "prime-intellect-getwallet", "prime-intellect-spend"
-MCP_ACCEPT = {"Accept": "application/json, text/event-stream"}
 PROXY_VARS = ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
 NO_PROXY_VARS = ("NO_PROXY", "no_proxy")
 
@@ -97,15 +96,6 @@ def assert_problem(r: httpx.Response, status: int) -> dict[str, Any]:
     doc: dict[str, Any] = r.json()
     assert doc["status"] == status and "\n" not in doc["detail"]
     return doc
-
-
-def tool_call(client: httpx.Client, url: str, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
-    """One MCP `tools/call` over stateless streamable HTTP (JSON answers): the call's result."""
-    message = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": tool, "arguments": arguments}}
-    r = client.post(url, json=message, headers=MCP_ACCEPT)
-    assert r.status_code == 200, r.text
-    result: dict[str, Any] = r.json()["result"]
-    return result
 
 
 # --------------------------------------------------------------------------- proxies

@@ -22,11 +22,10 @@ from conftest import SCRIPTS, LiveSandbox, all_rows, cents, script_env, upstream
 from prime_billing.config import SANDBOX_API_KEY
 from prime_billing.serve.limits import Limits
 from proxy_harness import ServeProcess
-from serve_harness import running, sandbox_settings
+from serve_harness import running, sandbox_settings, tool_call
 
 WALLET = "/v1/api/v1/billing/wallet"
 USAGE_ROUTE = "/v1/api/v1/billing/runs/{run_id}/usage"
-MCP_ACCEPT = {"Accept": "application/json, text/event-stream"}
 #: the sandbox's rows sit on fixed dates (the newest 2026-11-20T10:00Z): the burn window is measured
 #: back from two hours after it, so it holds some rows and not others
 CLOCK = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
@@ -98,14 +97,6 @@ def dead_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def tool_call(client: httpx.Client, url: str, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
-    message = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": tool, "arguments": arguments}}
-    r = client.post(url, json=message, headers=MCP_ACCEPT)
-    assert r.status_code == 200, r.text
-    result: dict[str, Any] = r.json()["result"]
-    return result
 
 
 # --------------------------------------------------------------------------- the wallet
