@@ -6,7 +6,8 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -115,6 +116,15 @@ def all_rows(live: LiveSandbox, **params: object) -> list[dict]:
         rows += page["recent_billings"]
         if not page["recent_billings"] or len(rows) >= page["total_billings"]:
             return rows
+
+
+def until(condition: Callable[[], bool], what: str = "the awaited state", guard: float = 10.0) -> None:
+    """Wait for a state the test can observe (not for time to pass); `guard` only stops a broken
+    test from hanging."""
+    deadline = time.monotonic() + guard
+    while not condition():
+        assert time.monotonic() < deadline, f"never happened: {what}"
+        time.sleep(0.005)
 
 
 def cents(value: float) -> int:

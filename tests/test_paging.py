@@ -32,7 +32,7 @@ import anyio
 import httpx
 import pytest
 
-from conftest import ROOT, SCRIPTS, LiveSandbox, all_rows, cents, run, script_env
+from conftest import ROOT, SCRIPTS, LiveSandbox, all_rows, cents, run, script_env, until
 from prime_billing.client import AsyncClient, Client, Result, RetryPolicy
 from prime_billing.compose import PAGES_IN_FLIGHT
 from prime_billing.config import SANDBOX_API_KEY, Settings
@@ -165,7 +165,7 @@ def test_pages_overlap_up_to_the_bound(sandbox: LiveSandbox, mode: str) -> None:
     def shut(result: Result[Any]) -> None:
         # before the plan asks for its next batch: the last one's answers all out (so none is
         # counted with the next), and the gate shut
-        until(lambda: box.inflight == 0)
+        until(lambda: box.inflight == 0, "the batch answered", guard=20.0)
         box.set_faults({"hold": True})
 
     outcome: dict[str, Any] = {}
@@ -176,21 +176,17 @@ def test_pages_overlap_up_to_the_bound(sandbox: LiveSandbox, mode: str) -> None:
     # 20 pages: the first, the second alone, then 12 at once and the 6 left
     for width in (1, 1, 12, 6):
         sent += width
-        until(lambda sent=sent, width=width: box.stats["requests"] == sent and box.inflight == width)
+        until(
+            lambda sent=sent, width=width: box.stats["requests"] == sent and box.inflight == width,
+            f"{width} pages held at the gate",
+            guard=20.0,
+        )
         seen.append(box.inflight)
         box.release()
     worker.join(30)
     assert seen == [1, 1, 12, 6]
     assert box.inflight_peak == PAGES_IN_FLIGHT
     assert_exact(outcome["report"], rows, 2000)
-
-
-def until(condition: Callable[[], bool], limit: float = 20.0) -> None:
-    """Wait for `condition` (a state the sandbox reaches, not a moment): fail after `limit` seconds."""
-    deadline = time.monotonic() + limit
-    while not condition():
-        assert time.monotonic() < deadline, "the sandbox never got there"
-        time.sleep(0.002)
 
 
 def fault_after(live: LiveSandbox, results: int, fault: dict[str, Any]) -> Callable[[Result[Any]], None]:

@@ -18,7 +18,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 import prime_billing
-from conftest import SCRIPTS, LiveSandbox, all_rows, cents, script_env, upstream_body
+from conftest import SCRIPTS, LiveSandbox, all_rows, cents, script_env, until, upstream_body
 from prime_billing.config import SANDBOX_API_KEY
 from prime_billing.serve.limits import Limits
 from proxy_harness import ServeProcess
@@ -70,14 +70,6 @@ def clear_stats(sandbox: LiveSandbox) -> None:
 
 def control(sandbox: LiveSandbox, path: str, spec: dict[str, Any] | None = None) -> None:
     httpx.post(sandbox.url + path, json=spec or {}).raise_for_status()
-
-
-def until(condition: Callable[[], bool], what: str, limit: float = 10.0) -> None:
-    """Wait for a state the test can observe (not for time to pass); `limit` only guards a hang."""
-    deadline = time.monotonic() + limit
-    while not condition():
-        assert time.monotonic() < deadline, f"never happened: {what}"
-        time.sleep(0.005)
 
 
 def in_threads(*calls: Callable[[], Any]) -> tuple[list[threading.Thread], list[Any]]:

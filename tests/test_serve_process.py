@@ -8,24 +8,14 @@ import socket
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 
-from conftest import ROOT, LiveSandbox, run, script_env, upstream_body
+from conftest import ROOT, LiveSandbox, run, script_env, until, upstream_body
 from prime_billing.config import SANDBOX_API_KEY
 
 TOKEN = "tok-for-the-test-0123"
-
-
-def until(condition: Callable[[], bool], what: str, guard: float = 10.0) -> None:
-    """Poll until `condition` holds; the guard only stops a broken test from hanging."""
-    deadline = time.monotonic() + guard
-    while not condition():
-        assert time.monotonic() < deadline, f"never happened: {what}"
-        time.sleep(0.01)
 
 
 def refuses(url: str) -> bool:

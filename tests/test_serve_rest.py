@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import anyio
@@ -15,7 +14,7 @@ import pytest
 from mcp import Client as MCPClient
 from mcp.client.streamable_http import streamable_http_client
 
-from conftest import LiveSandbox, upstream_body
+from conftest import LiveSandbox, until, upstream_body
 from prime_billing.config import SANDBOX_API_KEY
 from prime_billing.errors import ConfigError
 from prime_billing.operations import OPERATIONS
@@ -41,14 +40,6 @@ def assert_problem(r: httpx.Response, status: int) -> dict:
     assert body["detail"] and "\n" not in body["detail"]
     assert SANDBOX_API_KEY not in r.text
     return body
-
-
-def wait_until(condition: Callable[[], bool], what: str, guard: float = 10.0) -> None:
-    """Poll until `condition` holds; the guard only stops a broken test from hanging."""
-    deadline = time.monotonic() + guard
-    while not condition():
-        assert time.monotonic() < deadline, f"never happened: {what}"
-        time.sleep(0.005)
 
 
 def callers_waiting(launcher: Launcher) -> int:
@@ -150,8 +141,8 @@ def test_fifty_identical_requests_cost_one_upstream_call(sandbox: LiveSandbox) -
     ):
         try:
             futures = [pool.submit(client.get, launcher.urls["rest"] + WALLET, params={"limit": 5}) for _ in range(50)]
-            wait_until(lambda: callers_waiting(launcher) == 50, "50 callers waiting on the launcher")
-            wait_until(lambda: sandbox.box.inflight == 1, "the one upstream call held")
+            until(lambda: callers_waiting(launcher) == 50, "50 callers waiting on the launcher")
+            until(lambda: sandbox.box.inflight == 1, "the one upstream call held")
         finally:
             sandbox.box.release()
         answers = [f.result() for f in futures]
@@ -208,8 +199,8 @@ def test_passthrough_forwards_each_callers_key_and_never_mixes_them(sandbox: Liv
         with concurrent.futures.ThreadPoolExecutor(8) as pool:
             try:
                 futures = [pool.submit(httpx.get, rest + WALLET, headers=h, timeout=30) for h in [good, bad] * 4]
-                wait_until(lambda: callers_waiting(launcher) == 8, "8 callers waiting on the launcher")
-                wait_until(lambda: sandbox.box.inflight == 2, "one upstream call per key held")
+                until(lambda: callers_waiting(launcher) == 8, "8 callers waiting on the launcher")
+                until(lambda: sandbox.box.inflight == 2, "one upstream call per key held")
             finally:
                 sandbox.box.release()
             answers = [f.result() for f in futures]
