@@ -212,10 +212,7 @@ def _run_operation(op: Any, ns: argparse.Namespace) -> int:
             ]
             sys.stdout.write(json.dumps(docs, ensure_ascii=False))
         sys.stdout.write("\n")
-        for e in errors:
-            _fail(prog, e, exit_code(e))
-        return max(exit_code(e) for e in errors) if errors else _alerts(prog, outcomes)
-    if done:
+    elif done:
         from .render import SANDBOX_BANNER
 
         text = "\n\n".join(o.summary(banner=False, surface="cli") for o in done)
