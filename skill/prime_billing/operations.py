@@ -423,6 +423,12 @@ class Operation:
         return None if self.plan is None else _load(self.plan)
 
     @property
+    def answer_mode(self) -> Literal["validation", "serialization"]:
+        """How the answer's JSON Schema reads: a plain operation passes the upstream body on (the
+        shape it is validated against), a composite one its model dumped."""
+        return "serialization" if self.composite else "validation"
+
+    @property
     def in_contract(self) -> bool:
         """One of the contract's own operations (its REST path and tool name are fixed by it)."""
         return bool(self.contract_name)

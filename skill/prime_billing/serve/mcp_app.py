@@ -30,6 +30,12 @@ from .security import CREDENTIAL, HEALTH_PATH, UPSTREAM_USAGE
 
 #: told of every tool call: (tool, outcome), the outcome "ok" or the error's code (metrics)
 OnCall = Callable[[str, str], None]
+
+
+def _uncounted(tool: str, outcome: str) -> None:
+    """`on_call` when nothing counts the calls (no /metrics)."""
+
+
 #: the tool name counted for calls to a tool that does not exist (the name asked for is unbounded)
 UNKNOWN_TOOL = "unknown"
 
@@ -64,7 +70,7 @@ def output_schema(op: Operation) -> dict[str, Any]:
     the top level to know what comes back; the full schema of every field is in the
     REST server's /openapi.json.
     """
-    full = op.model.model_json_schema(mode="serialization" if op.composite else "validation")
+    full = op.model.model_json_schema(mode=op.answer_mode)
 
     def top(prop: dict[str, Any]) -> dict[str, Any]:
         if "anyOf" in prop:
@@ -81,6 +87,7 @@ def output_schema(op: Operation) -> dict[str, Any]:
 def build_server(
     gateway: Gateway, operations: Sequence[Operation] = OPERATIONS, *, on_call: OnCall | None = None
 ) -> Server[Any]:
+    counted = on_call or _uncounted
     tools = [tool_for(op) for op in operations]
     by_tool = {op.mcp_tool: op for op in operations}
     inputs = {t.name: t.input_schema for t in tools}
@@ -91,19 +98,16 @@ def build_server(
     async def call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
         op = by_tool.get(params.name)
         if op is None:
-            if on_call is not None:
-                on_call(UNKNOWN_TOOL, "unknown_tool")
+            counted(UNKNOWN_TOOL, "unknown_tool")
             return _failure(f"unknown tool {params.name!r}; tools: {', '.join(by_tool)}")
         scope = ctx.request.scope if ctx.request is not None else {}
         credential = scope.get(CREDENTIAL)
         try:
             result = await gateway.call(op, params.arguments or {}, credential, scope.get(UPSTREAM_USAGE))
         except PrimeBillingError as exc:
-            if on_call is not None:
-                on_call(op.mcp_tool, exc.code)
+            counted(op.mcp_tool, exc.code)
             return _failure(redact(exc.worded("tool"), credential))
-        if on_call is not None:
-            on_call(op.mcp_tool, "ok")
+        counted(op.mcp_tool, "ok")
         if op.composite:  # a report can hold thousands of rows: build its answer off the event loop
             return await asyncio.to_thread(_answer, result)
         return _answer(result)

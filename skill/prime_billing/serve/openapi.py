@@ -30,12 +30,7 @@ METRICS_MEDIA_TYPE = "text/plain"
 
 def document(operations: Sequence[Operation], *, secured: bool, metrics: bool = True) -> dict[str, Any]:
     """`metrics`: the server answers /metrics (the launcher always does)."""
-
-    # a plain operation passes the upstream body on (validated shape); a composite one its dumped model
-    def mode(op: Operation) -> Any:
-        return "serialization" if getattr(op, "composite", False) else "validation"
-
-    models = {(op.model, mode(op)) for op in operations}
+    models = {(op.model, op.answer_mode) for op in operations}
     refs, defs = models_json_schema(
         sorted(models, key=lambda m: m[0].__name__),  # type: ignore[arg-type]
         ref_template="#/components/schemas/{model}",
@@ -60,7 +55,7 @@ def document(operations: Sequence[Operation], *, secured: bool, metrics: bool = 
         responses: dict[str, Any] = {
             "200": {
                 "description": "The upstream body, unchanged (fields unknown to this version included).",
-                "content": {"application/json": {"schema": refs[(op.model, mode(op))]}},
+                "content": {"application/json": {"schema": refs[(op.model, op.answer_mode)]}},
             }
         }
         for status, text in ERRORS.items():

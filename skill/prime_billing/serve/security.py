@@ -88,7 +88,7 @@ class Policy:
     ) -> Policy:
         hosts = set(cls.hosts) | {_allowed_host(h) for h in extra_hosts}
         if bind_host and bind_host not in ("0.0.0.0", "::"):
-            hosts.add(f"[{bind_host}]" if ":" in bind_host else bind_host.lower())
+            hosts.add(_allowed_host(bind_host))
         origins = set(cls.origins) | {o.strip().rstrip("/").lower() for o in extra_origins if o.strip()}
         return cls(token or None, passthrough, frozenset(hosts - {""}), frozenset(origins))
 
