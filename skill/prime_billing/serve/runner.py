@@ -108,6 +108,13 @@ def sandbox_upstream(settings: Settings) -> tuple[Settings, Any]:
     return settings.with_(base_url=f"http://{host}:{port}", api_key=SANDBOX_API_KEY, sandbox=False), server
 
 
+def stop_sandbox(server: Any) -> None:
+    """Stop and close what `sandbox_upstream` started, if it started anything."""
+    if server is not None:
+        server.shutdown()
+        server.server_close()
+
+
 class Launcher:
     """Binds, serves and drains the two servers (REST and MCP); usable in-process (tests) or from the CLI."""
 
@@ -201,9 +208,7 @@ class Launcher:
         finally:
             if self.gateway is not None:
                 await self.gateway.aclose()
-            if self._sandbox is not None:
-                self._sandbox.shutdown()
-                self._sandbox.server_close()
+            stop_sandbox(self._sandbox)
 
     async def run(self, *, announce: Callable[[str], None] | None = None) -> None:
         loop = asyncio.get_running_loop()
@@ -266,8 +271,7 @@ def serve_stdio(settings: Settings) -> None:
             await run_stdio(gateway)
         finally:
             await gateway.aclose()
-            if sandbox is not None:
-                sandbox.shutdown()
+            stop_sandbox(sandbox)
 
     with event_loop_runner() as runner:
         runner.run(main())
