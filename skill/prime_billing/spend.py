@@ -133,7 +133,11 @@ def _groups(rows: Iterable[BillingEntry], key: Callable[[BillingEntry], Any]) ->
 
 def period_of(when: datetime, by: Period) -> tuple[str, datetime, datetime]:
     """The UTC period holding `when` (naive means UTC): its label, first moment and the next period's."""
-    start = _period_start(utc(when).date(), by)
+    return _named(_period_start(utc(when).date(), by), by)
+
+
+def _named(start: date, by: Period) -> tuple[str, datetime, datetime]:
+    """The period from `start`: its label, first moment and the next period's."""
     return _label(start, by), _midnight(start), _midnight(_following(start, by))
 
 
@@ -200,10 +204,11 @@ def periods(rows: Iterable[BillingEntry], by: Period) -> tuple[list[SpendPeriod]
 
 
 def _period(start: date, by: Period, rows: list[BillingEntry]) -> SpendPeriod:
+    label, begins, ends = _named(start, by)
     return SpendPeriod(
-        period=_label(start, by),
-        start=_midnight(start),
-        end=_midnight(_following(start, by)),
+        period=label,
+        start=begins,
+        end=ends,
         total_usd=usd_float(total(rows)),
         rows=len(rows),
         by_resource_type=_groups(rows, lambda r: r.resource_type),

@@ -25,8 +25,8 @@ _SETTINGS: dict[str, dict[str, str]] = {
 }
 
 
-#: parameters whose flag or REST name is not the default one (`--team`, `?teamId=`); the
-#: operations table tells them here as it is built, so this module needs nothing above it
+#: every parameter's flag and REST name (`--team`, `?teamId=`): the operations table tells them
+#: here as it is built, so this module needs nothing above it
 _PARAMS: dict[str, tuple[str, str]] = {}
 
 
