@@ -64,3 +64,18 @@ def tool_call(client: httpx.Client, url: str, tool: str, arguments: dict[str, An
     assert r.status_code == 200, r.text
     result: dict[str, Any] = r.json()["result"]
     return result
+
+
+PROBLEM = "application/problem+json"
+
+
+def assert_problem(r: httpx.Response, status: int) -> dict[str, Any]:
+    """The problem+json document of an answer that must have `status`: one line of detail, the
+    project's problem type, and never the key."""
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"] == PROBLEM
+    body: dict[str, Any] = r.json()
+    assert body["status"] == status and body["type"].startswith("urn:prime-billing:problem:")
+    assert body["detail"] and "\n" not in body["detail"]
+    assert SANDBOX_API_KEY not in r.text
+    return body

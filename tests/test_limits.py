@@ -14,18 +14,9 @@ from conftest import LiveSandbox, run, script_env
 from prime_billing.cli import build_parser
 from prime_billing.errors import ConfigError
 from prime_billing.serve.limits import Limits, from_args
-from serve_harness import running, sandbox_settings
+from serve_harness import assert_problem, running, sandbox_settings
 
 WALLET = "/v1/api/v1/billing/wallet"
-PROBLEM = "application/problem+json"
-
-
-def problem(r: httpx.Response, status: int) -> dict:
-    assert r.status_code == status, r.text
-    assert r.headers["content-type"] == PROBLEM
-    body = r.json()
-    assert body["status"] == status and "\n" not in body["detail"]
-    return body
 
 
 def raw_exchange(url: str, data: bytes, *, then_wait: bool = True) -> bytes:
@@ -79,14 +70,14 @@ def test_a_caller_over_its_rate_gets_429_with_retry_after_and_others_do_not(sand
         accept = {"Accept": "application/json, text/event-stream"}
         mcp = [httpx.post(launcher.urls["mcp"], json={}, headers=accept) for _ in range(4)]
     assert codes == [200, 200, 200]
-    body = problem(refused, 429)
+    body = assert_problem(refused, 429)
     assert body["code"] == "too_many_requests" and int(refused.headers["retry-after"]) >= 1
-    assert problem(made_up, 429)["code"] == "too_many_requests"  # a bearer is no credential here
+    assert assert_problem(made_up, 429)["code"] == "too_many_requests"  # a bearer is no credential here
     assert other.status_code == 200  # another address: its own bucket
     assert health == [200] * 5  # probes are never limited
     # each port counts on its own (an MCP tool call is several requests, a REST call one)
     assert [r.status_code for r in mcp[:3]] == [400] * 3  # the MCP server refuses `{}` itself
-    assert problem(mcp[3], 429)["code"] == "too_many_requests"
+    assert assert_problem(mcp[3], 429)["code"] == "too_many_requests"
     assert sandbox.requests() == 4
 
 
@@ -111,11 +102,11 @@ def test_request_head_and_body_size_caps(sandbox: LiveSandbox) -> None:
                 yield b" " * 100
 
         streamed = httpx.post(mcp, content=chunks(), headers=accept)
-    assert problem(big_header, 431)["code"] == "headers_too_large"
+    assert assert_problem(big_header, 431)["code"] == "headers_too_large"
     assert long_url.status_code == 431
     assert fine.status_code == 200
-    assert problem(declared, 413)["code"] == "body_too_large"
-    assert problem(streamed, 413)["code"] == "body_too_large"
+    assert assert_problem(declared, 413)["code"] == "body_too_large"
+    assert assert_problem(streamed, 413)["code"] == "body_too_large"
     assert sandbox.requests() == 1
 
 

@@ -20,13 +20,12 @@ from conftest import LiveSandbox, all_rows, assert_one_line_error, run, script_e
 from prime_billing.config import SANDBOX_API_KEY
 from prime_billing.serve.limits import Limits
 from proxy_harness import RELEASED_WALLET, ForwardingProxy, HangingUpstream, ServeProcess, serving
-from serve_harness import running, sandbox_settings, tool_call
+from serve_harness import PROBLEM, assert_problem, running, sandbox_settings, tool_call
 
 WALLET = "/v1/api/v1/billing/wallet"
 USAGE = "/v1/api/v1/billing/runs/rft_sbx_cached/usage"
 SPEND = "/v1/prime-billing/spend"
 RECONCILE = "/v1/prime-billing/runs/rft_sbx_running/reconcile"
-PROBLEM = "application/problem+json"
 WALLET_TOOL, SPEND_TOOL = "prime-intellect-getwallet", "prime-intellect-spend"
 PROXY_VARS = ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
 NO_PROXY_VARS = ("NO_PROXY", "no_proxy")
@@ -87,15 +86,6 @@ def problem_code(answer: tuple[int, dict[str, str], bytes], status: int) -> str:
     doc = json.loads(body)
     assert doc["status"] == status and "\n" not in doc["detail"]
     return str(doc["code"])
-
-
-def assert_problem(r: httpx.Response, status: int) -> dict[str, Any]:
-    """The problem+json document of an answer that must have `status`."""
-    assert r.status_code == status, r.text
-    assert r.headers["content-type"] == PROBLEM
-    doc: dict[str, Any] = r.json()
-    assert doc["status"] == status and "\n" not in doc["detail"]
-    return doc
 
 
 # --------------------------------------------------------------------------- proxies

@@ -19,27 +19,16 @@ from prime_billing.config import SANDBOX_API_KEY
 from prime_billing.errors import ConfigError
 from prime_billing.operations import OPERATIONS
 from prime_billing.serve.runner import Launcher, ServeOptions
-from serve_harness import running, sandbox_settings
+from serve_harness import assert_problem, running, sandbox_settings
 
 USAGE = "/v1/api/v1/billing/runs/{}/usage"
 WALLET = "/v1/api/v1/billing/wallet"
-PROBLEM = "application/problem+json"
 
 
 @pytest.fixture
 def rest(sandbox: LiveSandbox) -> Iterator[str]:
     with running(sandbox_settings(sandbox.url)) as launcher:
         yield launcher.urls["rest"]
-
-
-def assert_problem(r: httpx.Response, status: int) -> dict:
-    assert r.status_code == status, r.text
-    assert r.headers["content-type"] == PROBLEM
-    body = r.json()
-    assert body["status"] == status and body["type"].startswith("urn:prime-billing:problem:")
-    assert body["detail"] and "\n" not in body["detail"]
-    assert SANDBOX_API_KEY not in r.text
-    return body
 
 
 def callers_waiting(launcher: Launcher) -> int:
