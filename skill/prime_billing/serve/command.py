@@ -1,8 +1,9 @@
 """`prime-billing serve` and `prime-billing mcp`: parsers only; the server stack
 loads when one of them runs, so every other command stays light.
 
-The CLI adds these commands (`SERVE`, `MCP`, through `cli.EXTRA_COMMANDS`), and so
-does `scripts/serve.py` (`cli.run_command`): this module imports nothing from the CLI."""
+`serve`'s flags are made from the fields of `options.Options`. The CLI adds these commands
+(`SERVE`, `MCP`, through `cli.EXTRA_COMMANDS`), and so does `scripts/serve.py`
+(`cli.run_command`): this module imports nothing from the CLI."""
 
 from __future__ import annotations
 
@@ -10,11 +11,13 @@ import argparse
 import contextlib
 import os
 import sys
+from dataclasses import fields
 from pathlib import Path
+from typing import Any
 
 from ..errors import ConfigError
 from ..subcommand import Subcommand
-from . import MCP_PORT, REST_PORT
+from .options import Options, flag_of
 
 
 def _upstream_args(p: argparse.ArgumentParser) -> None:
@@ -34,51 +37,30 @@ TOKEN_WARNING = (
     "warning: --token is visible to every user of this machine (ps, /proc); "
     "use PRIME_BILLING_TOKEN or --token-file PATH instead"
 )
+#: the Options fields that are flags, each as argparse takes it
+FLAGGED = [f for f in fields(Options) if "help" in f.metadata]
 
 
 def _serve_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    p.add_argument("--rest-port", type=int, default=REST_PORT, metavar="N", help=f"REST port (default {REST_PORT})")
-    p.add_argument("--mcp-port", type=int, default=MCP_PORT, metavar="N", help=f"MCP port (default {MCP_PORT})")
-    p.add_argument("--only", choices=("rest", "mcp"), help="serve REST only or MCP only")
-    p.add_argument(
-        "--token-file",
-        metavar="PATH",
-        help="callers must send `Authorization: Bearer TOKEN`, TOKEN read from this file "
-        "(default: the PRIME_BILLING_TOKEN environment variable)",
-    )
-    p.add_argument("--token", metavar="TOKEN", help="as --token-file, but visible to every local user: avoid")
-    p.add_argument(
-        "--auth",
-        choices=("key", "passthrough"),
-        default="key",
-        help="key: use the configured Prime key (default); passthrough: each caller's bearer is its own Prime key",
-    )
-    p.add_argument(
-        "--cache-ttl", type=float, default=0.0, metavar="S", help="reuse a success for S seconds (default 0: off)"
-    )
-    p.add_argument(
-        "--allow-host",
-        action="append",
-        default=[],
-        metavar="NAME",
-        help="also accept this Host name (repeatable; '*' any; default: loopback names and --host)",
-    )
-    p.add_argument(
-        "--allow-origin", action="append", default=[], metavar="ORIGIN", help="also accept this browser Origin"
-    )
-    p.add_argument(
-        "--drain",
-        type=float,
-        default=30.0,
-        metavar="S",
-        help="on SIGTERM, wait up to S seconds for requests in progress (default 30)",
-    )
-    p.add_argument("--no-access-log", action="store_true", help="no JSON access log lines on stderr")
+    groups: dict[str, Any] = {}
+    for f in FLAGGED:
+        m = f.metadata
+        where = groups.setdefault(m["group"], p.add_argument_group(m["group"])) if "group" in m else p
+        kw = {k: m[k] for k in ("metavar", "choices", "action") if k in m}
+        if "action" not in kw:
+            kw["type"] = float if str(f.type).startswith("float") else int if str(f.type).startswith("int") else str
+        default = None if m.get("action") == "append" else f.default
+        help = m["help"].format(default) if "{" in m["help"] else m["help"]
+        where.add_argument(flag_of(f.name), dest=f.name, default=default, help=help, **kw)
+        if f.name == "auth":
+            p.add_argument(
+                "--token-file",
+                metavar="PATH",
+                help="callers must send `Authorization: Bearer TOKEN`, TOKEN read from this file "
+                "(default: the PRIME_BILLING_TOKEN environment variable)",
+            )
+            p.add_argument("--token", metavar="TOKEN", help="as --token-file, but visible to every local user: avoid")
     _upstream_args(p)
-    from .limits import add_arguments
-
-    add_arguments(p)
 
 
 def _mcp_arguments(p: argparse.ArgumentParser) -> None:
@@ -105,25 +87,20 @@ def _token(ns: argparse.Namespace) -> str | None:
     return os.environ.get("PRIME_BILLING_TOKEN") or None
 
 
+def options_from(ns: argparse.Namespace) -> Options:
+    """The parsed flags, with what the environment adds, as one checked `Options`."""
+    values = {f.name: getattr(ns, f.name) for f in FLAGGED}
+    values["allow_hosts"] = (*(ns.allow_hosts or ()), *_env_list("PRIME_BILLING_ALLOWED_HOSTS"))
+    values["allow_origins"] = (*(ns.allow_origins or ()), *_env_list("PRIME_BILLING_ALLOWED_ORIGINS"))
+    values["state_url"] = ns.state_url or os.environ.get("PRIME_BILLING_STATE_URL") or None
+    return Options(token=_token(ns), **values)
+
+
 def _run_serve(ns: argparse.Namespace) -> int:
     from ..config import load_settings
-    from .limits import from_args
-    from .runner import ServeOptions, serve
+    from .runner import serve
 
-    options = ServeOptions(
-        host=ns.host,
-        rest_port=ns.rest_port,
-        mcp_port=ns.mcp_port,
-        only=ns.only,
-        token=_token(ns),
-        passthrough=ns.auth == "passthrough",
-        cache_ttl=ns.cache_ttl,
-        allow_hosts=(*ns.allow_host, *_env_list("PRIME_BILLING_ALLOWED_HOSTS")),
-        allow_origins=(*ns.allow_origin, *_env_list("PRIME_BILLING_ALLOWED_ORIGINS")),
-        drain_seconds=ns.drain,
-        access_log=not ns.no_access_log,
-        limits=from_args(ns),
-    )
+    options = options_from(ns)
     settings = load_settings(base_url=ns.base_url, sandbox=ns.sandbox)
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C before the handlers were in place
         serve(options, settings, announce=lambda line: print(line, flush=True))

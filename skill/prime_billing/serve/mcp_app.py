@@ -3,7 +3,8 @@
 Built on the official SDK's low-level server so each tool's input schema is the
 table's own (`Operation.input_schema()`, from the operation's inputs model), not
 one inferred from a Python signature. Stateless streamable HTTP: no per-client state, so any replica can
-answer any request. The same server also runs over stdio.
+answer any request. The same server also runs over stdio. Over HTTP it is the SDK's session manager on
+a Starlette app of the launcher's own, where the guard and the observer wrap it as on the REST port.
 """
 
 from __future__ import annotations
@@ -14,19 +15,18 @@ from typing import Any
 
 import mcp_types as types
 from mcp.server import Server
+from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ..__version__ import __version__
 from ..client import Result
 from ..errors import PrimeBillingError, redact
 from ..operations import OPERATIONS, Operation
-from . import MCP_PATH
+from . import CALLER, HEALTH_PATH, MCP_PATH, UPSTREAM_CALLS
 from .gateway import Gateway
-from .security import CREDENTIAL, HEALTH_PATH, UPSTREAM_USAGE
+from .rest import healthz
 
 #: told of every tool call: (tool, outcome), the outcome "ok" or the error's code (metrics)
 OnCall = Callable[[str, str], None]
@@ -101,12 +101,19 @@ def build_server(
             counted(UNKNOWN_TOOL, "unknown_tool")
             return _failure(f"unknown tool {params.name!r}; tools: {', '.join(by_tool)}")
         scope = ctx.request.scope if ctx.request is not None else {}
-        credential = scope.get(CREDENTIAL)
+        caller, calls = scope.get(CALLER), 0
+
+        def sent() -> None:
+            nonlocal calls
+            calls += 1
+
         try:
-            result = await gateway.call(op, params.arguments or {}, credential, scope.get(UPSTREAM_USAGE))
+            result = await gateway.call(op, params.arguments or {}, caller, sent)
         except PrimeBillingError as exc:
             counted(op.mcp_tool, exc.code)
-            return _failure(redact(exc.worded("tool"), credential))
+            return _failure(redact(exc.worded("tool"), caller.credential if caller else None))
+        finally:
+            scope[UPSTREAM_CALLS] = calls
         counted(op.mcp_tool, "ok")
         if op.composite:  # a report can hold thousands of rows: build its answer off the event loop
             return await asyncio.to_thread(_answer, result)
@@ -131,21 +138,23 @@ def _failure(message: str) -> types.CallToolResult:
 
 
 def build_mcp_app(
-    gateway: Gateway, operations: Sequence[Operation] = OPERATIONS, *, on_call: OnCall | None = None
+    gateway: Gateway,
+    operations: Sequence[Operation] = OPERATIONS,
+    *,
+    on_call: OnCall | None = None,
+    max_body: int = 4 * 1024 * 1024,
 ) -> Starlette:
-    """Streamable HTTP at /mcp, stateless, JSON responses. Host/Origin and the
-    token are checked by the launcher's own guard, the same as on the REST port."""
-
-    async def healthz(request: Request) -> Response:
-        return JSONResponse({"status": "ok"})
-
-    return build_server(gateway, operations, on_call=on_call).streamable_http_app(
-        streamable_http_path=MCP_PATH,
-        stateless_http=True,
+    """Streamable HTTP at /mcp, stateless, JSON responses. Host/Origin, the token and the body's bounds
+    are the launcher's guard's, the same as on the REST port; the SDK reads the body the guard bounds."""
+    manager = StreamableHTTPSessionManager(
+        build_server(gateway, operations, on_call=on_call),
         json_response=True,
-        transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
-        custom_starlette_routes=[Route(HEALTH_PATH, healthz)],
+        stateless=True,
+        security_settings=TransportSecuritySettings(enable_dns_rebinding_protection=False),
+        max_request_body_size=max(1, max_body),
     )
+    routes = [Route(MCP_PATH, StreamableHTTPASGIApp(manager)), Route(HEALTH_PATH, healthz)]
+    return Starlette(routes=routes, lifespan=lambda app: manager.run())
 
 
 async def run_stdio(gateway: Gateway) -> None:

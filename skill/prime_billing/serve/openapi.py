@@ -9,7 +9,23 @@ from pydantic.json_schema import models_json_schema
 
 from ..__version__ import __version__
 from ..operations import Operation, Param
-from . import METRICS_PATH, problems
+from . import HEALTH_PATH, METRICS_PATH
+
+#: errors are `application/problem+json` (RFC 9457), their `type` this prefix and the error's code
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+PROBLEM_TYPE = "urn:prime-billing:problem:"
+PROBLEM_REF = {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+PROBLEM = {
+    "type": "object",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string", "description": f"{PROBLEM_TYPE}<code>"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string", "description": "One line: what went wrong and what to do."},
+        "code": {"type": "string", "description": "Stable error code for programs."},
+    },
+}
 
 #: statuses an operation can answer besides 200, and when
 ERRORS: dict[int, str] = {
@@ -36,9 +52,9 @@ def document(operations: Sequence[Operation], *, secured: bool, metrics: bool = 
         ref_template="#/components/schemas/{model}",
     )
     schemas: dict[str, Any] = dict(defs.get("$defs", {}))
-    schemas["Problem"] = problems.schema()
+    schemas["Problem"] = PROBLEM
     paths: dict[str, Any] = {
-        "/healthz": {
+        HEALTH_PATH: {
             "get": {
                 "operationId": "healthz",
                 "summary": "Liveness and readiness; never calls upstream.",
@@ -59,10 +75,7 @@ def document(operations: Sequence[Operation], *, secured: bool, metrics: bool = 
             }
         }
         for status, text in ERRORS.items():
-            response: dict[str, Any] = {
-                "description": text,
-                "content": {problems.MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
-            }
+            response: dict[str, Any] = {"description": text, "content": PROBLEM_REF}
             if status == 429:
                 response["headers"] = {"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds."}}
             responses[str(status)] = response
@@ -93,7 +106,7 @@ def document(operations: Sequence[Operation], *, secured: bool, metrics: bool = 
 
 def _metrics_path() -> dict[str, Any]:
     """Not an operation: no upstream call of its own but a wallet reading, reused for --metrics-ttl."""
-    problem = {problems.MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    problem = PROBLEM_REF
     return {
         "get": {
             "operationId": "metrics",

@@ -14,11 +14,8 @@ per-attempt deadline stay the core client's.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import urllib.request
-from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -27,24 +24,6 @@ import httpx
 from ..client import DEFAULT_HEADERS, AsyncClient, Reply, Request, check_size, url_for
 from ..config import Settings
 from ..errors import PrimeBillingError
-
-
-@dataclass
-class UpstreamUsage:
-    """What one inbound request uses upstream: its calls counted for the access log, paced by the caller's rate."""
-
-    #: upstream calls made on the request's behalf
-    calls: int = 0
-    #: spends one of the caller's rate tokens: 0, or the seconds until one is there
-    pace: Callable[[], float] | None = None
-    #: the upstream answered a call with the caller's own key (passthrough): the key is real
-    accepted: bool = False
-
-
-#: the usage of the inbound request on whose behalf a call runs
-REQUEST_USAGE: contextvars.ContextVar[UpstreamUsage | None] = contextvars.ContextVar(
-    "prime_billing_upstream_usage", default=None
-)
 
 
 def proxy_for(url: str) -> str | None:
@@ -56,16 +35,22 @@ def proxy_for(url: str) -> str | None:
     return proxies.get(parts.scheme) or proxies.get("all")
 
 
-class Upstream(AsyncClient):
-    """`AsyncClient` whose one attempt (`send`) goes through a shared aiohttp pool."""
+def _uncounted(outcome: str, status: str) -> None:
+    """`on_reply` when nothing counts the attempts (the stdio server)."""
 
-    def __init__(self, settings: Settings, *, max_connections: int = 0) -> None:
+
+class Upstream(AsyncClient):
+    """`AsyncClient` whose one attempt (`send`) goes through a shared aiohttp pool; `on_reply` is
+    told of each attempt's outcome and HTTP status ("none" without one), for /metrics."""
+
+    def __init__(
+        self, settings: Settings, *, max_connections: int = 0, on_reply: Callable[[str, str], None] = _uncounted
+    ) -> None:
         super().__init__(settings)
         self._proxy = proxy_for(settings.base_url)
         self._limit = max_connections
         self._session: aiohttp.ClientSession | None = None
-        #: attempts sent since start, by (outcome, HTTP status or "none"): plain counts, read at /metrics
-        self.replies: Counter[tuple[str, str]] = Counter()
+        self.on_reply = on_reply
 
     def _pool(self) -> aiohttp.ClientSession:
         """Made on first use, inside the event loop that will drive it."""
@@ -87,12 +72,6 @@ class Upstream(AsyncClient):
             await self._session.close()
 
     async def send(self, request: Request) -> Reply:
-        usage = REQUEST_USAGE.get()
-        if usage is not None:
-            usage.calls += 1
-            # the request itself paid for its first call; a report's further pages are paid here
-            while usage.calls > 1 and usage.pace is not None and (wait := usage.pace()) > 0:
-                await asyncio.sleep(wait)
         url = url_for(self.settings.base_url, request)
         outcome, status = "error", "none"
         try:
@@ -126,4 +105,4 @@ class Upstream(AsyncClient):
             outcome = "cancelled"
             raise
         finally:
-            self.replies[outcome, status] += 1
+            self.on_reply(outcome, status)
