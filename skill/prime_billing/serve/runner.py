@@ -87,7 +87,6 @@ class Launcher:
 
     async def start(self) -> None:
         from .guard import Guard
-        from .mcp_app import build_mcp_app
         from .observe import Metrics, Observe, Scrape, setup_logs
         from .rest import build_rest_app
         from .state import State
@@ -108,6 +107,8 @@ class Launcher:
                 ("rest", o.rest_port, build_rest_app(gateway, secured=bool(o.token), metrics=Scrape(m, gateway)))
             )
         if o.only in (None, "mcp"):
+            from .mcp_app import build_mcp_app  # the SDK loads only for the port that serves it
+
             ports.append(("mcp", o.mcp_port, build_mcp_app(gateway, on_call=m.tool_call, max_body=o.max_body)))
         sockets = [_listen(o.host, port) for _, port, _ in ports]
         for (name, _, app), sock in zip(ports, sockets, strict=True):

@@ -71,16 +71,22 @@ class State:
         self._probe: asyncio.Task[None] | None = None
         if url is not None:
             import redis.asyncio as redis
-            from limits.aio.storage import storage_from_string
+            from limits.storage import storage_from_string
+            from redis.asyncio.retry import Retry
+            from redis.backoff import NoBackoff
 
-            options = {"socket_timeout": TIMEOUT, "socket_connect_timeout": TIMEOUT}
+            # one retry at once, on a fresh connection: a connection left from before an outage is dropped
+            retry = Retry(NoBackoff(), 1)
+            options = {"socket_timeout": TIMEOUT, "socket_connect_timeout": TIMEOUT, "retry": retry}
             if url.startswith("redis+cluster://"):  # limits makes its own cluster client
                 self.redis = redis.RedisCluster.from_url(url.replace("+cluster", "", 1), **options)
                 storage = storage_from_string("async+" + url, implementation="redispy", **options)
             else:
                 self.redis = redis.from_url(url, **options)
                 pool = self.redis.connection_pool
-                storage = storage_from_string("async+" + url, implementation="redispy", connection_pool=pool)
+                storage = storage_from_string(
+                    "async+" + url, implementation="redispy", connection_pool=pool, retry=retry
+                )
             self.shared_limiter = SlidingWindowCounterRateLimiter(storage)
 
     @property
@@ -112,6 +118,8 @@ class State:
                     await self.redis.ping()
             except Exception:
                 continue
+            if hasattr(self.redis, "connection_pool"):  # connections from before the outage: none kept
+                await self.redis.connection_pool.disconnect()
             self.up = True
             logger.warning("prime-billing: the state store is back; sharing with the other replicas again")
 
