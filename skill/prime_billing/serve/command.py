@@ -60,6 +60,11 @@ def _serve_arguments(p: argparse.ArgumentParser) -> None:
                 "(default: the PRIME_BILLING_TOKEN environment variable)",
             )
             p.add_argument("--token", metavar="TOKEN", help="as --token-file, but visible to every local user: avoid")
+        if f.name == "state_url":
+            p.add_argument(
+                "--state-url-file", metavar="PATH", help="as --state-url, read from this file (a password in the URL "
+                "stays out of ps and the environment)",
+            )  # fmt: skip
     _upstream_args(p)
 
 
@@ -72,15 +77,20 @@ def _env_list(name: str) -> list[str]:
     return [v for v in os.environ.get(name, "").split(",") if v.strip()]
 
 
+def _read(flag: str, path: str, what: str) -> str:
+    """A secret from a file named on the command line, stripped; a one-line error if there is none."""
+    try:
+        text = Path(path).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {flag} {path}: {exc.strerror}; fix the path") from None
+    if not text:
+        raise ConfigError(f"{flag} {path} is empty: put the {what} in it")
+    return text
+
+
 def _token(ns: argparse.Namespace) -> str | None:
     if ns.token_file:
-        try:
-            token = Path(ns.token_file).read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ConfigError(f"cannot read --token-file {ns.token_file}: {exc.strerror}; fix the path") from None
-        if not token:
-            raise ConfigError(f"--token-file {ns.token_file} is empty: put the token in it")
-        return token
+        return _read("--token-file", ns.token_file, "token")
     if ns.token:
         print(f"{ns._prog}: {TOKEN_WARNING}", file=sys.stderr)
         return str(ns.token)
@@ -92,7 +102,8 @@ def options_from(ns: argparse.Namespace) -> Options:
     values = {f.name: getattr(ns, f.name) for f in FLAGGED}
     values["allow_hosts"] = (*(ns.allow_hosts or ()), *_env_list("PRIME_BILLING_ALLOWED_HOSTS"))
     values["allow_origins"] = (*(ns.allow_origins or ()), *_env_list("PRIME_BILLING_ALLOWED_ORIGINS"))
-    values["state_url"] = ns.state_url or os.environ.get("PRIME_BILLING_STATE_URL") or None
+    state_file = ns.state_url_file and _read("--state-url-file", ns.state_url_file, "state store's URL")
+    values["state_url"] = ns.state_url or state_file or os.environ.get("PRIME_BILLING_STATE_URL") or None
     return Options(token=_token(ns), **values)
 
 
