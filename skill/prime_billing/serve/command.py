@@ -1,9 +1,6 @@
-"""`prime-billing serve` and `prime-billing mcp`: parsers only; the server stack
-loads when one of them runs, so every other command stays light.
-
-`serve`'s flags are made from the fields of `options.Options`. The CLI adds these commands
-(`SERVE`, `MCP`, through `cli.EXTRA_COMMANDS`), and so does `scripts/serve.py`
-(`cli.run_command`): this module imports nothing from the CLI."""
+"""`prime-billing serve` and `prime-billing mcp`: parsers only (`serve`'s made from `options.Options`);
+the server stack loads when one of them runs. The CLI adds them (`cli.EXTRA_COMMANDS`), and so does
+`scripts/serve.py` (`cli.run_command`): this module imports nothing from the CLI."""
 
 from __future__ import annotations
 
@@ -13,19 +10,10 @@ import os
 import sys
 from dataclasses import fields
 from pathlib import Path
-from typing import Any
 
 from ..errors import ConfigError
 from ..subcommand import Subcommand
 from .options import Options, flag_of
-
-
-def _upstream_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--sandbox", action="store_true", help="answer from built-in demo data instead of Prime's API")
-    p.add_argument(
-        "--base-url", metavar="URL", help="API base URL (default: PRIME_API_BASE_URL or api.primeintellect.ai)"
-    )
-
 
 SERVE_DESCRIPTION = (
     "Serve the operations over REST (port 8080) and MCP streamable HTTP (port 9090, /mcp) from one "
@@ -37,34 +25,39 @@ TOKEN_WARNING = (
     "warning: --token is visible to every user of this machine (ps, /proc); "
     "use PRIME_BILLING_TOKEN or --token-file PATH instead"
 )
-#: the Options fields that are flags, each as argparse takes it
+#: the Options fields that are flags
 FLAGGED = [f for f in fields(Options) if "help" in f.metadata]
+#: flags read into a field rather than being one: (after which field, flag, metavar, help)
+SECRET_FILES = {
+    "auth": [
+        ("--token-file", "PATH", "callers must send `Authorization: Bearer TOKEN`, TOKEN read from this file "
+         "(default: the PRIME_BILLING_TOKEN environment variable)"),
+        ("--token", "TOKEN", "as --token-file, but visible to every local user: avoid"),
+    ],
+    "state_url": [("--state-url-file", "PATH", "as --state-url, read from this file (a password in the URL stays "
+                   "out of ps and the environment)")],
+}  # fmt: skip
+
+
+def _upstream_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--sandbox", action="store_true", help="answer from built-in demo data instead of Prime's API")
+    p.add_argument(
+        "--base-url", metavar="URL", help="API base URL (default: PRIME_API_BASE_URL or api.primeintellect.ai)"
+    )
 
 
 def _serve_arguments(p: argparse.ArgumentParser) -> None:
-    groups: dict[str, Any] = {}
+    groups = {f.metadata["group"]: p.add_argument_group(f.metadata["group"]) for f in FLAGGED if "group" in f.metadata}
     for f in FLAGGED:
         m = f.metadata
-        where = groups.setdefault(m["group"], p.add_argument_group(m["group"])) if "group" in m else p
         kw = {k: m[k] for k in ("metavar", "choices", "action") if k in m}
         if "action" not in kw:
-            kw["type"] = float if str(f.type).startswith("float") else int if str(f.type).startswith("int") else str
+            kw["type"] = next((t for t in (float, int) if str(f.type).startswith(t.__name__)), str)
         default = None if m.get("action") == "append" else f.default
         help = m["help"].format(default) if "{" in m["help"] else m["help"]
-        where.add_argument(flag_of(f.name), dest=f.name, default=default, help=help, **kw)
-        if f.name == "auth":
-            p.add_argument(
-                "--token-file",
-                metavar="PATH",
-                help="callers must send `Authorization: Bearer TOKEN`, TOKEN read from this file "
-                "(default: the PRIME_BILLING_TOKEN environment variable)",
-            )
-            p.add_argument("--token", metavar="TOKEN", help="as --token-file, but visible to every local user: avoid")
-        if f.name == "state_url":
-            p.add_argument(
-                "--state-url-file", metavar="PATH", help="as --state-url, read from this file (a password in the URL "
-                "stays out of ps and the environment)",
-            )  # fmt: skip
+        groups.get(m.get("group"), p).add_argument(flag_of(f.name), dest=f.name, default=default, help=help, **kw)
+        for flag, metavar, text in SECRET_FILES.get(f.name, []):
+            p.add_argument(flag, metavar=metavar, help=text)
     _upstream_args(p)
 
 
@@ -98,7 +91,7 @@ def _token(ns: argparse.Namespace) -> str | None:
 
 
 def options_from(ns: argparse.Namespace) -> Options:
-    """The parsed flags, with what the environment adds, as one checked `Options`."""
+    """The parsed flags, with what the environment and the secret files add, as one checked `Options`."""
     values = {f.name: getattr(ns, f.name) for f in FLAGGED}
     values["allow_hosts"] = (*(ns.allow_hosts or ()), *_env_list("PRIME_BILLING_ALLOWED_HOSTS"))
     values["allow_origins"] = (*(ns.allow_origins or ()), *_env_list("PRIME_BILLING_ALLOWED_ORIGINS"))

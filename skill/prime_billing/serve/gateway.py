@@ -1,13 +1,11 @@
 """The servers' one way upstream: argument checks, the cache key, shared calls, the report cap.
 
-Both servers (REST and MCP) call `Gateway.call`. It checks the arguments before anything leaves,
-then lets everyone asking the same thing at once share one upstream call, keyed by a hash of the
-Prime key, the operation and its checked arguments (the team among them), so callers with different
-keys never share an answer. Sharing starts in this process: one task that each caller awaits
-shielded, so one caller hanging up cancels nothing for the others, and the last one leaving cancels
-it. With a cache (`--cache-ttl`) it goes on through the state store: across replicas one takes a
-short lock and calls upstream, the others wait for its answer, stored as bytes and validated again
-when read. A report that would read more rows than one request may is stopped.
+Both servers call `Gateway.call`: the arguments are checked before anything leaves, then everyone
+asking the same thing (keyed by a hash of the Prime key, the operation and its checked arguments, so
+different keys never share an answer) shares one upstream call. First in this process: one task each
+caller awaits shielded, so one hanging up cancels nothing for the others and the last one leaving
+cancels it. Then, with a cache, through the state store, by every replica; answers are stored as
+bytes and validated again when read. A report that would read more rows than one request may stops.
 """
 
 from __future__ import annotations
@@ -28,19 +26,19 @@ from ..dates import utc
 from ..errors import AuthenticationError, ReportTooLargeError
 from ..models import Wallet
 from ..operations import Inputs, Operation
+from .options import Options
 from .state import State
 from .upstream import Upstream
 
 
 @dataclass(frozen=True)
 class Caller:
-    """Who sent a request, as the guard found it: what the routes pass on to the gateway."""
+    """Who sent a request, as the guard found it. `key`: its name for the rate limit (its credential's
+    hash once that is `verified`: the token, or a passthrough key the upstream accepted; else its
+    address); `credential`: in passthrough, its bearer, its own Prime key."""
 
-    #: the rate limit's name for the caller: its credential's hash once that is known good, else its address
     key: str
-    #: in passthrough, the caller's bearer: its own Prime key
     credential: str | None = field(default=None, repr=False)
-    #: the credential is known good (the token, or a passthrough key the upstream accepted)
     verified: bool = False
 
 
@@ -49,32 +47,22 @@ def digest(*parts: str) -> str:
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
 
-def _nothing() -> None:
-    """`call(sent=...)` when nobody counts the upstream attempts."""
+def _nothing(*args: str) -> None:
+    """A callback nobody listens to."""
 
 
 class Gateway:
+    """`on_shared` is told "joined" (a caller shared another's call) or "hit" (a cached answer);
+    `on_reply` each upstream attempt's outcome and status."""
+
     def __init__(
-        self,
-        settings: Settings,
-        state: State | None = None,
-        *,
-        passthrough: bool = False,
-        cache_ttl: float = 0.0,
-        max_upstream: int = 0,
-        max_report_rows: int = 10_000,
-        on_joined: Callable[[], None] = _nothing,
-        on_hit: Callable[[], None] = _nothing,
-        on_reply: Callable[[str, str], None] | None = None,
-    ) -> None:
-        self.settings = settings
-        self.state = state or State()
-        #: each caller's bearer is its Prime key; the server holds none
-        self.passthrough = passthrough
-        self.cache_ttl = cache_ttl
-        self.max_report_rows = max_report_rows
-        self.on_joined, self.on_hit = on_joined, on_hit
-        self.client = Upstream(settings, max_connections=max_upstream, **({"on_reply": on_reply} if on_reply else {}))
+        self, settings: Settings, state: State | None = None, options: Options | None = None,
+        on_shared: Callable[[str], None] = _nothing, on_reply: Callable[[str, str], None] = _nothing,
+    ) -> None:  # fmt: skip
+        self.settings, self.state, self.on_shared = settings, state or State(), on_shared
+        self.options = o = options or Options()
+        self.passthrough, self.cache_ttl, self.max_report_rows = o.passthrough, o.cache_ttl, o.max_report_rows
+        self.client = Upstream(settings, max_connections=o.max_upstream, on_reply=on_reply)
         self._calls: dict[Hashable, tuple[asyncio.Task[Any], list[int]]] = {}
 
     async def aclose(self) -> None:
@@ -125,7 +113,7 @@ class Gateway:
     async def _cached(
         self, op: Operation, checked: dict[str, Any], key: str, fetch: Callable[[], Awaitable[Result[Any]]]
     ) -> Result[Any]:
-        """Through the state store's cache, shared by every replica: bytes stored, validated when read."""
+        """Through the state store's cache: made once for every replica, bytes stored, validated when read."""
         made: list[Result[Any]] = []
 
         async def produce() -> bytes:
@@ -135,10 +123,10 @@ class Gateway:
         stored, how = await self.state.shared("answers", key, produce)
         if made:
             return made[0]
-        (self.on_hit if how == "hit" else self.on_joined)()
+        self.on_shared("hit" if how == "hit" else "joined")
         try:
             data = op.model.model_validate_json(stored[1:])
-        except ValidationError:  # not what this version stored: ask the upstream instead
+        except ValidationError:  # not what this version stores: ask the upstream instead
             return await fetch()
         return Result(op, data, checked, stored[:1] == b"s", 0, None if op.composite else stored[1:])
 
@@ -150,7 +138,7 @@ class Gateway:
             entry = self._calls[key] = (task, [0])
             task.add_done_callback(lambda done: self._settle(key, done))
         else:
-            self.on_joined()
+            self.on_shared("joined")
         task, waiting = entry
         waiting[0] += 1
         try:
@@ -167,10 +155,9 @@ class Gateway:
             task.exception()  # seen: every caller that waited has it already
 
     def _bounded(self, since: datetime | None, inputs: type[Inputs]) -> OnStep:
-        """A report's step watcher: refuses once the rows it keeps exceed the cap (rows older than
-        `since`, the report's own start, are read only to find the end). A report that reads every
-        row without a start is refused at its first page, whose total says how many rows that is,
-        before any batch of pages goes out. The refusal advises the input that narrows it."""
+        """A report's step watcher: refuses once the rows it keeps exceed the cap (rows older than `since`,
+        its start, are read only to find the end). A report reading every row without a start is refused
+        at its first page, whose total says how many that is; the refusal advises the input that narrows it."""
         cap, kept = self.max_report_rows, 0
         whole = inputs.reads_every_row and since is None
 
@@ -179,8 +166,7 @@ class Gateway:
             if isinstance(result.data, Wallet):
                 page = result.data.recent_billings
                 kept += len(page) if since is None else sum(1 for r in page if utc(r.created_at) >= since)
-                rows = max(kept, result.data.total_billings) if whole else kept
-                if rows > cap:
+                if (rows := max(kept, result.data.total_billings) if whole else kept) > cap:
                     raise ReportTooLargeError(rows, cap, narrowed_by=inputs.narrowed_by)
 
         return step

@@ -1,20 +1,14 @@
-"""Who may call, and how much: checked before any route runs and before any body is read, the
-same on both ports, by four small parts that `Guard` runs in turn:
+"""Who may call, and how much: checked the same on both ports, before any route runs or any body is read.
 
-- `refused_head`: one pass over the request head finds what every check needs. Its size; a
-  repeated Host, Origin or Authorization (two parsers could disagree on which one counts); Host
-  and Origin naming this server (DNS-rebinding protection: a page in a browser must not reach a
-  loopback server holding a key), parsed strictly.
-- `Guard.identify`: the credential and the caller. With a token, the bearer compared in constant
-  time; in passthrough the bearer is the caller's own Prime key. The caller, for the rate limit, is
-  its credential once that is known good (the token; a passthrough key the upstream accepted, kept
-  in the state store as a hash), else its address, so made-up credentials buy no fresh allowance.
-- `Guard.limited`: the caller's rate, through the state store's limiter: 429 with Retry-After.
-- `watched`: the body bounded in size and time as the route reads it (the route's own reader is the
-  only buffer), then, while the route works, a hang-up cancels it, so an upstream call nobody
-  waits for is not finished.
-`/healthz` is exempt from all of it: it reveals nothing and touches nothing, and load balancers
-probe it by address.
+`Guard` runs four small parts in turn. `refused_head`: one pass over the head finds what every check
+needs: its size; a repeated Host, Origin or Authorization (two parsers could disagree on which one
+counts); Host and Origin naming this server, parsed strictly (DNS-rebinding protection: a page in a
+browser must not reach a loopback server holding a key). `identify`: the credential and the caller;
+the caller is its credential once that is known good (the token, compared in constant time; a
+passthrough key the upstream accepted), else its address, so made-up credentials buy no fresh
+allowance. `limited`: the caller's rate, through the state store. `watched`: the body bounded in size
+and time as the route reads it (the route's own reader is the only buffer), and the route cancelled
+if its caller hangs up. `/healthz` is exempt: it reveals and touches nothing; probes call it by address.
 """
 
 from __future__ import annotations
@@ -24,7 +18,7 @@ import hmac
 import ipaddress
 import math
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection
 
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -40,94 +34,89 @@ _LABEL = r"[a-z0-9](?:[a-z0-9_-]*[a-z0-9])?"
 _HOST = re.compile(rf"(?P<name>{_LABEL}(?:\.{_LABEL})*|\[[0-9a-f:.]+\])(?::[0-9]{{1,5}})?")
 _ORIGIN = re.compile(r"(?P<scheme>https?)://(?P<host>[^/?#@\s]+)")
 LOOPBACK_HOSTS = frozenset(("127.0.0.1", "localhost", "[::1]"))
+_ONCE = (b"host", b"origin", b"authorization")
 
 
 def host_name(value: str) -> str | None:
     """The name in a Host value (a v6 address kept in brackets), or None unless it is exactly `name[:port]`."""
     m = _HOST.fullmatch(value.lower())
-    if m is None:
+    if m is None or (m["name"].startswith("[") and not _is_v6(m["name"][1:-1])):
         return None
-    name = m["name"]
-    if name.startswith("["):
-        try:
-            ipaddress.IPv6Address(name[1:-1])
-        except ValueError:
-            return None
-    return name
+    return m["name"]
 
 
-def allowed_host(value: str) -> str:
-    """An allowed Host entry as the check compares it: `*`, a name, or a v6 address (given bare, as
-    Kubernetes' `$(POD_IP)` is, it goes in brackets, as a Host header carries it); "" if none."""
-    value = value.strip()
-    if value == "*":
-        return value
+def _is_v6(text: str) -> bool:
     try:
-        ipaddress.IPv6Address(value)
+        ipaddress.IPv6Address(text)
     except ValueError:
-        return host_name(value) or ""
-    return f"[{value.lower()}]"
+        return False
+    return True
 
 
 def allowed(options: Options) -> tuple[frozenset[str], frozenset[str]]:
-    """The Host names (no port) and browser Origins (scheme://host, no port) a request may carry; "*": any."""
-    hosts = set(LOOPBACK_HOSTS) | {allowed_host(h) for h in options.allow_hosts}
-    if options.host not in ("0.0.0.0", "::"):
-        hosts.add(allowed_host(options.host))
+    """The Host names and browser Origins (scheme://name) a request may carry ("*": any). A bare v6
+    address (Kubernetes' `$(POD_IP)`) goes in brackets, as a Host header carries it."""
+    named = [*options.allow_hosts, *([] if options.host in ("0.0.0.0", "::") else [options.host])]
+    hosts = {h if h == "*" else f"[{h.lower()}]" if _is_v6(h) else host_name(h) or "" for h in map(str.strip, named)}
     origins = {f"{scheme}://{h}" for scheme in ("http", "https") for h in LOOPBACK_HOSTS}
     origins |= {o.strip().rstrip("/").lower() for o in options.allow_origins if o.strip()}
-    return frozenset(hosts - {""}), frozenset(origins)
+    return frozenset((hosts | LOOPBACK_HOSTS) - {""}), frozenset(origins)
 
 
 def refused_head(
-    scope: Scope, max_header: int, hosts: Iterable[str], origins: Iterable[str]
+    scope: Scope, max_header: int, hosts: Collection[str], origins: Collection[str]
 ) -> tuple[Response | None, dict[bytes, bytes]]:
-    """The refusal a request head earns, if any, and the headers the other checks read."""
+    """The refusal a request head earns, if any, and the headers the other parts read."""
     size = len(scope.get("raw_path") or b"") + len(scope["query_string"])
     found: dict[bytes, bytes] = {}
     repeated = None
     for name, value in scope["headers"]:
         size += len(name) + len(value) + 4
-        if name in (b"host", b"origin", b"authorization", b"content-length", b"transfer-encoding"):
-            if name in found and name in (b"host", b"origin", b"authorization"):
-                repeated = name
+        if name in _ONCE or name == b"content-length":
+            repeated = name if name in found and name in _ONCE else repeated
             found[name] = value
+    host, origin = found.get(b"host"), found.get(b"origin")
+    m = _ORIGIN.fullmatch(origin.decode("latin-1").lower()) if origin is not None else None
     if max_header and size > max_header:
         detail = f"request line and headers larger than {max_header} bytes: send smaller ones"
         return problem(431, "headers_too_large", detail), found
     if repeated is not None:
         return problem(400, "bad_request", f"more than one {repeated.decode().title()} header: send exactly one"), found
-    host, origin = found.get(b"host"), found.get(b"origin")
     if "*" not in hosts and (host is None or host_name(host.decode("latin-1")) not in hosts):
         return problem(421, "bad_host", "Host header does not name this server: call it by an allowed name"), found
-    if origin is not None and "*" not in origins:
-        m = _ORIGIN.fullmatch(origin.decode("latin-1").lower())
-        name = host_name(m["host"]) if m else None
-        if m is None or name is None or f"{m['scheme']}://{name}" not in origins:
-            return problem(403, "bad_origin", "requests from this Origin are not allowed"), found
+    if (
+        origin is not None
+        and "*" not in origins
+        and (m is None or f"{m['scheme']}://{host_name(m['host'])}" not in origins)
+    ):
+        return problem(403, "bad_origin", "requests from this Origin are not allowed"), found
     return None, found
 
 
 class Refused(Exception):
-    """The body broke a bound while the route read it (or, with no status, its caller left)."""
+    """The body broke a bound while the route read it (`answer`: the refusal), or its caller left (None)."""
 
-    def __init__(self, status: int | None = None, code: str = "", detail: str = "") -> None:
-        super().__init__(detail)
-        self.status, self.code, self.detail = status, code, detail
+    def __init__(self, answer: Response | None = None) -> None:
+        self.answer = answer
+
+
+def _closing(status: int, code: str, detail: str) -> Response:
+    """A refusal with the rest of the body unread: the connection cannot be used again."""
+    return problem(status, code, detail, {"Connection": "close"})
 
 
 async def watched(
-    app: ASGIApp, scope: Scope, receive: Receive, send: Send, *, reads_body: bool, max_body: int, timeout: float
+    app: ASGIApp, scope: Scope, receive: Receive, send: Send, *, reads_body: bool, options: Options
 ) -> None:
-    """Run the route with its body bounded (`max_body` bytes within `timeout` seconds, counted as it
-    reads them) and cancel it if its caller hangs up. Once the body is read (at once for a route
-    that reads none), the connection's next word is that the caller left: a watcher waits for it."""
+    """Run the route with its body bounded (`--max-body` bytes within `--client-timeout`, counted as it
+    reads them), and cancel it if its caller hangs up: once the body is read (at once for a route that
+    reads none), the connection's next word is that the caller left, and a watcher waits for it."""
     task = asyncio.current_task()
     assert task is not None
+    limit, timeout = options.max_body, options.client_timeout
     deadline = asyncio.get_running_loop().time() + timeout
     left = asyncio.Event()
-    size = 0
-    watcher: asyncio.Future[None] | None = None
+    size, watcher = 0, None
 
     async def watch() -> None:
         while (await receive())["type"] != "http.disconnect":
@@ -144,13 +133,15 @@ async def watched(
             async with asyncio.timeout_at(deadline):
                 message = await receive()
         except TimeoutError:
-            raise Refused(408, "request_timeout", f"the request body did not arrive within {timeout:g}s: "
-                          "send it promptly") from None  # fmt: skip
+            detail = f"the request body did not arrive within {timeout:g}s: send it promptly"
+            raise Refused(_closing(408, "request_timeout", detail)) from None
         if message["type"] == "http.disconnect":
             raise Refused()
         size += len(message.get("body", b""))
-        if size > max_body:
-            raise Refused(413, "body_too_large", f"request body larger than {max_body} bytes: send a smaller one")
+        if size > limit:
+            raise Refused(
+                _closing(413, "body_too_large", f"request body larger than {limit} bytes: send a smaller one")
+            )
         if not message.get("more_body", False):
             watcher = asyncio.ensure_future(watch())
         return message
@@ -160,8 +151,8 @@ async def watched(
     try:
         await app(scope, bounded, send)
     except Refused as refusal:
-        if refusal.status is not None:  # the rest of the body is unread: the connection cannot be reused
-            await problem(refusal.status, refusal.code, refusal.detail, {"Connection": "close"})(scope, receive, send)
+        if refusal.answer is not None:
+            await refusal.answer(scope, receive, send)
     except asyncio.CancelledError:
         if not left.is_set():
             raise
@@ -172,14 +163,13 @@ async def watched(
 
 
 class Guard:
-    """ASGI middleware (`Middleware(Guard, ...)`) that applies the four parts in turn."""
+    """ASGI middleware (`app.add_middleware(Guard, ...)`); `surface`: the port's server, whose callers
+    are counted on their own; `on_limited`: told of each 429 it answers."""
 
     def __init__(
         self, app: ASGIApp, *, options: Options, state: State, surface: str, on_limited: Callable[[], None]
     ) -> None:
-        """`surface`: the port's server ("rest", "mcp"); each counts its callers' requests on its own."""
-        self.app, self.options, self.state = app, options, state
-        self.surface, self.reads_body, self.on_limited = surface, surface == "mcp", on_limited
+        self.app, self.options, self.state, self.surface, self.on_limited = app, options, state, surface, on_limited
         self.hosts, self.origins = allowed(options)
         self.token = options.token.encode() if options.token else None
 
@@ -189,32 +179,31 @@ class Guard:
             return
         o = self.options
         refusal, found = refused_head(scope, o.max_header, self.hosts, self.origins)
+        declared = found.get(b"content-length", b"")
         if refusal is None:
             bearer = _bearer(found.get(b"authorization"))
             caller = await self.identify(scope, bearer)
             refusal = await self.limited(caller) or self.unauthorized(caller, bearer)
+        if refusal is None and declared.isdigit() and int(declared) > o.max_body:
+            refusal = _closing(
+                413, "body_too_large", f"request body larger than {o.max_body} bytes: send a smaller one"
+            )
         if refusal is not None:
             await refusal(scope, receive, send)
             return
-        declared = found.get(b"content-length", b"")
-        if declared.isdigit() and int(declared) > o.max_body:
-            detail = f"request body larger than {o.max_body} bytes: send a smaller one"
-            await problem(413, "body_too_large", detail, {"Connection": "close"})(scope, receive, send)
-            return
         scope[CALLER] = caller
-        await watched(self.app, scope, receive, send, reads_body=self.reads_body, max_body=o.max_body,
-                      timeout=o.client_timeout)  # fmt: skip
+        await watched(self.app, scope, receive, send, reads_body=self.surface == "mcp", options=o)
 
     async def identify(self, scope: Scope, bearer: bytes | None) -> Caller:
+        text = bearer.decode("latin-1") if bearer is not None else None
         valid = False
-        if bearer is not None and self.token is not None:
-            valid = hmac.compare_digest(bearer, self.token)
-        elif bearer is not None and self.options.passthrough:
-            valid = await self.state.accepted(digest(bearer.decode("latin-1")))
-        credential = bearer.decode("latin-1") if bearer is not None and self.options.passthrough else None
-        if valid and bearer is not None:
-            return Caller(f"{self.surface}/c{digest(bearer.decode('latin-1'))[:32]}", credential, True)
-        return Caller(f"{self.surface}/a{(scope.get('client') or ('',))[0]}", credential, False)
+        if text is not None and self.token is not None:
+            valid = hmac.compare_digest(bearer, self.token)  # type: ignore[arg-type]
+        elif text is not None and self.options.passthrough:
+            valid = await self.state.accepted(digest(text))
+        credential = text if self.options.passthrough else None
+        who = f"c{digest(text)[:32]}" if valid and text is not None else f"a{(scope.get('client') or ('',))[0]}"
+        return Caller(f"{self.surface}/{who}", credential, valid)
 
     async def limited(self, caller: Caller) -> Response | None:
         wait = await self.state.hit(caller.key)

@@ -1,16 +1,12 @@
 """What the launcher tells of itself: one middleware for the access log and the traffic, and `/metrics`.
 
-`Observe` times each request once; when it ends it writes the access line (JSON on stderr through
-the `prime_billing.access` logger: method, path, status, ms, upstream attempts; never a header, a
-query string or a body, so no key or token reaches a log) and counts it under its route's template
-(Starlette's matched route, never the path asked for, so an id cannot grow the label set). Every
-count is a prometheus_client metric in a registry of the launcher's own (two launchers in one
-process never mix), incremented where the thing happens.
-
-`/metrics` shows them, then the wallet: read through the gateway (checks, coalescing, passthrough
-keys) as one `spend` report of the last `BURN_WINDOW`, at most once per `--metrics-ttl` per Prime
-key for every replica together (the state store), failures included. If the read fails the scrape
-is still answered, with `prime_wallet_up 0`.
+`Observe` times each request once; at its end it writes the access line (JSON on stderr, logger
+`prime_billing.access`: method, path, status, ms, upstream attempts; never a header, query string or
+body, so no key or token reaches a log) and counts it under its route's template, never the path
+asked for, so an id cannot grow the label set. Every count is a prometheus_client metric in a registry
+of the launcher's own, counted where the thing happens. `/metrics` adds the wallet: one `spend` report
+of the last `BURN_WINDOW`, read through the gateway at most once per `--metrics-ttl` per Prime key for
+every replica together, failures included; a failed read still answers, with `prime_wallet_up 0`.
 """
 
 from __future__ import annotations
@@ -20,15 +16,12 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from json.encoder import encode_basestring_ascii as _quote  # what json.dumps uses for a str
-from typing import Any
+from typing import Any, NamedTuple
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
-from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.registry import Collector
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -45,7 +38,7 @@ access = logging.getLogger("prime_billing.access")
 BURN_WINDOW = timedelta(hours=24)
 #: request latency buckets, seconds: the launcher answers in about a millisecond, upstream in tens
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
-#: the route label of a request no route matched (any other path would grow the label set without bound)
+#: the route (and method) label of a request no route matched: anything else would grow the label set
 OTHER = "other"
 METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"))
 #: the status counted for a request whose caller hung up before any answer (nginx's word for it)
@@ -71,42 +64,33 @@ class Metrics:
 
     def __init__(self, state_up: Callable[[], float]) -> None:
         r = self.registry = CollectorRegistry()
-        Info("prime_billing_build", "The launcher's version.", registry=r).info({"version": __version__})
-        self.requests = Counter(
-            "prime_billing_http_requests", "Requests answered, by surface (rest, mcp), route template, method and "
-            "status.", ["surface", "route", "method", "status"], registry=r,
-        )  # fmt: skip
-        self.latency = Histogram(
-            "prime_billing_http_request_duration_seconds", "Time from a request's arrival to the end of its "
-            "answer, by surface and route template.", ["surface", "route"], buckets=BUCKETS, registry=r,
-        )  # fmt: skip
-        self.in_progress = Gauge(
-            "prime_billing_http_requests_in_progress", "Requests being answered right now.", ["surface"], registry=r
-        )
-        self.upstream = Counter(
-            "prime_billing_upstream_requests", "Requests sent upstream (each attempt, retries included), by "
-            "outcome and HTTP status.", ["outcome", "status"], registry=r,
-        )  # fmt: skip
-        self.coalesced = Counter(
-            "prime_billing_coalesced", "Callers who shared an upstream call already in progress (in this "
-            "replica or another) instead of making their own.", registry=r,
-        )  # fmt: skip
-        self.cache_hits = Counter(
-            "prime_billing_cache_hits", "Callers answered from the --cache-ttl cache without an upstream call.",
-            registry=r,
-        )  # fmt: skip
-        self.rate_limited = Counter(
-            "prime_billing_rate_limited", "Requests refused 429 by the launcher's own per-caller rate limit (not "
-            "upstream 429s).", ["surface"], registry=r,
-        )  # fmt: skip
-        self.tool_calls = Counter(
-            "prime_billing_mcp_tool_calls", "MCP tool calls, by tool and outcome (ok, or the error's code).",
-            ["tool", "outcome"], registry=r,
-        )  # fmt: skip
-        Gauge(
-            "prime_billing_state_up", "1 while the state store answers (or there is none: memory), 0 while this "
-            "replica serves from its own memory because it does not.", registry=r,
-        ).set_function(state_up)  # fmt: skip
+
+        def made(kind: Any, name: str, text: str, *labels: str, **kw: Any) -> Any:
+            return kind("prime_billing_" + name, text, labels, registry=r, **kw)
+
+        # fmt: off
+        made(Info, "build", "The launcher's version.").info({"version": __version__})
+        self.requests = made(Counter, "http_requests", "Requests answered, by surface (rest, mcp), route template, "
+                             "method and status.", "surface", "route", "method", "status")
+        self.latency = made(Histogram, "http_request_duration_seconds", "Time from a request's arrival to the end "
+                            "of its answer, by surface and route template.", "surface", "route", buckets=BUCKETS)
+        self.in_progress = made(Gauge, "http_requests_in_progress", "Requests being answered now.", "surface")
+        self.upstream = made(Counter, "upstream_requests", "Requests sent upstream (each attempt, retries "
+                             "included), by outcome and HTTP status.", "outcome", "status")
+        self.coalesced = made(Counter, "coalesced", "Callers who shared an upstream call already in progress (in "
+                              "this replica or another) instead of making their own.")
+        self.cache_hits = made(Counter, "cache_hits", "Callers answered from the --cache-ttl cache without an "
+                               "upstream call.")
+        self.rate_limited = made(Counter, "rate_limited", "Requests refused 429 by the launcher's own per-caller "
+                                 "rate limit (not upstream 429s).", "surface")
+        self.tool_calls = made(Counter, "mcp_tool_calls", "MCP tool calls, by tool and outcome (ok, or the "
+                               "error's code).", "tool", "outcome")
+        made(Gauge, "state_up", "1 while the state store answers (or there is none), 0 while this replica "
+             "serves from its own memory because it does not.").set_function(state_up)
+        # fmt: on
+
+    def shared(self, how: str) -> None:
+        (self.cache_hits if how == "hit" else self.coalesced).inc()
 
     def reply(self, outcome: str, status: str) -> None:
         self.upstream.labels(outcome, status).inc()
@@ -120,12 +104,11 @@ class Observe:
 
     def __init__(self, app: ASGIApp, *, surface: str, routes: Sequence[BaseRoute], metrics: Metrics) -> None:
         self.app, self.surface, self.routes, self.metrics = app, surface, routes, metrics
-        self._surface = json.dumps(surface)
-        self.in_progress = metrics.in_progress.labels(surface)
+        self._surface, self.in_progress = json.dumps(surface), metrics.in_progress.labels(surface)
 
     def route(self, scope: Scope) -> str:
-        """The template of the route the router matched, or, for a request refused before it got there,
-        of the route its path matches."""
+        """The template of the route the router matched or, for a request the guard refused before it
+        got there, of the route its path matches."""
         route = scope.get("route") or next((r for r in self.routes if r.matches(scope)[0] != Match.NONE), None)
         return str(getattr(route, "path", OTHER))
 
@@ -133,9 +116,7 @@ class Observe:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        start = time.perf_counter()
-        status = 0
-        failed = False
+        start, status, failed = time.perf_counter(), 0, False
 
         async def seen(message: Any) -> None:
             nonlocal status
@@ -151,10 +132,10 @@ class Observe:
             raise
         finally:
             took = time.perf_counter() - start
+            self.in_progress.dec()
             # no answer started: Starlette answers 500 for an error; otherwise the caller hung up
             status = status or (500 if failed else CLIENT_CLOSED)
             route, method = self.route(scope), scope["method"] if scope["method"] in METHODS else OTHER
-            self.in_progress.dec()
             self.metrics.requests.labels(self.surface, route, method, str(status)).inc()
             self.metrics.latency.labels(self.surface, route).observe(took)
             if access.isEnabledFor(logging.INFO):
@@ -166,47 +147,16 @@ class Observe:
                 )
 
 
-@dataclass(frozen=True)
-class Reading:
-    """One read of the wallet, kept for the TTL whether it succeeded or not."""
+class Reading(NamedTuple):
+    """One read of the wallet, kept for the TTL whether it succeeded or not (`error`: the failure's
+    code; `refused`: the upstream refused the credential itself)."""
 
-    #: when it was read (Unix time)
     at: float
     wallet_id: str | None = None
     balance_usd: float | None = None
     burn_usd_per_hour: float | None = None
-    #: the error's code when the read failed
     error: str | None = None
-    #: the upstream refused the credential itself (401)
     refused: bool = False
-
-
-class _Wallet(Collector):
-    """One reading as gauges: rendered for one scrape (in passthrough, the scraper's own wallet)."""
-
-    def __init__(self, reading: Reading) -> None:
-        self.reading = reading
-
-    def collect(self) -> Iterator[GaugeMetricFamily]:
-        r = self.reading
-        yield GaugeMetricFamily(
-            "prime_wallet_up", "1 if the last wallet read succeeded, 0 if it failed.", value=int(r.error is None)
-        )
-        yield GaugeMetricFamily(
-            "prime_wallet_reading_age_seconds",
-            "Seconds since the wallet was read (readings are reused for --metrics-ttl).",
-            value=max(0.0, time.time() - r.at),
-        )
-        if r.error is not None:
-            return
-        for name, text, value in (
-            ("prime_wallet_balance_usd", "The wallet's balance, USD.", r.balance_usd),
-            ("prime_wallet_burn_usd_per_hour", "What the wallet's rows created in the last 24 hours cost, per "
-             "hour (USD).", r.burn_usd_per_hour),
-        ):  # fmt: skip
-            gauge = GaugeMetricFamily(name, text, labels=["wallet_id"])
-            gauge.add_metric([r.wallet_id or ""], value or 0.0)
-            yield gauge
 
 
 class Scrape:
@@ -216,7 +166,7 @@ class Scrape:
         self.metrics, self.gateway = metrics, gateway
 
     async def read(self, caller: Caller | None, sent: Callable[[], None]) -> Reading:
-        """The wallet's reading: shared by the scrapes in this process, then by the replicas."""
+        """The wallet's reading, shared by the scrapes in this process, then by the replicas."""
         g = self.gateway
 
         async def fetch() -> bytes:
@@ -228,11 +178,11 @@ class Scrape:
             else:
                 hours = BURN_WINDOW.total_seconds() / 3600
                 reading = Reading(time.time(), report.wallet_id, report.balance_usd, report.total_usd / hours)
-            return json.dumps(asdict(reading)).encode()
+            return json.dumps(reading).encode()
 
         key = digest(g.prime_key(caller))
         value, _ = await g.shared(("reading", key), lambda: g.state.shared("readings", key, fetch))
-        return Reading(**json.loads(value))
+        return Reading(*json.loads(value))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["method"] == "HEAD":
@@ -248,20 +198,30 @@ class Scrape:
             reading = await self.read(caller, sent)
         finally:
             scope[UPSTREAM_CALLS] = calls
-        passthrough = self.gateway.passthrough
-        if passthrough and reading.refused:
+        if self.gateway.passthrough and reading.refused:
             detail = "the Prime API refused this key: send your own valid key as `Authorization: Bearer <key>`"
             await problem(401, "unauthorized", detail, {"WWW-Authenticate": "Bearer"})(scope, receive, send)
             return
         # in passthrough any bearer gets this far: the server's traffic only for a key the upstream accepted
-        traffic = not passthrough or reading.error is None or (caller is not None and caller.verified)
+        traffic = not self.gateway.passthrough or reading.error is None or (caller is not None and caller.verified)
         body = await asyncio.to_thread(self.render, reading, traffic=traffic)
         await _answer(send, [*_HEAD, (b"content-length", str(len(body)).encode())], body)
 
     def render(self, reading: Reading, *, traffic: bool = True) -> bytes:
         """The exposition text: the traffic (shared by every scraper), then this scraper's wallet."""
-        wallet = CollectorRegistry()
-        wallet.register(_Wallet(reading))
+        r, wallet = reading, CollectorRegistry()
+        # fmt: off
+        Gauge("prime_wallet_up", "1 if the last wallet read succeeded, 0 if it failed.",
+              registry=wallet).set(r.error is None)
+        Gauge("prime_wallet_reading_age_seconds", "Seconds since the wallet was read (readings are reused for "
+              "--metrics-ttl).", registry=wallet).set(max(0.0, time.time() - r.at))
+        if r.error is None:
+            Gauge("prime_wallet_balance_usd", "The wallet's balance, USD.", ["wallet_id"],
+                  registry=wallet).labels(r.wallet_id or "").set(r.balance_usd or 0.0)
+            Gauge("prime_wallet_burn_usd_per_hour", "What the wallet's rows created in the last 24 hours cost, "
+                  "per hour (USD).", ["wallet_id"], registry=wallet).labels(r.wallet_id or "").set(
+                  r.burn_usd_per_hour or 0.0)
+        # fmt: on
         return (generate_latest(self.metrics.registry) if traffic else b"") + generate_latest(wallet)
 
 

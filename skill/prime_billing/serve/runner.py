@@ -1,13 +1,9 @@
-"""One process, two ports: REST and MCP on one event loop, one upstream client.
+"""One process, two ports: REST and MCP on one event loop, one upstream client, one state store.
 
-Start-up refuses what would be unsafe (a non-loopback address with no token:
-whoever reaches the port would spend the key). The signal handlers are in
-place before any port listens, so a SIGTERM or SIGINT at any moment stops
-accepting, lets requests in progress finish (up to `drain_seconds`) and exits 0:
-a rolling deploy drops nothing. `--sandbox` serves the demo API on a loopback
-port of its own, so sandbox answers travel the same way as real ones. The REST
-port also serves `/metrics` (serve/observe.py), counting both ports' traffic. With `--state-url`
-the replicas share their state through Redis (serve/state.py).
+The signal handlers are in place before any port listens, so a SIGTERM or SIGINT at any moment stops
+accepting, lets requests in progress finish (up to `--drain` seconds) and exits 0: a rolling deploy
+drops nothing. `--sandbox` serves the demo API on a loopback port of its own, so sandbox answers
+travel the same way as real ones.
 """
 
 from __future__ import annotations
@@ -33,8 +29,8 @@ from .options import Options
 
 
 class _Server(uvicorn.Server):
-    """uvicorn without its own signal handling (its public `capture_signals` hook): the
-    launcher stops both ports together, and exits 0 after draining instead of re-raising."""
+    """uvicorn without its own signal handling (its public `capture_signals` hook): the launcher
+    stops both ports together, and exits 0 after draining instead of re-raising."""
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -42,16 +38,17 @@ class _Server(uvicorn.Server):
 
 
 def _listen(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
-        return socket.create_server((host, port), family=family, backlog=2048)
+        return socket.create_server(
+            (host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET, backlog=2048
+        )
     except OSError as exc:
         raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}; pick another port") from None
 
 
 def sandbox_upstream(settings: Settings) -> tuple[Settings, Any]:
-    """With `--sandbox`, the demo API on a loopback port of its own (and its server, to shut
-    down), so the one upstream client calls it as it calls Prime; otherwise the settings as they are."""
+    """With `--sandbox`, the demo API on a loopback port of its own (and its server, to stop), so the
+    one upstream client calls it as it calls Prime; otherwise the settings as they are."""
     if not settings.sandbox:
         return settings, None
     from ..sandbox.faults import FaultySandbox
@@ -76,14 +73,12 @@ class Launcher:
     def __init__(self, options: Options, settings: Settings) -> None:
         if not options.passthrough:
             settings.require_key()
-        self.options = options
-        self.settings = settings
+        self.options, self.settings = options, settings
         self.gateway: Gateway | None = None
         self.urls: dict[str, str] = {}
         self._servers: list[_Server] = []
         self._tasks: list[asyncio.Task[None]] = []
-        self._stopping = False
-        self._sandbox: Any = None
+        self._stopping, self._sandbox = False, None
 
     async def start(self) -> None:
         from .guard import Guard
@@ -97,42 +92,30 @@ class Launcher:
         state = State(o.state_url, rate=o.rate, burst=o.burst, cache_ttl=o.cache_ttl, metrics_ttl=o.metrics_ttl,
                       lock_ttl=upstream.timeout)  # fmt: skip
         m = Metrics(lambda: float(state.up))
-        self.gateway = gateway = Gateway(
-            upstream, state, passthrough=o.passthrough, cache_ttl=o.cache_ttl, max_upstream=o.max_upstream,
-            max_report_rows=o.max_report_rows, on_joined=m.coalesced.inc, on_hit=m.cache_hits.inc, on_reply=m.reply,
-        )  # fmt: skip
-        ports: list[tuple[str, int, Any]] = []
+        self.gateway = gateway = Gateway(upstream, state, o, on_shared=m.shared, on_reply=m.reply)
+        apps = {}
         if o.only in (None, "rest"):
-            ports.append(
-                ("rest", o.rest_port, build_rest_app(gateway, secured=bool(o.token), metrics=Scrape(m, gateway)))
-            )
+            apps["rest"] = (o.rest_port, build_rest_app(gateway, secured=bool(o.token), metrics=Scrape(m, gateway)))
         if o.only in (None, "mcp"):
             from .mcp_app import build_mcp_app  # the SDK loads only for the port that serves it
 
-            ports.append(("mcp", o.mcp_port, build_mcp_app(gateway, on_call=m.tool_call, max_body=o.max_body)))
-        sockets = [_listen(o.host, port) for _, port, _ in ports]
-        for (name, _, app), sock in zip(ports, sockets, strict=True):
-            limited = m.rate_limited.labels(name)
-            app.add_middleware(Guard, options=o, state=state, surface=name, on_limited=limited.inc)
+            apps["mcp"] = (o.mcp_port, build_mcp_app(gateway, on_call=m.tool_call, max_body=o.max_body))
+        sockets = {name: _listen(o.host, port) for name, (port, _) in apps.items()}
+        for name, (_, app) in apps.items():
+            app.add_middleware(Guard, options=o, state=state, surface=name, on_limited=m.rate_limited.labels(name).inc)
             app.add_middleware(Observe, surface=name, routes=app.routes, metrics=m)
-            config = uvicorn.Config(
-                app,
-                log_level="warning",
-                access_log=False,
-                lifespan="on",
-                timeout_graceful_shutdown=o.drain,
-                timeout_keep_alive=30,
-                server_header=False,
-                proxy_headers=False,
+            server = _Server(uvicorn.Config(
+                app, log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=o.drain,
+                timeout_keep_alive=30, server_header=False, proxy_headers=False,
                 h11_max_incomplete_event_size=o.max_header or None,
-            )
-            server = _Server(config)
+            ))  # fmt: skip
             server.should_exit = self._stopping
             self._servers.append(server)
-            self._tasks.append(asyncio.ensure_future(server.serve(sockets=[sock])))
-            host, port = sock.getsockname()[:2]
-            shown = f"[{host}]" if ":" in host else host
-            self.urls[name] = f"http://{shown}:{port}" + (MCP_PATH if name == "mcp" else "")
+            self._tasks.append(asyncio.ensure_future(server.serve(sockets=[sockets[name]])))
+            host, port = sockets[name].getsockname()[:2]
+            self.urls[name] = f"http://{f'[{host}]' if ':' in host else host}:{port}" + (
+                MCP_PATH if name == "mcp" else ""
+            )
         while not all(s.started for s in self._servers):
             if any(t.done() for t in self._tasks):
                 await asyncio.gather(*self._tasks)
@@ -144,8 +127,7 @@ class Launcher:
     def stop(self, force: bool = False) -> None:
         self._stopping = True
         for s in self._servers:
-            s.should_exit = True
-            s.force_exit = s.force_exit or force
+            s.should_exit, s.force_exit = True, s.force_exit or force
 
     async def wait(self) -> None:
         try:
@@ -162,8 +144,8 @@ class Launcher:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, lambda: self.stop(force=self._stopping))  # a second signal: no drain
         await self.start()
-        # what start-up made lives as long as the process: a full garbage collection need not
-        # scan it again, and pausing the loop for it would stall every request in the middle of a long report
+        # what start-up made lives as long as the process: a full garbage collection need not scan it
+        # again, and pausing the loop for it would stall every request in the middle of a long report
         gc.freeze()
         if announce is not None and not self._stopping:
             announce(self.describe())
@@ -175,10 +157,7 @@ class Launcher:
         upstream = "built-in sandbox" if self.settings.sandbox else self.settings.base_url
         listening = ", ".join(f"{k.upper()} on {v}" for k, v in self.urls.items())
         state = "shared (Redis)" if o.state_url else "this process"
-        return (
-            f"prime-billing serving {listening}; upstream {upstream}; auth {auth}; state {state}; "
-            "SIGTERM or Ctrl-C stops"
-        )
+        return f"prime-billing serving {listening}; upstream {upstream}; auth {auth}; state {state}; SIGTERM stops"
 
 
 def event_loop_runner() -> asyncio.Runner:
@@ -205,18 +184,17 @@ def serve_stdio(settings: Settings) -> None:
     settings.require_key()
 
     def stop() -> None:
-        # The client is done with us. The SDK reads stdin in a worker thread that no
-        # cancellation reaches, so a clean shutdown would wait for the client to close stdin:
-        # leave at once instead; no request of ours is worth finishing for nobody.
+        # The client is done with us. The SDK reads stdin in a worker thread that no cancellation
+        # reaches, so a clean shutdown would wait for the client to close stdin: leave at once
+        # instead; no request of ours is worth finishing for nobody.
         sys.stdout.flush()
         os._exit(0)
 
     async def main() -> None:
         upstream, sandbox = sandbox_upstream(settings)
         gateway = Gateway(upstream)
-        loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop)
+            asyncio.get_running_loop().add_signal_handler(sig, stop)
         try:
             await run_stdio(gateway)
         finally:
