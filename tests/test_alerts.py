@@ -1,14 +1,17 @@
-"""The alerts (deploy/prometheus-operator/prometheusrule.yaml), against Prometheus' own tools.
+"""The alerts (deploy/prometheus-operator/prometheusrule.yaml) and the Grafana dashboard
+(deploy/grafana/prime-billing.json), against Prometheus' own tools.
 
 The PrometheusRule is the one source of the rules: its `spec` is written to a tmp file for promtool
 (`check rules`, then the unit tests in tests/alerts/) and for a real Prometheus on loopback that
-scrapes a real launcher over the sandbox, where an alert is seen firing. promtool and prometheus
-come from Debian's `prometheus` package (.ci/run installs it); without them those tests skip.
+scrapes a real launcher over the sandbox, where an alert is seen firing and every dashboard query
+returns a series. promtool and prometheus come from Debian's `prometheus` package (.ci/run installs
+it); without them those tests skip.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import re
 import shutil
 import subprocess
@@ -27,11 +30,18 @@ from prime_billing.serve import MCP_PATH
 from serve_harness import tool_call
 
 RULE = ROOT / "deploy" / "prometheus-operator" / "prometheusrule.yaml"
+DASHBOARD = ROOT / "deploy" / "grafana" / "prime-billing.json"
 UNIT_TESTS = ROOT / "tests" / "alerts"
 #: the file name the unit tests' `rule_files` give
 RULES_FILE = "prime-billing.rules.yaml"
 THRESHOLD = "prime_billing:threshold_"
 SEVERITIES = {"critical", "warning"}
+
+#: Dashboard panels that chart the `prime_budget_*` gauges, which the launcher exports only once it
+#: has `--watch-budget`: until then their queries are only checked to parse (Prometheus answers them
+#: with success and no series). Once the launcher exports them, drop this list: every panel then
+#: gets the full check (a series for each query).
+AWAITING_WATCH_BUDGET = ["Budget used and projected", "Budget pace"]
 
 #: What a user running the sandbox would set, the way they would: one threshold changed in the
 #: rules' first group (a minimum above the sandbox wallet's $123.45) and that alert's `for:` shortened.
@@ -322,3 +332,104 @@ def test_prometheus_fires_the_users_minimum_on_the_launchers_wallet(monitoring: 
     # with no spend in the last 24 hours the runway is unbounded: not short
     (runway,) = monitoring.query("job:prime_wallet_runway_days")
     assert runway["value"][1] == "+Inf"
+
+
+# --------------------------------------------------------------------------- the dashboard
+
+
+def dashboard() -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads(DASHBOARD.read_text(encoding="utf-8"))
+    return doc
+
+
+def panels(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every panel, those inside collapsed rows too."""
+    found = []
+    for panel in doc["panels"]:
+        found.append(panel)
+        found += panel.get("panels", [])
+    return found
+
+
+def datasource_refs(node: Any) -> Iterator[Any]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "datasource":
+                yield value
+            else:
+                yield from datasource_refs(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from datasource_refs(item)
+
+
+#: the variables Grafana itself defines
+GRAFANA_VARIABLES = {"__rate_interval", "__interval", "__range"}
+
+
+def test_the_dashboard_is_grafana_json_on_a_prometheus_datasource_variable() -> None:
+    doc = dashboard()
+    assert doc["title"] and doc["uid"] and isinstance(doc["schemaVersion"], int)
+    assert "id" not in doc or doc["id"] is None  # Grafana gives the id on import
+    variables = {v["name"]: v for v in doc["templating"]["list"]}
+    (source,) = [v for v in variables.values() if v["type"] == "datasource"]
+    assert source["query"] == "prometheus"
+    source_ref = {"type": "prometheus", "uid": f"${{{source['name']}}}"}
+    # no datasource named by a fixed uid anywhere: every reference is the variable
+    refs = list(datasource_refs(doc))
+    assert refs and all(ref == source_ref for ref in refs), [r for r in refs if r != source_ref]
+
+    every = panels(doc)
+    ids = [p["id"] for p in every]
+    assert len(ids) == len(set(ids))
+    boxes = []
+    for p in every:
+        g = p["gridPos"]
+        assert all(isinstance(g[k], int) for k in "xywh") and g["x"] + g["w"] <= 24, p["title"]
+        boxes.append((p["title"], g))
+        if p["type"] == "row":
+            continue
+        assert p["type"] in {"stat", "timeseries", "bargauge", "gauge", "table"}, p["title"]
+        refids = [t["refId"] for t in p["targets"]]
+        assert p["targets"] and len(refids) == len(set(refids)), p["title"]
+        for target in p["targets"]:
+            used = set(re.findall(r"\$\{?(\w+)", target["expr"]))
+            assert used <= set(variables) | GRAFANA_VARIABLES, (p["title"], used)
+    # no two panels overlap
+    for i, (title, a) in enumerate(boxes):
+        for other, b in boxes[i + 1 :]:
+            apart = a["x"] + a["w"] <= b["x"] or b["x"] + b["w"] <= a["x"] or a["y"] + a["h"] <= b["y"]
+            assert apart or b["y"] + b["h"] <= a["y"], (title, other)
+    titles = " ".join(p["title"].lower() for p in every)
+    for word in ("balance", "burn", "runway", "budget", "requests", "upstream errors"):
+        assert word in titles
+
+
+def grafana_expr(expr: str, doc: dict[str, Any]) -> str:
+    """The query as Grafana sends it with every variable at "All": `$job` is its allValue; the rate
+    window is what Grafana's $__rate_interval comes to with the default 15 s scrape setting."""
+    for variable in doc["templating"]["list"]:
+        if variable["type"] == "query":
+            expr = re.sub(rf"\$\{{?{variable['name']}\}}?", variable["allValue"], expr)
+    return expr.replace("$__rate_interval", "1m")
+
+
+def test_every_dashboard_query_returns_a_series_from_prometheus(monitoring: Monitoring) -> None:
+    doc = dashboard()
+    queried = [p for p in panels(doc) if p["type"] != "row"]
+    budget = {p["title"] for p in queried if any("prime_budget_" in t["expr"] for t in p["targets"])}
+    assert budget == set(AWAITING_WATCH_BUDGET)
+
+    # the job variable lists the job Prometheus scrapes the launcher as
+    (job,) = [v for v in doc["templating"]["list"] if v["name"] == "job"]
+    metric = re.fullmatch(r"label_values\((\w+), job\)", job["query"]["query"])
+    assert metric is not None
+    until(lambda: JOB in monitoring.api("label/job/values", **{"match[]": metric[1]}), "the job variable", guard=60)
+
+    for panel in queried:
+        for target in panel["targets"]:
+            expr = grafana_expr(target["expr"], doc)
+            if panel["title"] in AWAITING_WATCH_BUDGET:
+                monitoring.query(expr)  # parses and runs (success); no series until --watch-budget exists
+            else:
+                until(lambda e=expr: monitoring.query(e) != [], f"a series for {panel['title']}: {expr}", guard=60)
