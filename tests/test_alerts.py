@@ -115,6 +115,21 @@ def test_the_thresholds_users_set_are_the_first_rules_and_the_only_numbers_the_a
     assert all(name in exprs for name in thresholds)
 
 
+def test_the_reference_lists_the_thresholds_with_their_defaults_in_order() -> None:
+    page = (ROOT / "reference" / "monitoring.md").read_text(encoding="utf-8")
+    listed = re.findall(rf"^\| `({THRESHOLD}\w+)` \| ([0-9.]+) \|", page, flags=re.MULTILINE)
+    shipped = [
+        (rule["record"], rule["expr"].removeprefix("vector(").removesuffix(")"))
+        for rule in rules(manifest()["spec"])
+        if rule.get("record", "").startswith(THRESHOLD)
+    ]
+    assert listed == shipped
+    # the reference's alert table: every alert, with its `for:` and severity
+    table = dict(re.findall(r"^\| `(Prime\w+)` \| [^|]+ \| (\w+ \| \w+) \|$", page, flags=re.MULTILINE))
+    found = alerts(manifest()["spec"])
+    assert table == {name: f"{rule['for']} | {rule['labels']['severity']}" for name, rule in found.items()}
+
+
 def test_each_alert_waits_has_a_severity_and_says_what_in_one_line() -> None:
     found = alerts(manifest()["spec"])
     assert {
