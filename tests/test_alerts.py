@@ -130,7 +130,7 @@ def test_the_reference_lists_the_thresholds_with_their_defaults_in_order() -> No
     assert table == {name: f"{rule['for']} | {rule['labels']['severity']}" for name, rule in found.items()}
 
 
-def test_each_alert_waits_has_a_severity_and_says_what_in_one_line() -> None:
+def test_each_alert_waits_a_while_has_a_severity_and_says_what_in_one_line() -> None:
     found = alerts(manifest()["spec"])
     assert {
         "PrimeWalletBelowMinimum",
@@ -279,11 +279,15 @@ def start_prometheus(workdir: Path, target: str, rules_file: Path) -> tuple[subp
         assert proc.poll() is None, log.read_text(encoding="utf-8")[-3000:]
         return listening.search(log.read_text(encoding="utf-8")) is not None
 
-    until(announced, "Prometheus listening", guard=60)
-    match = listening.search(log.read_text(encoding="utf-8"))
-    assert match is not None
-    url = f"http://{match[1]}"
-    until(lambda: httpx.get(f"{url}/-/ready", timeout=5).status_code == 200, "Prometheus ready", guard=60)
+    try:
+        until(announced, "Prometheus listening", guard=60)
+        match = listening.search(log.read_text(encoding="utf-8"))
+        assert match is not None
+        url = f"http://{match[1]}"
+        until(lambda: httpx.get(f"{url}/-/ready", timeout=5).status_code == 200, "Prometheus ready", guard=60)
+    except BaseException:
+        stop(proc)
+        raise
     return proc, url
 
 
