@@ -147,6 +147,40 @@ def test_no_key_anywhere_is_a_usage_error(home: Path) -> None:
     assert out.returncode == 2 and "config.json is not valid JSON" in out.stderr and out.stderr.count("\n") == 1
 
 
+#: a key no Prime key could be: each would be sent, refused 401 (or break the header), and look like a wrong key
+BAD_KEYS = {
+    "space": "pk-top secret",
+    "newline": "pk-top\nsecret",
+    "trailing-newline": "pk-topsecret\n",
+    "tab": "pk-top\tsecret",
+    "control": "pk-top\x1bsecret",
+    "blank": "   ",
+}
+
+
+@pytest.mark.parametrize("key", BAD_KEYS.values(), ids=BAD_KEYS.keys())
+def test_a_key_that_cannot_be_a_key_is_refused_naming_where_it_is(sandbox: LiveSandbox, home: Path, key: str) -> None:
+    """From PRIME_API_KEY or from the config file, the refusal names that place, never the key,
+    and nothing is sent."""
+    said = "is blank" if not key.strip() else "holds a space, line break or control character"
+    env = {**script_env(home, sandbox.url), "PRIME_API_KEY": key}
+    from_env = run([WALLET], env)
+    assert_one_line_error(from_env, 2, f"PRIME_API_KEY {said}")
+    assert "set PRIME_API_KEY to the key alone, or unset it" in from_env.stderr
+
+    prime = home / ".prime"
+    prime.mkdir()
+    (prime / "config.json").write_text(json.dumps({"api_key": key}), encoding="utf-8")
+    del env["PRIME_API_KEY"]
+    from_file = run([WALLET], env)
+    assert_one_line_error(from_file, 2, f"the api_key in {prime / 'config.json'} {said}")
+    assert "run `prime login` again or fix the file" in from_file.stderr
+
+    for out in (from_env, from_file):
+        assert "pk-top" not in out.stderr and "secret" not in out.stderr
+    assert sandbox.requests() == 0  # refused before anything was sent
+
+
 @pytest.mark.parametrize(
     ("fault", "needle"),
     [
