@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -122,6 +124,25 @@ def test_the_stdio_server_starts_without_a_key_and_each_call_says_what_to_set(ho
         (text,) = [c.text for c in answer.content]
         assert "\n" not in text, tool
         assert text.startswith("no Prime API key: set PRIME_API_KEY or run `prime login`"), (tool, text)
+
+
+def test_the_readme_gives_one_complete_claude_desktop_snippet() -> None:
+    """Pasted into claude_desktop_config.json as it is, it is a whole file: the `mcpServers` wrapper,
+    the stdio command the README shows, and the key in `env`. No second form elsewhere."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```json\n(.*?)```", readme, flags=re.S)
+    snippets = [json.loads(b) for b in blocks if "mcpServers" in b]
+    assert len(snippets) == 1 and readme.count("mcpServers") == 2  # the block, and the sentence pointing to it
+    assert readme.count('"command"') == 1 and readme.count("claude_desktop_config.json") == 1
+    (server,) = snippets[0]["mcpServers"].values()
+    assert set(server) == {"command", "args", "env"} and list(server["env"]) == ["PRIME_API_KEY"]
+    command = " ".join([server["command"], *server["args"]])
+    shown = {
+        line.replace("'", "")
+        for block in re.findall(r"```\n(.*?)```", readme, flags=re.S)
+        for line in block.splitlines()
+    }
+    assert command in shown  # the stdio command the README gives, as a client launches it
 
 
 def test_passthrough_over_mcp_uses_the_callers_key(sandbox: LiveSandbox) -> None:
