@@ -386,8 +386,19 @@ SKILL = Subcommand(
     arguments=_skill_arguments,
     run=_run_skill,
 )
-#: subcommands beyond the operations table; each adds its parser, imports lazily
-EXTRA_COMMANDS: list[Callable[[Any], object]] = [SANDBOX.add_to, _serve_commands, SKILL.add_to]
+
+
+def _doctor_command(sub: Any) -> None:
+    """`doctor`: its module holds the checks, loaded only once a parser with it is built."""
+    from .doctor import DOCTOR
+
+    DOCTOR.add_to(sub)
+
+
+#: subcommands beyond the operations table; each adds its parser, imports lazily. `run_command`
+#: adds them in this order until it has the one asked for, so a command listed before the
+#: server's needs nothing of the server stack (the skill's scripts ship without it)
+EXTRA_COMMANDS: list[Callable[[Any], object]] = [SANDBOX.add_to, _doctor_command, _serve_commands, SKILL.add_to]
 
 
 def build_parser(prog: str = "prime-billing") -> argparse.ArgumentParser:
@@ -435,14 +446,16 @@ def run_script(command: str, prog: str, argv: Sequence[str] | None = None) -> in
 
 
 def run_command(command: str, prog: str, argv: Sequence[str] | None = None) -> int:
-    """Entry for a script that runs one of `EXTRA_COMMANDS` (`scripts/serve.py`): that
-    command's parser, built by its own registration, under the script's name. So the
-    command's module needs nothing from this one."""
+    """Entry for a script that runs one of `EXTRA_COMMANDS` (`scripts/serve.py`,
+    `scripts/doctor.py`): that command's parser, built by its own registration, under the
+    script's name. So the command's module needs nothing from this one."""
 
     def parser() -> argparse.ArgumentParser:
         sub = Parser(prog=prog).add_subparsers(parser_class=Parser)
         for add in EXTRA_COMMANDS:
             add(sub)
+            if command in sub.choices:
+                break
         chosen: argparse.ArgumentParser = sub.choices[command]
         chosen.prog = prog
         return chosen
