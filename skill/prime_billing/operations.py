@@ -23,7 +23,6 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, NamedTuple, TypeVar
 from urllib.parse import quote
 
-from annotated_types import Ge, Le
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -506,8 +505,10 @@ def explain(op: Operation, exc: ValidationError) -> str:
     if kind == "missing":
         return f"{name} is required"
     if kind in _BOUNDS:
-        lo = next((m.ge for m in info.metadata if isinstance(m, Ge)), None)
-        hi = next((m.le for m in info.metadata if isinstance(m, Le)), None)
+        # pydantic's own bound markers (`Field(ge=..., le=...)`), read by name: importing their
+        # classes from the package pydantic takes them from would make it a dependency of ours
+        lo = next((m.ge for m in info.metadata if hasattr(m, "ge")), None)
+        hi = next((m.le for m in info.metadata if hasattr(m, "le")), None)
         bounds = f"{lo}..{hi}" if lo is not None and hi is not None else f">= {lo}" if hi is None else f"<= {hi}"
         got = f"{value:g}" if isinstance(value, float) else _shown(value)
         return f"{name} must be {bounds}, got {got}"

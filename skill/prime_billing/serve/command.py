@@ -92,17 +92,31 @@ def _env_list(name: str) -> list[str]:
 
 def _token(ns: argparse.Namespace) -> str | None:
     if ns.token_file:
+        where = f"--token-file {ns.token_file}"
         try:
-            token = Path(ns.token_file).read_text(encoding="utf-8").strip()
+            text = Path(ns.token_file).read_text(encoding="utf-8")
         except OSError as exc:
-            raise ConfigError(f"cannot read --token-file {ns.token_file}: {exc.strerror}; fix the path") from None
-        if not token:
-            raise ConfigError(f"--token-file {ns.token_file} is empty: put the token in it")
-        return token
+            raise ConfigError(f"cannot read {where}: {exc.strerror}; fix the path") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{where} is not UTF-8 text: put the token in it as text") from None
+        return _one_token(text, where, "put the token in it")
     if ns.token:
         print(f"{ns._prog}: {TOKEN_WARNING}", file=sys.stderr)
-        return str(ns.token)
-    return os.environ.get("PRIME_BILLING_TOKEN") or None
+        return _one_token(str(ns.token), "--token", "give the token")
+    raw = os.environ.get("PRIME_BILLING_TOKEN")
+    return _one_token(raw, "PRIME_BILLING_TOKEN", "set it to the token, or unset it") if raw else None
+
+
+def _one_token(raw: str, where: str, fix: str) -> str:
+    """The token, around which whitespace is dropped. A bearer token is one word: one that is blank,
+    or holds a line break, a space or a control character, could never arrive in an `Authorization`
+    header, so every caller would be refused; it is refused at start instead. Never echoes the token."""
+    token = raw.strip()
+    if not token:
+        raise ConfigError(f"{where} is empty or only whitespace: {fix}")
+    if any(c.isspace() or not c.isprintable() for c in token):
+        raise ConfigError(f"{where} holds a line break, space or control character inside the token (one word): {fix}")
+    return token
 
 
 def _run_serve(ns: argparse.Namespace) -> int:
