@@ -100,8 +100,12 @@ def test_every_rule_reaches_every_surface() -> None:
                     assert schema["pattern"] == ops.ID_PATTERN and schema["maxLength"] == 128, surface
                     assert schema["not"] == {"enum": [".", ".."]}, surface
                     assert required is (name == "run_id"), surface
-                if name in ("since", "as_of"):
-                    assert schema["anyOf"] == [{"format": "date"}, {"format": "date-time"}], surface
+                if name in ("since", "until", "as_of"):
+                    assert schema["anyOf"] == [
+                        {"format": "date"},
+                        {"format": "date-time"},
+                        {"pattern": "^([0-9]{1,5}[hdw]|today|yesterday)$"},
+                    ], surface
                 if name == "by":
                     assert schema["enum"] == ["day", "week", "month"] and not required, surface
                 if name == "days":
@@ -203,10 +207,13 @@ BAD = {
     ),
     "since not a date": Bad(
         "spend_report",
-        {"since": "yesterday"},
-        ["spend", "--since", "yesterday"],
+        {"since": "last week"},
+        ["spend", "--since", "last week"],
         "/v1/prime-billing/spend",
-        {"since": "yesterday"},
+        {"since": "last week"},
+    ),
+    "until not a time ago": Bad(
+        "spend_report", {"until": "7D"}, ["spend", "--until", "7D"], "/v1/prime-billing/spend", {"until": "7D"}
     ),
     "by not a period": Bad(
         "spend_report", {"by": "year"}, ["spend", "--by", "year"], "/v1/prime-billing/spend", {"by": "year"}

@@ -18,7 +18,7 @@ import numbers
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, NamedTuple, TypeVar
 from urllib.parse import quote
@@ -31,13 +31,14 @@ from pydantic import (
     Field,
     GetJsonSchemaHandler,
     ValidationError,
+    ValidationInfo,
     model_validator,
 )
 from pydantic.fields import FieldInfo
 from pydantic.json_schema import JsonSchemaValue, SkipJsonSchema
 from pydantic_core import CoreSchema, PydanticCustomError
 
-from .dates import Period, parse_when
+from .dates import AGO_PATTERN, WHEN_FORMS, Period, is_ago, parse_when, stamp
 from .errors import InvalidInputError
 from .models import RunUsage, Wallet, run_finished
 from .wording import learn
@@ -156,12 +157,16 @@ def _one_segment(value: str) -> str:
     return value
 
 
-def _date_or_time(value: str) -> str:
+def _date_or_time(value: str, info: ValidationInfo) -> str:
+    """A moment the reports can read (they read it with this same function). Checked for a call
+    (`Operation.check`), a time ago becomes the date-time it names, counted back from the call's
+    one now: every moment of one call, and the server's row cap, count from the same instant."""
+    now = info.context.get("now") if isinstance(info.context, Mapping) else None
     try:
-        parse_when(value)  # the reports read it with this same function
+        when = parse_when(value, now)
     except InvalidInputError:
-        raise ValueError("not a date or date-time") from None
-    return value
+        raise ValueError("not a date, date-time or time ago") from None
+    return stamp(when) if now is not None and is_ago(value) else value
 
 
 #: after a field's bounds (so they stay in its JSON Schema): how text becomes a number
@@ -177,7 +182,7 @@ DateOrTime = Annotated[
     str,
     Field(max_length=64),
     AfterValidator(_date_or_time),
-    Schema({"anyOf": [{"format": "date"}, {"format": "date-time"}]}),
+    Schema({"anyOf": [{"format": "date"}, {"format": "date-time"}, {"pattern": AGO_PATTERN}]}),
 ]
 
 _NOT_AN_ID = Refusal("{name} {value} is not a valid id: use 1-128 letters, digits, '_', '-', '.', ':'")
@@ -203,15 +208,23 @@ Limit = Annotated[int, Field(ge=1, le=100, description="Rows per page, 1-100."),
 Offset = Annotated[
     int, Field(ge=0, le=MAX_OFFSET, description="Rows to skip from the newest, 0-10,000,000."), PLAIN_DIGITS
 ]
-_NOT_A_DATE = Refusal("{name} must be a date like 2026-11-01 or a date-time like 2026-11-01T09:00:00Z, got {value}")
+_NOT_A_DATE = Refusal("{name} must be " + WHEN_FORMS + ", got {value}")
+#: how every moment input reads its value
+_WHEN = (
+    "a date (2026-11-01, midnight UTC), a date-time (2026-11-01T09:00:00Z) or a time ago: 7d, 24h, 2w, "
+    "today or yesterday (UTC midnights)"
+)
 Since = Annotated[
     DateOrTime | SkipJsonSchema[None],
-    Field(
-        description="Only rows created at or after this date (2026-11-01, midnight UTC) or date-time "
-        "(2026-11-01T09:00:00Z); omit for all rows."
-    ),
+    Field(description=f"Only rows created at or after this moment: {_WHEN}; omit for all rows."),
     _NOT_A_DATE,
     Cli(flag="--since", metavar="DATE"),
+]
+Until = Annotated[
+    DateOrTime | SkipJsonSchema[None],
+    Field(description="Only rows created before this moment (the same forms as since); omit for rows up to now."),
+    _NOT_A_DATE,
+    Cli(flag="--until", metavar="DATE"),
 ]
 #: a balance in USD, as text or a JSON number
 MinBalance = Annotated[float, Field(ge=0), PLAIN_NUMBER, Cli(metavar="USD")]
@@ -268,6 +281,7 @@ class SpendInputs(Inputs):
     narrowed_by = "since"
 
     since: Since = None
+    until: Until = None
     top: Annotated[
         int, Field(ge=1, le=100, description="How many of the most expensive RFT runs to list, 1-100."), PLAIN_DIGITS
     ] = 5
@@ -309,10 +323,7 @@ class RunwayInputs(Inputs):
     ] = 0
     as_of: Annotated[
         DateOrTime | SkipJsonSchema[None],
-        Field(
-            description="The window's end: a date (2026-11-21, midnight UTC) or date-time (2026-11-21T09:00:00Z); "
-            "omit for now. A past one asks how things stood then."
-        ),
+        Field(description=f"The window's end: {_WHEN}; omit for now. A past one asks how things stood then."),
         _NOT_A_DATE,
         Cli(metavar="DATE"),
     ] = None
@@ -445,10 +456,13 @@ class Operation:
             for name, info in self.inputs.model_fields.items()
         )
 
-    def check(self, args: Mapping[str, Any]) -> dict[str, Any]:
-        """The values to send, every one checked by the model; unknown names are refused, not ignored."""
+    def check(self, args: Mapping[str, Any], now: datetime | None = None) -> dict[str, Any]:
+        """The values to send, every one checked by the model; unknown names are refused, not ignored.
+        A time ago (`7d`) becomes the date-time it names, counted back from `now` (default: the
+        current time), one now for every input of the call."""
+        context = {"now": datetime.now(UTC) if now is None else now}
         try:
-            return self.inputs.model_validate(args).model_dump()
+            return self.inputs.model_validate(args, context=context).model_dump()
         except ValidationError as exc:
             raise InvalidInputError(explain(self, exc)) from None
 

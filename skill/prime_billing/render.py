@@ -20,6 +20,8 @@ from .models import FINISHED_STATUSES, RUN_TYPE, BillingEntry, CostLine, RunUsag
 from .money import money, usd
 
 if TYPE_CHECKING:  # the reports' modules load when a report is asked for, not with every wallet page
+    from datetime import datetime
+
     from .budget import BudgetCheck
     from .reconcile import Reconciliation
     from .runway import Runway
@@ -136,7 +138,7 @@ def _reconciliation(rec: Reconciliation) -> Rendered:
 
 
 def _spend(report: SpendReport) -> Rendered:
-    span = f"since {utc(report.since):%Y-%m-%d %H:%M} UTC" if report.since else "all time"
+    span = _window(report.since, report.until)
     lines = [
         f"spend of wallet {report.wallet_id} ({_owner(report.team_id)}) · {span} · {usd(report.total_usd)}"
         f" {report.currency} in {report.row_count} rows · balance {usd(report.balance_usd)}"
@@ -161,6 +163,15 @@ def _spend(report: SpendReport) -> Rendered:
             name = f"{g.key or '(no id)'} [{g.resource_type or '-'}]"
             lines.append(f"    {name:<22} {usd(g.total_usd):>10}  {_count(g.rows)}")
     return Rendered(summary=lines)
+
+
+def _window(since: datetime | None, until: datetime | None) -> str:
+    """The rows a spend report asked for: `since` inclusive, `until` exclusive."""
+    if since and until:
+        return f"{utc(since):%Y-%m-%d %H:%M} to {utc(until):%Y-%m-%d %H:%M} UTC"
+    if until:
+        return f"before {utc(until):%Y-%m-%d %H:%M} UTC"
+    return f"since {utc(since):%Y-%m-%d %H:%M} UTC" if since else "all time"
 
 
 def _periods(by: str, periods: list[SpendPeriod], filled: bool) -> list[str]:

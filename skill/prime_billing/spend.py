@@ -1,4 +1,4 @@
-"""What did we spend, and on what? Every wallet row (or every row since a date), totalled.
+"""What did we spend, and on what? Every wallet row (or every row of a window), totalled.
 
 Totals by resource type and by resource id, the runs that cost most, totals per
 UTC day, ISO week or month when asked (`by`), and the rows themselves for
@@ -63,7 +63,7 @@ def _not_asked(value: Any) -> bool:
 
 
 class SpendReport(WalletReport):
-    """Spend of one wallet over all its rows, or since a moment."""
+    """Spend of one wallet over all its rows, or those created in [since, until)."""
 
     #: what `--csv` writes (CLI help; `[[by]]` is worded per surface)
     csv_what: ClassVar[str] = (
@@ -72,6 +72,8 @@ class SpendReport(WalletReport):
 
     #: the lower bound asked for (inclusive), None for all rows
     since: datetime | None = None
+    #: the upper bound asked for (exclusive), None for rows up to now
+    until: datetime | None = None
     #: rows in the wallet when paging began (all time)
     total_billings: int
     #: rows in this report
@@ -216,10 +218,11 @@ def _period(start: date, by: Period, rows: list[BillingEntry]) -> SpendPeriod:
 
 
 def spend_report(args: dict[str, Any]) -> Plan:
-    """Plan: page through the wallet (stopping at `since`), then total."""
+    """Plan: page through the wallet (stopping at `since`), then total the rows before `until`."""
     since = parse_when(args["since"]) if args.get("since") else None
+    until = parse_when(args["until"]) if args.get("until") else None
     scan = yield from scan_wallet(args.get("team_id"), since)
-    rows = scan.rows
+    rows = scan.rows if until is None else [r for r in scan.rows if utc(r.created_at) < until]
     by_id = _groups(rows, lambda r: (r.resource_type, r.resource_id))
     top = max(1, int(args.get("top") or 5))
     by: Period | None = args.get("by")
@@ -228,6 +231,7 @@ def spend_report(args: dict[str, Any]) -> Plan:
         scan.wallet,
         scan.sandbox,
         since=since,
+        until=until,
         total_billings=scan.wallet.total_billings,
         row_count=len(rows),
         pages=scan.pages,

@@ -19,8 +19,10 @@ show a client refused one without reading it whole.
 Scenario knobs, through the same call or as constructor keywords (and cleared
 with the faults): `"progress": {"run_id": "rft_sbx_running", "steps": 3,
 "usd_per_step": 1.25, "tokens_per_step": 500000, "final": "COMPLETED"}` makes a run
-advance one step per usage request (more training tokens and cost) and reach
-`final` after `steps`; `"page_cap": 7` serves at most 7 wallet rows per page
+advance one step per usage request after the first (more training tokens and cost,
+and a wallet row of the step's cost) and reach `final` after `steps`, as the plain
+`Sandbox`'s RUNNING run does by default (here no run advances until asked, so every
+answer stays the same however often a test asks); `"page_cap": 7` serves at most 7 wallet rows per page
 whatever `limit` asks; `"rows": 10000` makes every wallet hold that many rows, the
 demo rows first, then older $0.01 pod rows made as they are read (a long wallet
 costs no memory); `"new_rows": 3` makes 3 new rows arrive (newest) after the
@@ -106,7 +108,8 @@ class FaultySandbox(Sandbox):
     #: requests being answered right now over the socket, and the most at once since the stats were cleared
     inflight: int = 0
     inflight_peak: int = 0
-    #: run id -> progress spec (plus "seen": usage requests answered so far)
+    #: as `Sandbox.progress`, but no run advances until the `progress` knob says so (tests need
+    #: the same answer however often they ask)
     progress: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: most rows one wallet page holds, whatever `limit` asks
     page_cap: int | None = None
@@ -114,13 +117,13 @@ class FaultySandbox(Sandbox):
     new_rows: int = 0
     #: rows every wallet holds in all (demo rows, then generated older ones); None: the demo rows only
     rows: int | None = None
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _rng: random.Random = field(default_factory=lambda: random.Random(1), repr=False)
     _wallet_requests: int = field(default=0, repr=False)
     #: set while the gate is open; cleared by the `hold` knob
     _open: threading.Event = field(default_factory=threading.Event, repr=False)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         self._open.set()
 
     # ------------------------------------------------------------ control
@@ -220,10 +223,6 @@ class FaultySandbox(Sandbox):
             raise httpx.ReadError("sandbox: connection reset mid-body", request=request)
         return httpx.Response(reply.status, headers=reply.headers, content=reply.body)
 
-    def usage_body(self, run: dict[str, Any]) -> dict[str, Any]:
-        spec = self.progress.get(run["run_id"])
-        return run if spec is None else self._advance(run, spec)
-
     def wallet_page(self, wallet: Mapping[str, Any], offset: int, limit: int) -> tuple[int, list[dict[str, Any]]]:
         rows: Sequence[dict[str, Any]] = wallet["rows"]
         with self._lock:
@@ -246,26 +245,6 @@ class FaultySandbox(Sandbox):
             if self.rate and self._rng.random() < self.rate:
                 return self.rate_fault
         return None
-
-    def _advance(self, run: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
-        """The run as of its next step: more training, more cost, `final` once the steps are done."""
-        with self._lock:
-            seen = spec["seen"]
-            spec["seen"] = seen + 1
-        steps = int(spec.get("steps", 3))
-        k = min(seen, steps)
-        tokens, usd = int(spec.get("tokens_per_step", 500_000)), float(spec.get("usd_per_step", 1.25))
-        training = dict(run["training"])
-        training["tokens"] += k * tokens
-        training["cost_usd"] = round(training["cost_usd"] + k * usd, 2)
-        return {
-            **run,
-            "status": spec.get("final", "COMPLETED") if seen >= steps else run["status"],
-            "training": training,
-            "total_tokens": run["total_tokens"] + k * tokens,
-            "total_cost_usd": round(run["total_cost_usd"] + k * usd, 2),
-            "record_count": run["record_count"] + k,
-        }
 
     def _control(self, method: str, path: str, body: bytes) -> Reply:
         if path == CONTROL + "faults" and method == "POST":
