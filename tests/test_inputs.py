@@ -158,6 +158,7 @@ def test_checked_is_the_plain_dict_of_values_to_send() -> None:
             "limit": 20,
             "offset": 0,
             "team_id": "team_a",
+            "include_rows": False,
         }
         with pytest.raises(InvalidInputError, match=r"^get_run_usage takes no parameter 'team_id'; it takes run_id$"):
             client.checked(ops.get("get_run_usage"), {"run_id": "rft_1", "team_id": "t"})
