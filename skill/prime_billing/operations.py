@@ -244,8 +244,9 @@ Since = Annotated[
 IncludeRows = Annotated[
     bool,
     Field(
-        description="Also return every wallet row the report is made of, and every group and period, not only the "
-        "largest: the answer then grows with the wallet. Omit for the totals, the groups and the top items."
+        description="Also return the wallet rows the report was made of, and every resource and period where it "
+        "lists them, not only the largest: the answer then grows with the wallet. Omit for the totals, the groups "
+        "and the top items."
     ),
     PLAIN_BOOL,
     Cli(fixed=True),
