@@ -26,8 +26,6 @@ if TYPE_CHECKING:  # the reports' modules load when a report is asked for, not w
     from .spend import SpendGroup, SpendPeriod, SpendReport
 
 SANDBOX_BANNER = "SANDBOX DATA (demo account, not real billing)"
-#: periods a spend summary lists (newest first); the rest are in the JSON and the CSV
-SHOWN_PERIODS = 31
 
 __all__ = ["SANDBOX_BANNER", "Rendered", "rate", "render", "usd"]
 
@@ -171,8 +169,11 @@ def _spend(report: SpendReport) -> Rendered:
 
 
 def _periods(by: str, periods: list[SpendPeriod], count: int, rest: str, filled: bool) -> list[str]:
-    """A line per period, newest first: its total, rows and what it went on (`count`: the periods in all)."""
-    shown = periods[:SHOWN_PERIODS]
+    """A line per period, newest first: its total, rows and what it went on (`count`: the periods in all);
+    as many as an answer without every row holds (the rest are in the JSON and the CSV)."""
+    from .spend import PERIODS_LISTED  # loaded already: this is its report
+
+    shown = periods[:PERIODS_LISTED]
     head = f"  by {by} (UTC{', weeks from Monday' if by == 'week' else ''}), newest first"
     if len(shown) < count:
         head += f" ({len(shown)} of {count}; {rest})"

@@ -27,7 +27,7 @@ from .report import WalletReport, asked_for, held_when_asked
 #: the most periods listed with the empty ones in between; a longer span lists only periods with rows
 #: (a day per row over ~2.7 years; a row dated in year 1 would otherwise ask for 700,000 days)
 MAX_PERIODS = 1000
-#: periods an answer without `include_rows` lists (the newest), as many as a summary shows
+#: periods an answer without `include_rows` lists (the newest), and a summary shows
 PERIODS_LISTED = 31
 #: the columns of the CSV by period (`by` given): one line per period and resource type
 PERIOD_CSV_COLUMNS = ("period", "start", "resource_type", "rows", "total_usd")
