@@ -115,8 +115,13 @@ def test_every_rule_reaches_every_surface() -> None:
                 if name == "min_balance":  # the budget check's is its point; runway's counts down to 0 unless given
                     assert schema["type"] == "number" and schema["minimum"] == 0, surface
                     assert required is (op.name == "check_budget"), surface
+                if name == "include_rows":
+                    assert (schema["type"], schema["default"], required) == ("boolean", False, False), surface
                 checked += 1
     assert checked == 3 * sum(len(op.params) for op in ops.OPERATIONS)
+    # every report whose answer can grow with the wallet takes it: those with rows to export
+    rows = {op.name for op in ops.OPERATIONS if "include_rows" in op.inputs.model_fields}
+    assert rows == {op.name for op in ops.OPERATIONS if hasattr(op.model, "write_csv")} | {"check_budget"}
 
 
 class NarrowWallet(ops.Inputs):
@@ -162,6 +167,7 @@ def test_checked_is_the_plain_dict_of_values_to_send() -> None:
             "limit": 20,
             "offset": 0,
             "team_id": "team_a",
+            "include_rows": False,
         }
         with pytest.raises(InvalidInputError, match=r"^get_run_usage takes no parameter 'team_id'; it takes run_id$"):
             client.checked(ops.get("get_run_usage"), {"run_id": "rft_1", "team_id": "t"})

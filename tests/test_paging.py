@@ -53,14 +53,15 @@ def expected_cents(rows: int) -> int:
 def spend(
     live: LiveSandbox, mode: str, args: dict[str, Any] | None = None, on_step: Callable[[Any], None] | None = None
 ) -> Result[Any]:
-    """The spend report through the sync or the async client, against the live sandbox."""
+    """The spend report through the sync or the async client, against the live sandbox, with its rows."""
+    args = {"include_rows": True, **(args or {})}
     if mode == "sync":
         with Client(base_url=live.url, api_key=SANDBOX_API_KEY, retry=FAST) as client:
-            return client.call("spend_report", args or {}, on_step=on_step)
+            return client.call("spend_report", args, on_step=on_step)
 
     async def main() -> Result[Any]:
         async with AsyncClient(base_url=live.url, api_key=SANDBOX_API_KEY, retry=FAST) as client:
-            return await client.call("spend_report", args or {}, on_step=on_step)
+            return await client.call("spend_report", args, on_step=on_step)
 
     return anyio.run(main)
 

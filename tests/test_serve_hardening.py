@@ -237,7 +237,7 @@ def test_a_report_over_the_row_cap_is_refused_and_a_narrower_one_served(sandbox:
             before = sandbox.requests()
             reconcile = client.get(rest + RECONCILE)
             reconcile_calls = sandbox.requests() - before
-            narrow = client.get(rest + SPEND, params={"since": since})
+            narrow = client.get(rest + SPEND, params={"since": since, "include_rows": "true"})
     named = re.compile(rf"\b{cap}\b")
     for r in (spend, reconcile):
         doc = assert_problem(r, 422)
@@ -258,7 +258,7 @@ def test_a_since_report_is_bounded_by_the_rows_it_keeps(sandbox: LiveSandbox) ->
     rows = all_rows(sandbox)
     since = rows[4]["created_at"]
     with running(sandbox_settings(sandbox.url), only="rest", limits=Limits(max_report_rows=30)) as launcher:
-        narrow = httpx.get(launcher.urls["rest"] + SPEND, params={"since": since})
+        narrow = httpx.get(launcher.urls["rest"] + SPEND, params={"since": since, "include_rows": "true"})
     assert narrow.status_code == 200, narrow.text
     assert [r["id"] for r in narrow.json()["rows"]] == [r["id"] for r in rows[:5]]
 

@@ -93,6 +93,8 @@ def _add_op_args(p: argparse.ArgumentParser, op: Any) -> None:
     names = {param.name for param in op.params}
     extra = [q for r in _extensions(op) for q in r.params if q.name not in names]
     for param in (*op.params, *extra):
+        if not param.cli.has_flag:  # the CLI sends it itself (`Cli(fixed=...)`)
+            continue
         if param.location == "path":
             p.add_argument(
                 param.name,
@@ -163,7 +165,7 @@ def _run_operation(op: Any, ns: argparse.Namespace) -> int:
 
     settings = load_settings(base_url=ns.base_url, sandbox=ns.sandbox)
     op = _extension_chosen(op, ns)
-    values = {p.name: getattr(ns, p.name) for p in op.params}
+    values = {p.name: getattr(ns, p.name) if p.cli.has_flag else p.cli.fixed for p in op.params}
     many = next((p.name for p in op.params if p.many), None)
     calls = [{**values, many: v} for v in values[many]] if many else [values]
     prog = ns._prog

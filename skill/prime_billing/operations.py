@@ -63,17 +63,30 @@ _JSON_NUMBER = re.compile(r"-?[0-9]{1,400}(\.[0-9]{1,400})?([eE][-+]?[0-9]{1,4})
 # dataclass costs start-up a compile of each method it generates.
 
 
+#: `Cli(fixed=...)` left out: the input has a flag of its own
+NO_FIXED_VALUE: Any = object()
+
+
 class Cli:
     """How an input reads on the command line: a field marker (`Annotated[..., Cli(...)]`)."""
 
-    __slots__ = ("flag", "many", "metavar")
+    __slots__ = ("fixed", "flag", "many", "metavar")
 
-    def __init__(self, flag: str | None = None, metavar: str | None = None, *, many: bool = False) -> None:
+    def __init__(
+        self, flag: str | None = None, metavar: str | None = None, *, many: bool = False, fixed: Any = NO_FIXED_VALUE
+    ) -> None:
         #: the flag, when not `--` and the name with dashes (`--team` for team_id)
         self.flag = flag
         self.metavar = metavar
         #: a positional that takes several values at once (fetched concurrently)
         self.many = many
+        #: the value the CLI always sends, with no flag: its own outputs decide it (`include_rows`:
+        #: `--json` and `--csv` carry every row, so the CLI always asks for them)
+        self.fixed = fixed
+
+    @property
+    def has_flag(self) -> bool:
+        return self.fixed is NO_FIXED_VALUE
 
 
 class Setting:
@@ -151,6 +164,16 @@ def _plain_number(value: Any) -> Any:
     return value  # the strict float check refuses the rest
 
 
+def _plain_bool(value: Any) -> Any:
+    """Text is the JSON words only (a query string's `true`): not "1", "yes" or "True", which
+    each library reads its own way."""
+    if isinstance(value, str):
+        if value not in ("true", "false"):
+            raise PydanticCustomError("bool_parsing", "Input should be true or false")
+        return value == "true"
+    return value  # the strict bool check refuses the rest
+
+
 def _one_segment(value: str) -> str:
     if value in DOT_SEGMENTS:
         raise ValueError("'.' and '..' are not ids")
@@ -172,6 +195,7 @@ def _date_or_time(value: str, info: ValidationInfo) -> str:
 #: after a field's bounds (so they stay in its JSON Schema): how text becomes a number
 PLAIN_DIGITS = BeforeValidator(_plain_digits)
 PLAIN_NUMBER = BeforeValidator(_plain_number)
+PLAIN_BOOL = BeforeValidator(_plain_bool)
 Id = Annotated[
     str,
     Field(max_length=128, pattern=ID_PATTERN),
@@ -226,6 +250,19 @@ Until = Annotated[
     _NOT_A_DATE,
     Cli(flag="--until", metavar="DATE"),
 ]
+#: A report's answer holds its totals, groups and top items, whatever the wallet's length; every
+#: row (and every group and period) only when this is true. The CLI always asks: its --json and
+#: --csv carry every row.
+IncludeRows = Annotated[
+    bool,
+    Field(
+        description="Also return the wallet rows the report was made of, and every resource and period where it "
+        "lists them, not only the largest: the answer then grows with the wallet. Omit for the totals, the groups "
+        "and the top items."
+    ),
+    PLAIN_BOOL,
+    Cli(fixed=True),
+]
 #: a balance in USD, as text or a JSON number
 MinBalance = Annotated[float, Field(ge=0), PLAIN_NUMBER, Cli(metavar="USD")]
 
@@ -274,6 +311,7 @@ class ReconcileInputs(Inputs):
 
     run_id: RunId
     team_id: TeamId = None
+    include_rows: IncludeRows = False
 
 
 class SpendInputs(Inputs):
@@ -295,6 +333,7 @@ class SpendInputs(Inputs):
         Cli(metavar="{day,week,month}"),
     ] = None
     team_id: TeamId = None
+    include_rows: IncludeRows = False
 
     @classmethod
     def rows_since(cls, checked: Mapping[str, Any]) -> datetime | None:
@@ -306,6 +345,7 @@ class BudgetInputs(Inputs):
     limit: Limit = 20
     offset: Offset = 0
     team_id: TeamId = None
+    include_rows: IncludeRows = False
 
 
 class RunwayInputs(Inputs):
@@ -532,6 +572,8 @@ def explain(op: Operation, exc: ValidationError) -> str:
         return f"{name} must be a finite number, got {_shown(value)}"
     if kind.startswith("float_"):
         return f"{name} must be a number, got {_shown(value)}"
+    if kind.startswith("bool_"):
+        return f"{name} must be true or false, got {_shown(value)}"
     if kind == "string_type":
         return f"{name} must be a string, got {type(value).__name__}"
     if kind == "literal_error":
@@ -607,7 +649,8 @@ OPERATIONS += (
         command="spend",
         description=(
             "Prime Intellect spend report: what was spent, and on what, over all wallet rows or since a date; "
-            "totals by resource type and resource id, the most expensive RFT runs, and every row."
+            "totals by resource type (and per day, week or month), the most expensive RFT runs and other resources; "
+            "every row and resource id when asked."
         ),
         inputs=SpendInputs,
         rest_path="/v1/prime-billing/spend",
@@ -620,7 +663,8 @@ OPERATIONS += (
         command="budget",
         description=(
             "Prime Intellect budget guard: is the wallet balance at least a minimum in USD? "
-            "Returns the verdict (ok, shortfall or headroom) with the wallet; use it to warn when the balance is low."
+            "Returns the verdict (ok, shortfall or headroom) and the balance (the wallet page read, when asked); "
+            "use it to warn when the balance is low."
         ),
         inputs=BudgetInputs,
         rest_path="/v1/prime-billing/budget",
