@@ -62,6 +62,7 @@ def test_a_time_ago_is_counted_back_from_the_calls_now() -> None:
         "top": 5,
         "by": None,
         "team_id": None,
+        "include_rows": False,
     }
     # 7 days, 24 hours, 2 weeks (14 days) back from 2026-12-01 00:30:15
     assert [SPEND.check({"since": v}, now=now)["since"] for v in ("7d", "24h", "2w", "0h")] == [

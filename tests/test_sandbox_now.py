@@ -166,7 +166,7 @@ def test_the_running_run_reconciles_at_every_step() -> None:
     try:
         assert call("get_run_usage", run_id="rft_sbx_running").total_cost_usd == 17.5
         assert call("get_run_usage", run_id="rft_sbx_running").total_cost_usd == 18.75
-        rec = call("reconcile_run", run_id="rft_sbx_running")  # the third read: $17.50 + 2 x $1.25
+        rec = call("reconcile_run", run_id="rft_sbx_running", include_rows=True)  # the third read: $17.50 + 2 x $1.25
         assert (rec.run_billed_usd, rec.wallet_charged_usd, rec.reconciled) == (20.0, 20.0, True)
         assert [r.amount_usd for r in rec.rows[:2]] == [1.25, 1.25] and len(rec.rows) == 5 + 2
         # the rest of the wallet as it was: $221.52 and the two steps
