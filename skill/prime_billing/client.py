@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextvars
 import functools
 import json
+import math
 import random
 import threading
 import time
@@ -188,20 +189,26 @@ def _summary_context(args: Mapping[str, Any]) -> dict[str, Any]:
     return {"offset": args["offset"]} if "offset" in args else {}
 
 
+#: the longest wait a `Retry-After` is read as: a day, a daily quota's window. Longer (`1e308`, a
+#: date centuries ahead) or not a number at all (`inf`, `nan`) is garbage, read as this, so every
+#: wait is a finite number of seconds to print or pass on; the retry budget still ends the retries.
+MAX_RETRY_AFTER = 86_400.0
+
+
 def retry_after_seconds(value: str | None) -> float | None:
-    """Parse `Retry-After` as seconds or an HTTP date; None when absent or garbled."""
+    """Parse `Retry-After` as seconds or an HTTP date, within [0, MAX_RETRY_AFTER]; None when absent
+    or neither."""
     if not value:
         return None
     value = value.strip()
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
+        try:
+            seconds = parsedate_to_datetime(value).timestamp() - time.time()
+        except (TypeError, ValueError, OverflowError):
+            return None
+    return MAX_RETRY_AFTER if math.isnan(seconds) else min(max(0.0, seconds), MAX_RETRY_AFTER)
 
 
 def _detail(body: bytes) -> str:
