@@ -33,6 +33,7 @@ import httpx
 import pytest
 
 from conftest import ROOT, SCRIPTS, LiveSandbox, all_rows, cents, run, script_env, until
+from prime_billing import compose
 from prime_billing.client import AsyncClient, Client, Result, RetryPolicy
 from prime_billing.compose import PAGES_IN_FLIGHT
 from prime_billing.config import SANDBOX_API_KEY, Settings
@@ -260,6 +261,26 @@ def test_an_upstream_that_ignores_the_offset_is_a_bad_response_at_once() -> None
         client.call("spend_report", {})
     assert "do not follow their offsets" in str(caught.value)
     assert asked == [0, 100]  # the second page, alone, held only rows already read
+
+
+@BOTH_MODES
+@pytest.mark.parametrize(("rows", "ends"), [(500, True), (501, False)])
+def test_a_wallet_ends_within_max_pages_or_is_a_bad_response(
+    sandbox: LiveSandbox, monkeypatch: pytest.MonkeyPatch, mode: str, rows: int, ends: bool
+) -> None:
+    """The bound patched to 5 pages: 500 rows are exactly 5 pages of 100 (the first, the second alone,
+    then 3 at once) and pass; 501 would take a 6th, refused before the batch is asked for."""
+    monkeypatch.setattr(compose, "MAX_PAGES", 5)
+    sandbox.faults(rows=rows)
+    if ends:
+        report = spend(sandbox, mode).data
+        assert report.pages == sandbox.requests("/wallet") == 5
+        assert report.row_count == 500 and cents(report.total_usd) == expected_cents(500)
+        return
+    with pytest.raises(BadResponseError) as caught:
+        spend(sandbox, mode)
+    assert str(caught.value) == ("the wallet did not end after 5 pages: the upstream paging looks broken; report it")
+    assert sandbox.requests("/wallet") == 2  # the first two pages; the batch of 4 was never sent
 
 
 # --------------------------------------------------------------------------- the progress bar
