@@ -6,7 +6,8 @@ each in its own process. Two cases:
 
 - a wallet of 200,000 rows, far over `--max-report-rows` (default 10,000):
   `GET /v1/prime-billing/spend` must be refused at once, not read whole;
-- a wallet of 10,000 rows, just under the cap: the report is built in full.
+- a wallet of 10,000 rows, just under the cap: the report is built in full,
+  every row in the answer (`include_rows=true`, the most one request can hold).
 
 For each: the answer's status, upstream calls, wall time, the launcher's RSS
 before, after and at its peak (VmHWM), and the slowest `/healthz` answer seen
@@ -52,7 +53,7 @@ def case(sandbox_url: str, rest: str, pid: int, rows: int) -> dict[str, float]:
     poller = threading.Thread(target=poll)
     poller.start()
     t = time.perf_counter()
-    r = httpx.get(rest + "/v1/prime-billing/spend", timeout=300)
+    r = httpx.get(rest + "/v1/prime-billing/spend", params={"include_rows": "true"}, timeout=300)  # the most it holds
     wall = time.perf_counter() - t
     done.set()
     poller.join()

@@ -9,17 +9,36 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import httpx
 import pytest
 
 from prime_billing.config import SANDBOX_API_KEY
+from prime_billing.sandbox import NOW_ENV
 from prime_billing.sandbox.faults import FaultySandbox
 from prime_billing.sandbox.server import make_server
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS = ROOT / "scripts"
+
+#: The sandbox's "now" in every test: its newest row is dated 2026-11-20T10:00:00Z, the date the
+#: tests' hand-worked figures (and reference/reports.md's) are worked out for. Pinned three ways,
+#: so no test depends on the day it runs: `_pinned_sandbox_now` sets NOW_ENV for the test process
+#: (the in-process `--sandbox`, LangChain's `sandbox=True`, launchers started in process),
+#: `script_env` passes it to subprocesses, and `start_sandbox` gives it to the FaultySandbox it
+#: builds. A test of the sandbox alive today unsets it (`monkeypatch.delenv(NOW_ENV)`,
+#: `script_env(..., sandbox_now=None)`) and brackets the current time, or passes its own.
+SANDBOX_NOW = "2026-11-20T10:00:00Z"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _pinned_sandbox_now() -> Iterator[None]:
+    """Every sandbox the tests make, in this process, dated as the hand-worked figures are."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(NOW_ENV, SANDBOX_NOW)
+        yield
 
 
 @dataclass
@@ -41,7 +60,7 @@ class LiveSandbox:
 
 
 def start_sandbox(box: FaultySandbox | None = None) -> tuple[LiveSandbox, threading.Thread]:
-    box = box or FaultySandbox()
+    box = box or FaultySandbox(now=datetime.fromisoformat(SANDBOX_NOW))
     server = make_server(box, "127.0.0.1", 0)
     host, port = server.server_address[:2]
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
@@ -74,11 +93,16 @@ def home(tmp_path: Path) -> Path:
     return h
 
 
-def script_env(home: Path, base_url: str | None = None, **extra: str) -> dict[str, str]:
-    """Environment for a subprocess: clean of PRIME_* vars, fast retries, a given HOME."""
+def script_env(
+    home: Path, base_url: str | None = None, *, sandbox_now: str | None = SANDBOX_NOW, **extra: str
+) -> dict[str, str]:
+    """Environment for a subprocess: clean of PRIME_* vars, fast retries, a given HOME, the
+    sandbox's now pinned (`sandbox_now=None`: the sandbox dated from the current time)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PRIME_")}
     env["HOME"] = str(home)
     env["PRIME_BILLING_MAX_RETRIES"] = "2"
+    if sandbox_now is not None:
+        env[NOW_ENV] = sandbox_now
     if base_url is not None:
         env["PRIME_API_BASE_URL"] = base_url
         env["PRIME_API_KEY"] = SANDBOX_API_KEY

@@ -79,7 +79,7 @@ def test_bad_minimums_are_refused_before_sending(sandbox: LiveSandbox, home: Pat
 def test_the_verdict_is_data_on_both_client_faces(sandbox: LiveSandbox) -> None:
     with Client(base_url=sandbox.url, api_key=SANDBOX_API_KEY) as client:
         low = client.call("check_budget", {"min_balance": 150})
-        fine = client.call("check_budget", {"min_balance": "50.5", "limit": 1})
+        fine = client.call("check_budget", {"min_balance": "50.5", "limit": 1, "include_rows": True})
 
     async def go() -> object:
         async with AsyncClient(base_url=sandbox.url, api_key=SANDBOX_API_KEY) as client:
@@ -89,3 +89,4 @@ def test_the_verdict_is_data_on_both_client_faces(sandbox: LiveSandbox) -> None:
     assert low.raw["ok"] is False and low.raw["shortfall_usd"] == 26.55 and "$26.55 below" in low.raw["alert"]
     assert low.alert == low.raw["alert"] and "BELOW MINIMUM" in low.summary()
     assert fine.alert is None and fine.raw["headroom_usd"] == 72.95 and len(fine.raw["wallet"]["recent_billings"]) == 1
+    assert "wallet" not in low.raw and low.data.wallet is None  # the verdict and the balance, no page unasked

@@ -100,8 +100,12 @@ def test_every_rule_reaches_every_surface() -> None:
                     assert schema["pattern"] == ops.ID_PATTERN and schema["maxLength"] == 128, surface
                     assert schema["not"] == {"enum": [".", ".."]}, surface
                     assert required is (name == "run_id"), surface
-                if name in ("since", "as_of"):
-                    assert schema["anyOf"] == [{"format": "date"}, {"format": "date-time"}], surface
+                if name in ("since", "until", "as_of"):
+                    assert schema["anyOf"] == [
+                        {"format": "date"},
+                        {"format": "date-time"},
+                        {"pattern": "^([0-9]{1,5}[hdw]|today|yesterday)$"},
+                    ], surface
                 if name == "by":
                     assert schema["enum"] == ["day", "week", "month"] and not required, surface
                 if name == "days":
@@ -111,8 +115,13 @@ def test_every_rule_reaches_every_surface() -> None:
                 if name == "min_balance":  # the budget check's is its point; runway's counts down to 0 unless given
                     assert schema["type"] == "number" and schema["minimum"] == 0, surface
                     assert required is (op.name == "check_budget"), surface
+                if name == "include_rows":
+                    assert (schema["type"], schema["default"], required) == ("boolean", False, False), surface
                 checked += 1
     assert checked == 3 * sum(len(op.params) for op in ops.OPERATIONS)
+    # every report whose answer can grow with the wallet takes it: those with rows to export
+    rows = {op.name for op in ops.OPERATIONS if "include_rows" in op.inputs.model_fields}
+    assert rows == {op.name for op in ops.OPERATIONS if hasattr(op.model, "write_csv")} | {"check_budget"}
 
 
 class NarrowWallet(ops.Inputs):
@@ -158,6 +167,7 @@ def test_checked_is_the_plain_dict_of_values_to_send() -> None:
             "limit": 20,
             "offset": 0,
             "team_id": "team_a",
+            "include_rows": False,
         }
         with pytest.raises(InvalidInputError, match=r"^get_run_usage takes no parameter 'team_id'; it takes run_id$"):
             client.checked(ops.get("get_run_usage"), {"run_id": "rft_1", "team_id": "t"})
@@ -203,10 +213,13 @@ BAD = {
     ),
     "since not a date": Bad(
         "spend_report",
-        {"since": "yesterday"},
-        ["spend", "--since", "yesterday"],
+        {"since": "last week"},
+        ["spend", "--since", "last week"],
         "/v1/prime-billing/spend",
-        {"since": "yesterday"},
+        {"since": "last week"},
+    ),
+    "until not a time ago": Bad(
+        "spend_report", {"until": "7D"}, ["spend", "--until", "7D"], "/v1/prime-billing/spend", {"until": "7D"}
     ),
     "by not a period": Bad(
         "spend_report", {"by": "year"}, ["spend", "--by", "year"], "/v1/prime-billing/spend", {"by": "year"}

@@ -25,6 +25,7 @@ from prime_billing.config import SANDBOX_API_KEY, Settings
 from prime_billing.langchain import TOOL_NAME, PrimeBillingTool, PrimeBillingToolkit
 from prime_billing.models import RunUsage, Wallet
 from prime_billing.operations import OPERATIONS, Operation
+from prime_billing.sandbox import NOW_ENV
 
 #: values for required parameters the sandbox answers; a new operation's required
 #: parameter with no entry here and no numeric minimum gets its example skipped
@@ -81,7 +82,7 @@ def unwrap(schema: dict[str, Any]) -> dict[str, Any]:
 @pytest.fixture
 def clean_env(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """No PRIME_* variable and no ~/.prime/config.json from the machine running the tests."""
-    for name in [n for n in os.environ if n.startswith("PRIME_")]:
+    for name in [n for n in os.environ if n.startswith("PRIME_") and n != NOW_ENV]:
         monkeypatch.delenv(name)
     monkeypatch.setenv("HOME", str(home))
 

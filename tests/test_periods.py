@@ -25,6 +25,7 @@ from langchain_core.messages import ToolCall
 from conftest import SCRIPTS, LiveSandbox, all_rows, cents, run, script_env
 from prime_billing.client import Client, Result
 from prime_billing.config import SANDBOX_API_KEY, Settings
+from prime_billing.errors import InvalidInputError
 from prime_billing.langchain import PrimeBillingToolkit
 from prime_billing.operations import get
 from prime_billing.render import render
@@ -270,7 +271,9 @@ def _row(n: int, when: str, cents_: int, resource_type: str) -> dict[str, Any]:
 
 
 def _report(rows: list[dict[str, Any]], **args: Any) -> SpendReport:
-    """`spend_report` over a wallet of our own rows (newest first), served page by page."""
+    """`spend_report` over a wallet of our own rows (newest first), served page by page; made with
+    every row and period unless `include_rows=False`."""
+    args = {"include_rows": True, **args}
 
     def answer(request: httpx.Request) -> httpx.Response:
         limit, offset = int(request.url.params["limit"]), int(request.url.params["offset"])
@@ -362,3 +365,18 @@ def test_the_summary_shows_the_newest_periods_and_says_where_the_rest_are() -> N
     text = Result(get("spend_report"), report).summary()
     assert "by day (UTC), newest first (31 of 40; all in the structured result)" in text
     assert "2026-11-20" in text and "2026-10-21" in text and "2026-10-20" not in text
+
+
+def test_without_include_rows_the_answer_holds_the_newest_periods_and_how_many_there_are() -> None:
+    """The same 40 days, asked without the rows: the newest 31 periods (2026-11-20 back to 2026-10-21),
+    `period_count` 40, and the summary says how to ask for the rest."""
+    start = datetime(2026, 11, 20, 12, tzinfo=UTC)
+    rows = [_row(i, f"{start - timedelta(days=i):%Y-%m-%dT%H:%M:%SZ}", 1, "pods") for i in range(40)]
+    report = _report(rows, by="day", include_rows=False)
+    assert [p.period for p in report.periods] == [f"{start - timedelta(days=i):%Y-%m-%d}" for i in range(31)]
+    assert report.period_count == 40 and report.rows is None and report.by_resource_id is None
+    assert "rows" not in report.model_dump(mode="json") and report.model_dump(mode="json")["period_count"] == 40
+    text = Result(get("spend_report"), report).summary()
+    assert "by day (UTC), newest first (31 of 40; all with include_rows=true)" in text
+    with pytest.raises(InvalidInputError, match=r"without its rows: ask for them with include_rows=true$"):
+        report.write_csv(io.StringIO())

@@ -171,7 +171,7 @@ def test_exactly_one_cent_apart_is_reconciled(
     report = result.data
     assert (report.run_billed_usd, report.difference_usd) == (billed, difference)
     assert report.reconciled is True and result.alert is None
-    assert len(report.rows) == 2 and report.rows_scanned == 3
+    assert report.row_count == 2 and report.rows is None and report.rows_scanned == 3  # rows only when asked
     assert "RECONCILED (within $0.01)" in result.summary() and f"(wallet charged {side})" in result.summary()
 
 

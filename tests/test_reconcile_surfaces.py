@@ -5,7 +5,8 @@ LangChain tools (sync, async, by ToolCall), the REST routes (httpx) and the MCP 
 The figures each answer must show are computed here, in cents, from what the
 upstream itself serves (every wallet row, each run's billed total), never taken
 from the project's own client: agreement with it would prove consistency, not
-correctness."""
+correctness. The rows (and the budget's wallet page) are in an answer exactly
+when the call asks for them (`include_rows`)."""
 
 from __future__ import annotations
 
@@ -30,12 +31,12 @@ from serve_harness import running, sandbox_settings
 
 CALLS: list[tuple[str, dict[str, Any]]] = [
     ("reconcile_run", {"run_id": "rft_sbx_mismatch"}),
-    ("reconcile_run", {"run_id": "rft_sbx_cached"}),
-    ("spend_report", {"since": "2026-11-19"}),
+    ("reconcile_run", {"run_id": "rft_sbx_cached", "include_rows": True}),
+    ("spend_report", {"since": "2026-11-19", "include_rows": True}),
     ("spend_report", {"top": 3}),
     ("spend_report", {"team_id": "team_sbx_demo", "top": 2}),
     ("check_budget", {"min_balance": 150}),
-    ("check_budget", {"min_balance": 100, "limit": 2}),
+    ("check_budget", {"min_balance": 100, "limit": 2, "include_rows": True}),
 ]
 WALLET = "/api/v1/billing/wallet"
 #: the checks of CALLS, one per verdict: mismatched, reconciled, below the minimum, above it
@@ -54,14 +55,15 @@ def expected(live: LiveSandbox, name: str, args: dict[str, Any]) -> dict[str, An
         wallet_rows = all_rows(live, **_team(args))
         mine = [r for r in wallet_rows if r["resource_id"] == run_id]
         charged = sum(cents(r["amount_usd"]) for r in mine)
-        return {
+        want = {
             "billed": billed,
             "charged": charged,
             "difference": billed - charged,
             "reconciled": abs(billed - charged) <= 1,
-            "row_ids": [r["id"] for r in mine],
+            "row_count": len(mine),
             "rows_scanned": len(wallet_rows),
         }
+        return {**want, "row_ids": [r["id"] for r in mine]} if args.get("include_rows") else want
     if name == "spend_report":
         rows = all_rows(live, **_team(args))
         if args.get("since"):
@@ -69,61 +71,79 @@ def expected(live: LiveSandbox, name: str, args: dict[str, Any]) -> dict[str, An
             rows = [r for r in rows if datetime.fromisoformat(r["created_at"]) >= start]
         by_type: dict[str, list[int]] = defaultdict(lambda: [0, 0])
         by_run: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+        by_other: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
         for r in rows:
             groups = [by_type[r["resource_type"]]]
             if r["resource_type"] == "rft_run":
                 groups.append(by_run[r["resource_id"]])
+            else:
+                groups.append(by_other[(r["resource_type"], r["resource_id"] or "")])
             for group in groups:
                 group[0] += cents(r["amount_usd"])
                 group[1] += 1
-        top = sorted(by_run.items(), key=lambda kv: (-kv[1][0], kv[0]))[: args.get("top", 5)]
-        return {
+        n = args.get("top", 5)
+        top = sorted(by_run.items(), key=lambda kv: (-kv[1][0], kv[0]))[:n]
+        others = sorted(by_other.items(), key=lambda kv: (-kv[1][0], kv[0]))[:n]
+        want = {
             "balance": cents(upstream_body(live, WALLET, **_team(args))["balance_usd"]),
             "total": sum(cents(r["amount_usd"]) for r in rows),
             "row_count": len(rows),
             "by_type": {k: tuple(v) for k, v in by_type.items()},
             "top_runs": [(k, *v) for k, v in top],
-            "row_ids": [r["id"] for r in rows],
+            "run_count": len(by_run),
+            "top_others": [(k[1] or None, *v) for k, v in others],
+            "other_count": len(by_other),
         }
+        if args.get("include_rows"):
+            ids = sorted([*(("rft_run", k) for k in by_run), *by_other])  # a row naming no resource: ""
+            return {**want, "row_ids": [r["id"] for r in rows], "resource_ids": ids}
+        return want
     assert name == "check_budget"
     page = {k: args[k] for k in ("limit", "offset") if k in args}
     wallet = upstream_body(live, WALLET, **page, **_team(args))
     gap = cents(wallet["balance_usd"]) - cents(args["min_balance"])
-    return {
-        "balance": cents(wallet["balance_usd"]),
-        "ok": gap >= 0,
-        "shortfall": max(0, -gap),
-        "headroom": max(0, gap),
-        "wallet": wallet,
-    }
+    want = {"balance": cents(wallet["balance_usd"]), "ok": gap >= 0, "shortfall": max(0, -gap), "headroom": max(0, gap)}
+    return {**want, "wallet": wallet} if args.get("include_rows") else want
 
 
 def figures(name: str, report: dict[str, Any]) -> dict[str, Any]:
-    """The same figures read off a report document, whichever surface answered it."""
+    """The same figures read off a report document, whichever surface answered it (the rows, and
+    every resource id, only where the document holds them)."""
+    held = {}
+    if "rows" in report:
+        held["row_ids"] = [r["id"] for r in report["rows"]]
     if name == "reconcile_run":
         return {
             "billed": cents(report["run_billed_usd"]),
             "charged": cents(report["wallet_charged_usd"]),
             "difference": cents(report["difference_usd"]),
             "reconciled": report["reconciled"],
-            "row_ids": [r["id"] for r in report["rows"]],
+            "row_count": report["row_count"],
             "rows_scanned": report["rows_scanned"],
+            **held,
         }
     if name == "spend_report":
+        if "by_resource_id" in report:
+            held["resource_ids"] = sorted((g["resource_type"], g["key"] or "") for g in report["by_resource_id"])
         return {
             "balance": cents(report["balance_usd"]),
             "total": cents(report["total_usd"]),
             "row_count": report["row_count"],
             "by_type": {g["key"]: (cents(g["total_usd"]), g["rows"]) for g in report["by_resource_type"]},
             "top_runs": [(g["key"], cents(g["total_usd"]), g["rows"]) for g in report["top_runs"]],
-            "row_ids": [r["id"] for r in report["rows"]],
+            "run_count": report["run_count"],
+            "top_others": [(g["key"], cents(g["total_usd"]), g["rows"]) for g in report["top_other_resources"]],
+            "other_count": report["other_resource_count"],
+            **held,
         }
+    if "wallet" in report:
+        held["wallet"] = report["wallet"]
     return {
         "balance": cents(report["balance_usd"]),
         "ok": report["ok"],
         "shortfall": cents(report["shortfall_usd"]),
         "headroom": cents(report["headroom_usd"]),
-        "wallet": report["wallet"],
+        **held,
     }
 
 
@@ -172,7 +192,11 @@ def test_the_calls_reach_every_verdict(sandbox: LiveSandbox) -> None:
     assert {w["reconciled"] for w in want if "reconciled" in w} == {True, False}
     assert {w["ok"] for w in want if "ok" in w} == {True, False}
     assert any(len(w.get("top_runs", [])) == 3 for w in want)
-    assert all(w.get("row_ids", [None]) for w in want)  # no report is checked on zero rows
+    assert any(0 < len(w.get("top_others", [])) < w.get("other_count", 0) for w in want)  # a cut list, and its count
+    asked = [w for (_, args), w in zip(CALLS, want, strict=True) if args.get("include_rows")]
+    assert {n for n, args in CALLS if args.get("include_rows")} == {n for n, _ in CALLS}  # each report, with rows
+    assert {n for n, args in CALLS if not args.get("include_rows")} == {n for n, _ in CALLS}  # and without
+    assert all(w.get("row_ids", w.get("wallet", {}).get("recent_billings")) for w in asked)  # never on zero rows
 
 
 def test_langchain_tools_answer_with_summary_and_report(sandbox: LiveSandbox) -> None:
@@ -231,7 +255,7 @@ def test_rest_routes_answer_the_report(launcher: Any, sandbox: LiveSandbox, name
 def test_rest_refuses_bad_input_and_documents_the_routes(launcher: Any, sandbox: LiveSandbox) -> None:
     rest = launcher.urls["rest"]
     for path, params, words in [
-        ("/v1/prime-billing/spend", {"since": "yesterday"}, "since must be a date"),
+        ("/v1/prime-billing/spend", {"since": "last week"}, "since must be a date"),
         ("/v1/prime-billing/budget", {}, "min_balance is required"),
         ("/v1/prime-billing/budget", {"min_balance": "-3"}, "min_balance must be >= 0"),
     ]:
@@ -291,10 +315,11 @@ def first_line(text: str) -> str:
 
 
 def cli_args(name: str, args: dict[str, Any]) -> list[str]:
+    """The script's arguments: the CLI has no flag for `include_rows` (it always asks for the rows)."""
     if name == "reconcile_run":
         return [str(SCRIPTS / "reconcile.py"), args["run_id"]]
-    flags = [f"--{k.replace('_', '-')}" for k in args]
-    return [str(SCRIPTS / "wallet.py"), *(x for f, v in zip(flags, args.values(), strict=True) for x in (f, str(v)))]
+    given = {k: v for k, v in args.items() if k != "include_rows"}
+    return [str(SCRIPTS / "wallet.py"), *(x for k, v in given.items() for x in (f"--{k.replace('_', '-')}", str(v)))]
 
 
 def test_the_verdict_comes_first_on_the_cli(sandbox: LiveSandbox, home: Path) -> None:

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, SCRIPTS, LiveSandbox, assert_one_line_error, run, script_env, upstream_body
+from conftest import ROOT, SCRIPTS, LiveSandbox, assert_one_line_error, run, script_env, start_sandbox, upstream_body
+from prime_billing.config import SANDBOX_API_KEY
 
 USAGE = str(SCRIPTS / "run_usage.py")
 WALLET = str(SCRIPTS / "wallet.py")
@@ -145,6 +146,40 @@ def test_no_key_anywhere_is_a_usage_error(home: Path) -> None:
     (broken / "config.json").write_text("{not json")
     out = run([WALLET], script_env(home))
     assert out.returncode == 2 and "config.json is not valid JSON" in out.stderr and out.stderr.count("\n") == 1
+
+
+#: a key no Prime key could be: each would be sent, refused 401 (or break the header), and look like a wrong key
+BAD_KEYS = {
+    "space": "pk-top secret",
+    "newline": "pk-top\nsecret",
+    "trailing-newline": "pk-topsecret\n",
+    "tab": "pk-top\tsecret",
+    "control": "pk-top\x1bsecret",
+    "blank": "   ",
+}
+
+
+@pytest.mark.parametrize("key", BAD_KEYS.values(), ids=BAD_KEYS.keys())
+def test_a_key_that_cannot_be_a_key_is_refused_naming_where_it_is(sandbox: LiveSandbox, home: Path, key: str) -> None:
+    """From PRIME_API_KEY or from the config file, the refusal names that place, never the key,
+    and nothing is sent."""
+    said = "is blank" if not key.strip() else "holds a space, line break or control character"
+    env = {**script_env(home, sandbox.url), "PRIME_API_KEY": key}
+    from_env = run([WALLET], env)
+    assert_one_line_error(from_env, 2, f"PRIME_API_KEY {said}")
+    assert "set PRIME_API_KEY to the key alone, or unset it" in from_env.stderr
+
+    prime = home / ".prime"
+    prime.mkdir()
+    (prime / "config.json").write_text(json.dumps({"api_key": key}), encoding="utf-8")
+    del env["PRIME_API_KEY"]
+    from_file = run([WALLET], env)
+    assert_one_line_error(from_file, 2, f"the api_key in {prime / 'config.json'} {said}")
+    assert "run `prime login` again or fix the file" in from_file.stderr
+
+    for out in (from_env, from_file):
+        assert "pk-top" not in out.stderr and "secret" not in out.stderr
+    assert sandbox.requests() == 0  # refused before anything was sent
 
 
 @pytest.mark.parametrize(
@@ -305,7 +340,8 @@ def test_a_python_without_the_dependencies_gets_one_line_naming_the_fix(
         cwd=ROOT,
     )
     assert_one_line_error(out, 2, f"uv run {SCRIPTS / script} ...")
-    assert out.stderr.startswith(f"{script}: error: missing dependency ") and fix in out.stderr
+    missing = "missing dependency uvicorn" if fix == SERVE_FIX else "missing dependencies httpx and pydantic"
+    assert out.stderr.startswith(f"{script}: error: {missing}: {fix}, ")
 
 
 def test_a_missing_module_of_our_own_is_a_bug_and_keeps_its_traceback(tmp_path: Path, home: Path) -> None:
@@ -315,3 +351,100 @@ def test_a_missing_module_of_our_own_is_a_bug_and_keeps_its_traceback(tmp_path: 
     out = run([str(tmp_path / "scripts" / "wallet.py"), "--sandbox"], script_env(home))
     assert out.returncode == 1 and "Traceback" in out.stderr
     assert "No module named 'prime_billing.models'" in out.stderr and "missing dependency" not in out.stderr
+
+
+# --------------------------------------------------------------------------- some packages only
+
+#: modules inside the packages a user installs: an error must never ask for one of them by name
+INNER = ("annotated_types", "pydantic_core", "typing_inspection", "httpcore", "h11", "anyio", "sniffio", "idna")
+
+
+@pytest.fixture(scope="module")
+def site_modules() -> dict[str, dict[str, Path]]:
+    """The top-level modules from site-packages that a wallet read against a loopback upstream loads
+    ("all"), and that httpx and pydantic load alone: each with the file or folder it comes from, to
+    link into a path of the test's own."""
+    live, _ = start_sandbox()
+    env = {**os.environ, "PRIME_API_BASE_URL": live.url, "PRIME_API_KEY": SANDBOX_API_KEY}
+    script = SCRIPTS / "wallet.py"
+    wallet = f"import runpy, sys\nsys.argv = ['wallet.py']\nrunpy.run_path({str(script)!r}, run_name='__main__')"
+    try:
+        return {
+            "all": _site_modules_loaded(wallet, env),
+            "httpx": _site_modules_loaded("import httpx", env),
+            "pydantic": _site_modules_loaded("import pydantic; pydantic.BaseModel", env),
+        }
+    finally:
+        live.server.shutdown()  # type: ignore[attr-defined]
+        live.server.server_close()  # type: ignore[attr-defined]
+
+
+def _site_modules_loaded(code: str, env: Mapping[str, str]) -> dict[str, Path]:
+    probe = (
+        "import atexit, json, sys, sysconfig\n"
+        "def report():\n"
+        "    site, found = sysconfig.get_paths()['purelib'], {}\n"
+        "    for name, module in list(sys.modules.items()):\n"
+        "        path = getattr(module, '__file__', None) or ''\n"
+        "        if '.' not in name and path.startswith(site) and name != 'prime_billing':\n"
+        "            found[name] = path.rsplit('/', 1)[0] if path.endswith('/__init__.py') else path\n"
+        "    print(json.dumps(found), file=sys.stderr)\n"
+        "atexit.register(report)\n"
+        f"{code}\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], env=dict(env), capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
+    assert out.returncode == 0, out.stderr
+    return {name: Path(path) for name, path in json.loads(out.stderr.splitlines()[-1]).items()}
+
+
+@pytest.mark.parametrize(
+    ("keep", "drop", "said"),
+    [
+        pytest.param((), (), "missing dependencies httpx and pydantic: ", id="nothing"),
+        pytest.param(("httpx",), (), "missing dependency pydantic: ", id="httpx-no-pydantic"),
+        pytest.param(("pydantic",), (), "missing dependency httpx: ", id="pydantic-no-httpx"),
+        pytest.param(("all",), ("annotated_types",), "dependency pydantic is incomplete", id="no-annotated-types"),
+        pytest.param(("all",), ("pydantic_core",), "dependency pydantic is incomplete", id="no-pydantic-core"),
+        pytest.param(("all",), ("httpcore",), "dependency httpx is incomplete", id="no-httpcore"),
+        pytest.param(("all",), ("h11",), "dependency httpx is incomplete", id="no-h11"),
+        pytest.param(("all",), ("idna",), "dependency httpx is incomplete", id="no-idna"),
+        pytest.param(("all",), (), "", id="everything"),
+    ],
+)
+@pytest.mark.parametrize("how", ["script", "module"])
+def test_a_python_with_only_some_packages_is_told_the_package_to_install(
+    site_modules: dict[str, dict[str, Path]],
+    sandbox: LiveSandbox,
+    tmp_path: Path,
+    home: Path,
+    keep: tuple[str, ...],
+    drop: tuple[str, ...],
+    said: str,
+    how: str,
+) -> None:
+    """`python -S` (no site-packages) with a path holding links to only some of the installed
+    packages, reading a loopback upstream: the one line names what a user installs (httpx,
+    pydantic), never a module inside them."""
+    linked = {name: path for group in keep for name, path in site_modules[group].items()}
+    assert set(drop) <= set(linked), "a module the wallet read never loads: dropping it proves nothing"
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    for name, path in linked.items():
+        if name not in drop:
+            (lib / path.name).symlink_to(path)
+    env = _no_pythonpath(script_env(home, sandbox.url))
+    if how == "script":
+        args, prog, env["PYTHONPATH"] = [str(SCRIPTS / "wallet.py")], "wallet.py", str(lib)
+    else:
+        args, prog = ["-m", "prime_billing", "wallet"], "prime-billing"
+        env["PYTHONPATH"] = os.pathsep.join([str(lib), str(ROOT / "skill")])
+    out = subprocess.run([sys.executable, "-S", *args], env=env, capture_output=True, text=True, timeout=60, cwd=ROOT)
+    if not said:  # the links hold all a wallet read needs: the runs above failed for what they lacked
+        assert out.returncode == 0 and "balance $123.45" in out.stdout, out.stderr
+        return
+    assert_one_line_error(out, 2, f"{prog}: error: {said}")
+    assert "pip install httpx pydantic" in out.stderr
+    assert ("or run it as: uv run " in out.stderr) == (how == "script")
+    assert not [name for name in INNER if name in out.stderr], out.stderr

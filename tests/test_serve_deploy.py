@@ -27,14 +27,15 @@ from serve_harness import running, sandbox_settings
 DEPLOY = ROOT / "deploy"
 K8S = DEPLOY / "kubernetes"
 CONTROLLER_CONFIGMAP = DEPLOY / "ingress-nginx" / "controller-configmap.yaml"
-#: the base plus a ServiceMonitor, for clusters with the Prometheus Operator (outside the base, which
-#: must apply where its CRD does not exist; kustomize refuses an overlay nested in its base)
+#: the base plus a ServiceMonitor and the alerts' PrometheusRule, for clusters with the Prometheus Operator
+#: (outside the base, which must apply where its CRDs do not exist; kustomize refuses an overlay nested in
+#: its base)
 MONITORING = DEPLOY / "prometheus-operator"
 #: the base plus a Redis the replicas share their state through
 REDIS = DEPLOY / "redis"
 #: custom resources, in files of their own: kubernetes-validate knows the built-in kinds only, so
 #: these are checked by the tests that read them, and listed here so that none is skipped unseen
-CUSTOM_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor")}
+CUSTOM_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor"), ("monitoring.coreos.com/v1", "PrometheusRule")}
 
 #: The only scanner findings skipped, each with its reason inline where it is skipped. A new
 #: skip must be added here too, so that silencing a finding is a visible decision.
@@ -335,7 +336,7 @@ def test_the_scrape_targets_the_port_and_path_the_launcher_serves_with_the_calle
     assert stranger.status_code == 421
 
 
-def test_the_monitoring_overlay_is_the_base_plus_the_servicemonitor() -> None:
+def test_the_monitoring_overlay_is_the_base_plus_the_servicemonitor_and_the_rules() -> None:
     (overlay,) = yaml.safe_load_all((MONITORING / "kustomization.yaml").read_text(encoding="utf-8"))
     assert overlay["namespace"] == docs()["Kustomization"]["namespace"]
     assert (MONITORING / overlay["resources"][0]).resolve() == K8S
@@ -351,7 +352,8 @@ def test_the_monitoring_overlay_is_the_base_plus_the_servicemonitor() -> None:
     out = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     rendered = {d["kind"] for d in yaml.safe_load_all(out.stdout) if d}
-    assert rendered == {d["kind"] for _, d in manifests()} - {"Kustomization", "Secret"} | {"ServiceMonitor"}
+    custom = {kind for _, kind in CUSTOM_KINDS}
+    assert rendered == {d["kind"] for _, d in manifests()} - {"Kustomization", "Secret"} | custom
 
 
 def render(overlay: Path) -> list[dict]:

@@ -236,7 +236,7 @@ def test_a_report_over_the_row_cap_is_refused_and_a_narrower_one_served(sandbox:
             before = sandbox.requests()
             reconcile = client.get(rest + RECONCILE)
             reconcile_calls = sandbox.requests() - before
-            narrow = client.get(rest + SPEND, params={"since": since})
+            narrow = client.get(rest + SPEND, params={"since": since, "include_rows": "true"})
     named = re.compile(rf"\b{cap}\b")
     for r in (spend, reconcile):
         doc = assert_problem(r, 422)
@@ -257,7 +257,7 @@ def test_a_since_report_is_bounded_by_the_rows_it_keeps(sandbox: LiveSandbox) ->
     rows = all_rows(sandbox)
     since = rows[4]["created_at"]
     with running(sandbox_settings(sandbox.url), only="rest", max_report_rows=30) as launcher:
-        narrow = httpx.get(launcher.urls["rest"] + SPEND, params={"since": since})
+        narrow = httpx.get(launcher.urls["rest"] + SPEND, params={"since": since, "include_rows": "true"})
     assert narrow.status_code == 200, narrow.text
     assert [r["id"] for r in narrow.json()["rows"]] == [r["id"] for r in rows[:5]]
 
@@ -405,3 +405,38 @@ def test_the_token_comes_from_a_file_and_on_the_command_line_warns(home: Path, t
     empty = run(["-m", "prime_billing", "serve", *args, "--token-file", str(tmp_path / "empty")], env)
     assert_one_line_error(empty, 2, "--token-file")
     assert "cli-token-7" not in from_argv.stderr and SANDBOX_API_KEY not in from_argv.stderr
+
+
+@pytest.mark.parametrize(
+    ("source", "value", "needle"),
+    [
+        pytest.param("file", b"\xffsecret-tok\xfe", "is not UTF-8 text", id="file-not-utf8"),
+        pytest.param("file", b"secret-tok\nother-half", "holds a line break, space or control", id="file-two-lines"),
+        pytest.param("file", b"secret-tok other-half\n", "holds a line break, space or control", id="file-space"),
+        pytest.param("env", "   \t ", "PRIME_BILLING_TOKEN is empty or only whitespace", id="env-blank"),
+        pytest.param("env", "secret-tok\nother-half", "PRIME_BILLING_TOKEN holds a line break", id="env-two-lines"),
+        pytest.param("env", "secret-tok\x1bother-half", "PRIME_BILLING_TOKEN holds a line break", id="env-control"),
+        pytest.param("argv", "  ", "--token is empty or only whitespace", id="argv-blank"),
+    ],
+)
+def test_a_token_no_caller_could_send_is_refused_at_start(
+    home: Path, tmp_path: Path, source: str, value: str | bytes, needle: str
+) -> None:
+    """A token that is blank, not text, or more than one word would make every caller's request a 401
+    (or, blank, turn the check off): refused before anything listens, in one line that never echoes it."""
+    args = ["-m", "prime_billing", "serve", "--sandbox", "--rest-port", "0", "--only", "rest", "--no-access-log"]
+    env = script_env(home)
+    if source == "file":
+        path = tmp_path / "token"
+        path.write_bytes(value)  # type: ignore[arg-type]
+        args += ["--token-file", str(path)]
+    elif source == "env":
+        env["PRIME_BILLING_TOKEN"] = str(value)
+    else:
+        args += ["--token", str(value)]
+    out = run(args, env, timeout=30)
+    assert out.returncode == 2 and out.stdout == "", out.stderr
+    error = out.stderr.splitlines()[-1]  # --token warns first
+    assert needle in error and "Traceback" not in out.stderr, out.stderr
+    assert out.stderr.count("\n") == (2 if source == "argv" else 1)
+    assert "secret-tok" not in out.stderr and "other-half" not in out.stderr

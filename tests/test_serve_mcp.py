@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
 
 import anyio
 import httpx2
-from mcp import Client
-from mcp.client.stdio import StdioServerParameters
+from mcp import Client, ClientSession
+from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
 from conftest import ROOT, LiveSandbox, script_env, upstream_body
 from prime_billing.config import SANDBOX_API_KEY
+from prime_billing.operations import OPERATIONS
 from serve_harness import running, sandbox_settings
 
 USAGE_TOOL, WALLET_TOOL = "prime-intellect-getrunusage", "prime-intellect-getwallet"
@@ -87,6 +90,59 @@ def test_tools_over_stdio(sandbox: LiveSandbox, tmp_path: Path) -> None:
         assert {USAGE_TOOL, WALLET_TOOL} <= set(tools)
 
     anyio.run(go)
+
+
+#: a valid value for every input a tool requires: each call must get as far as needing the key
+REQUIRED_ARGUMENTS = {"run_id": "rft_sbx_completed", "min_balance": 50}
+
+
+def test_the_stdio_server_starts_without_a_key_and_each_call_says_what_to_set(home: Path) -> None:
+    """As Claude Desktop launches it on a machine with no key yet: an empty HOME, no PRIME_* variable.
+    The server connects and lists every tool; each call is an error of one line naming what to set,
+    and the server stays up for the next one."""
+    env = script_env(home)
+    assert not [k for k in env if k.startswith("PRIME_") and not k.startswith("PRIME_BILLING_")]
+    params = StdioServerParameters(
+        command=sys.executable, args=["-m", "prime_billing", "mcp", "--stdio"], env=env, cwd=ROOT
+    )
+
+    async def go() -> tuple[list[str], dict[str, Any], list[str]]:
+        async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
+            await session.initialize()
+            listed = [t.name for t in (await session.list_tools()).tools]
+            answers = {}
+            for op in OPERATIONS:
+                args = {name: REQUIRED_ARGUMENTS[name] for name in op.input_schema().get("required", [])}
+                answers[op.mcp_tool] = await session.call_tool(op.mcp_tool, args)
+            again = [t.name for t in (await session.list_tools()).tools]
+        return listed, answers, again
+
+    listed, answers, again = anyio.run(go)
+    assert listed == again == [op.mcp_tool for op in OPERATIONS]
+    for tool, answer in answers.items():
+        assert answer.is_error, tool
+        (text,) = [c.text for c in answer.content]
+        assert "\n" not in text, tool
+        assert text.startswith("no Prime API key: set PRIME_API_KEY or run `prime login`"), (tool, text)
+
+
+def test_the_readme_gives_one_complete_claude_desktop_snippet() -> None:
+    """Pasted into claude_desktop_config.json as it is, it is a whole file: the `mcpServers` wrapper,
+    the stdio command the README shows, and the key in `env`. No second form elsewhere."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```json\n(.*?)```", readme, flags=re.S)
+    snippets = [json.loads(b) for b in blocks if "mcpServers" in b]
+    assert len(snippets) == 1 and readme.count("mcpServers") == 2  # the block, and the sentence pointing to it
+    assert readme.count('"command"') == 1 and readme.count("claude_desktop_config.json") == 1
+    (server,) = snippets[0]["mcpServers"].values()
+    assert set(server) == {"command", "args", "env"} and list(server["env"]) == ["PRIME_API_KEY"]
+    command = " ".join([server["command"], *server["args"]])
+    shown = {
+        line.replace("'", "")
+        for block in re.findall(r"```\n(.*?)```", readme, flags=re.S)
+        for line in block.splitlines()
+    }
+    assert command in shown  # the stdio command the README gives, as a client launches it
 
 
 def test_passthrough_over_mcp_uses_the_callers_key(sandbox: LiveSandbox) -> None:

@@ -20,15 +20,12 @@ from prometheus_client.parser import text_string_to_metric_families
 import prime_billing
 from conftest import SCRIPTS, LiveSandbox, all_rows, cents, script_env, start_sandbox, until, upstream_body
 from prime_billing.config import SANDBOX_API_KEY
-from prime_billing.sandbox.data import stamp
 from prime_billing.sandbox.faults import FaultySandbox
 from proxy_harness import ServeProcess
 from serve_harness import running, sandbox_settings, tool_call
 
 WALLET = "/v1/api/v1/billing/wallet"
 USAGE_ROUTE = "/v1/api/v1/billing/runs/{run_id}/usage"
-#: the sandbox's newest wallet row
-NEWEST = "2026-11-20T10:00:00Z"
 Families = dict[str, Any]
 
 
@@ -94,29 +91,13 @@ def dead_port() -> int:
 # --------------------------------------------------------------------------- the wallet
 
 
-class RecentSandbox(FaultySandbox):
-    """The sandbox with its rows moved in time so the newest is two hours old: the demo rows sit on
-    fixed dates, and the launcher's burn window ends now."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.shift = datetime.now(UTC) - timedelta(hours=2) - datetime.fromisoformat(NEWEST)
-
-    def wallet_page(self, wallet: Any, offset: int, limit: int) -> tuple[int, list[dict[str, Any]]]:
-        total, rows = super().wallet_page(wallet, offset, limit)
-        moved = ("created_at", "updated_at", "last_billed_at")
-        return total, [
-            {**r, **{k: stamp(datetime.fromisoformat(r[k]) + self.shift) for k in moved if r.get(k)}} for r in rows
-        ]
-
-
 def test_balance_and_burn_are_the_upstreams_own_figures() -> None:
     """prime_wallet_balance_usd is the wallet body's balance_usd; the burn per hour is the rows of the
     24 hours before now, summed by hand from the upstream's rows, over 24."""
-    live, _ = start_sandbox(RecentSandbox())
+    # the newest row two hours old: the window's edge falls 22 hours before it, an hour from the nearest rows
+    live, _ = start_sandbox(FaultySandbox(now=datetime.now(UTC) - timedelta(hours=2)))
     try:
         body = upstream_body(live, "/api/v1/billing/wallet")
-        # the window's edge lies 22 hours before the newest row, 26 minutes from the nearest rows
         since = datetime.now(UTC) - timedelta(hours=24)
         window = [r for r in all_rows(live) if datetime.fromisoformat(r["created_at"]) >= since]
         assert 1 < len(window) < body["total_billings"]  # the window decides what counts

@@ -114,7 +114,7 @@ def test_summary_carries_the_totals(sandbox: LiveSandbox, home: Path) -> None:
     assert "all time · $221.52 USD in 46 rows · balance $123.45" in lines[1]
     by_type = {ln.split()[0]: ln for ln in lines if ln.startswith("    ") and "[" not in ln}
     assert "$104.08" in by_type["rft_run"] and "20 rows" in by_type["rft_run"]
-    assert "top runs (2)" in out.stdout and "$41.20" in by_type["rft_sbx_cached"]
+    assert "top runs (2 of 5; all in --json or --csv)" in out.stdout and "$41.20" in by_type["rft_sbx_cached"]
     assert "rft_sbx_running" not in out.stdout  # only the top two
 
 

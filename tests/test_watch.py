@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SCRIPTS, LiveSandbox, run, run_tty, script_env
+from conftest import SCRIPTS, LiveSandbox, assert_one_line_error, run, run_tty, script_env
 
 USAGE = str(SCRIPTS / "run_usage.py")
 FAST = ["--watch", "--interval", "0.05"]
@@ -80,5 +80,20 @@ def test_failures_that_will_not_pass_end_the_watch(sandbox: LiveSandbox, home: P
     missing = run([USAGE, "rft_missing", *FAST], env)
     assert missing.returncode == 1 and "run not found (404" in missing.stderr
     bad = run([USAGE, "rft_sbx_running", "--watch", "--interval", "0"], env)
-    assert bad.returncode == 2 and "--interval must be at least" in bad.stderr
+    assert_one_line_error(bad, 2, "--interval must be 0.05 to 86400 seconds (a day), got 0")
     assert sandbox.requests("rft_sbx_running") == 0
+
+
+@pytest.mark.parametrize("interval", ["inf", "1e10", "86400.5", "nan", "-inf"])
+def test_an_interval_beyond_a_day_is_refused_before_any_poll(sandbox: LiveSandbox, home: Path, interval: str) -> None:
+    """`sleep` cannot wait past the platform's clock (inf, 1e10): refused in one line, nothing polled."""
+    out = run([USAGE, "rft_sbx_running", "--watch", f"--interval={interval}"], script_env(home, sandbox.url))
+    assert_one_line_error(out, 2, f"--interval must be 0.05 to 86400 seconds (a day), got {float(interval):g}")
+    assert sandbox.requests() == 0
+
+
+def test_the_longest_interval_is_accepted(sandbox: LiveSandbox, home: Path) -> None:
+    """A day is allowed: a finished run is answered at once, with no wait at all."""
+    out = run([USAGE, "rft_sbx_completed", "--watch", "--interval", "86400", "--json"], script_env(home, sandbox.url))
+    assert out.returncode == 0, out.stderr
+    assert [json.loads(ln)["status"] for ln in out.stdout.splitlines()] == ["COMPLETED"]

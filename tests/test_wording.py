@@ -62,6 +62,14 @@ def test_markers_take_each_surfaces_words() -> None:
     assert phrase(text, "rest") == "more rows: ?offset=3; or the team (?teamId=); demo data: the server's sandbox mode"
 
 
+def test_every_row_is_asked_for_in_each_surfaces_words() -> None:
+    """The CLI has no flag for `include_rows` (it always asks): there the rows are in its --json and --csv."""
+    text = "(5 of 23; all with [[include_rows=true]])"
+    assert phrase(text, "cli") == "(5 of 23; all with --json or --csv)"
+    assert phrase(text, "tool") == "(5 of 23; all with include_rows=true)"
+    assert phrase(text, "rest") == "(5 of 23; all with ?include_rows=true)"
+
+
 def test_runway_advice_is_an_argument_in_tools_and_a_flag_on_the_cli(sandbox: LiveSandbox, home: Any) -> None:
     """No spend in the window (it ends before the sandbox's first row): more days, in each surface's words."""
     tool = {t.name: t for t in PrimeBillingToolkit(base_url=sandbox.url, api_key=SANDBOX_API_KEY).get_tools()}

@@ -2,7 +2,9 @@
 
 A separate operation rather than a parameter on the contract's wallet
 operation, so the contract's REST route and MCP tool stay exactly the
-upstream's; the CLI still offers it as `wallet --min-balance USD`.
+upstream's; the CLI still offers it as `wallet --min-balance USD`. The answer is
+the verdict and the balance; the wallet page read for it only when asked for
+(`include_rows`: the CLI asks, its text shows the page).
 """
 
 from __future__ import annotations
@@ -12,11 +14,11 @@ from typing import Any
 from .models import Wallet
 from .money import money, usd_float
 from .plan import Plan, SubCall
-from .report import WalletCheck, below_minimum
+from .report import WalletCheck, below_minimum, held_when_asked
 
 
 class BudgetCheck(WalletCheck):
-    """The balance against a minimum, plus the wallet page read for it (upstream body as is)."""
+    """The balance against a minimum; with `include_rows`, the wallet page read for it (upstream body as is)."""
 
     min_balance_usd: float
     #: balance >= minimum
@@ -25,8 +27,8 @@ class BudgetCheck(WalletCheck):
     shortfall_usd: float
     #: how far above the minimum (0 when below)
     headroom_usd: float
-    #: the wallet body exactly as the upstream sent it
-    wallet: dict[str, Any]
+    #: with `include_rows` only: the wallet body exactly as the upstream sent it
+    wallet: dict[str, Any] | None = held_when_asked()
 
     def failure(self) -> str | None:
         """Below the minimum: by how much, and what to do."""
@@ -46,5 +48,5 @@ def check_budget(args: dict[str, Any]) -> Plan:
         ok=gap >= 0,
         shortfall_usd=usd_float(-gap) if gap < 0 else 0.0,
         headroom_usd=usd_float(gap) if gap > 0 else 0.0,
-        wallet=result.raw,
+        wallet=result.raw if args.get("include_rows") else None,
     )

@@ -32,13 +32,13 @@ from .errors import ConfigError, InvalidInputError
 #: the folder name the skills spec requires: the `name` in SKILL.md's front matter
 SKILL_NAME = "prime-intellect-billing"
 #: the scripts SKILL.md tells the agent to run (not serve.py: the server stack stays out)
-SCRIPTS = ("run_usage.py", "wallet.py", "reconcile.py", "spend.py", "runway.py")
+SCRIPTS = ("run_usage.py", "wallet.py", "reconcile.py", "spend.py", "runway.py", "doctor.py")
 #: the pages SKILL.md links (langchain.md and serve.md are for developers, in README)
 REFERENCE = ("fields.md", "reports.md", "sandbox.md")
 #: what the scripts import: `cli` and what it loads lazily for the operations,
 #: `--sandbox` (the demo data and its dispatcher, not the fault injector or the socket
-#: server: no script serves the sandbox) and `--watch`; tests run every script from a
-#: bundle holding only these
+#: server: no script serves the sandbox), `--watch` and `doctor`; tests run every script
+#: from a bundle holding only these
 MODULES = (
     "__init__.py",
     "__version__.py",
@@ -48,6 +48,7 @@ MODULES = (
     "compose.py",
     "config.py",
     "dates.py",
+    "doctor.py",
     "errors.py",
     "models.py",
     "money.py",

@@ -93,6 +93,8 @@ def _add_op_args(p: argparse.ArgumentParser, op: Any) -> None:
     names = {param.name for param in op.params}
     extra = [q for r in _extensions(op) for q in r.params if q.name not in names]
     for param in (*op.params, *extra):
+        if not param.cli.has_flag:  # the CLI sends it itself (`Cli(fixed=...)`)
+            continue
         if param.location == "path":
             p.add_argument(
                 param.name,
@@ -163,7 +165,7 @@ def _run_operation(op: Any, ns: argparse.Namespace) -> int:
 
     settings = load_settings(base_url=ns.base_url, sandbox=ns.sandbox)
     op = _extension_chosen(op, ns)
-    values = {p.name: getattr(ns, p.name) for p in op.params}
+    values = {p.name: getattr(ns, p.name) if p.cli.has_flag else p.cli.fixed for p in op.params}
     many = next((p.name for p in op.params if p.many), None)
     calls = [{**values, many: v} for v in values[many]] if many else [values]
     prog = ns._prog
@@ -386,8 +388,19 @@ SKILL = Subcommand(
     arguments=_skill_arguments,
     run=_run_skill,
 )
-#: subcommands beyond the operations table; each adds its parser, imports lazily
-EXTRA_COMMANDS: list[Callable[[Any], object]] = [SANDBOX.add_to, _serve_commands, SKILL.add_to]
+
+
+def _doctor_command(sub: Any) -> None:
+    """`doctor`: its module holds the checks, loaded only once a parser with it is built."""
+    from .doctor import DOCTOR
+
+    DOCTOR.add_to(sub)
+
+
+#: subcommands beyond the operations table; each adds its parser, imports lazily. `run_command`
+#: adds them in this order until it has the one asked for, so a command listed before the
+#: server's needs nothing of the server stack (the skill's scripts ship without it)
+EXTRA_COMMANDS: list[Callable[[Any], object]] = [SANDBOX.add_to, _doctor_command, _serve_commands, SKILL.add_to]
 
 
 def build_parser(prog: str = "prime-billing") -> argparse.ArgumentParser:
@@ -435,14 +448,16 @@ def run_script(command: str, prog: str, argv: Sequence[str] | None = None) -> in
 
 
 def run_command(command: str, prog: str, argv: Sequence[str] | None = None) -> int:
-    """Entry for a script that runs one of `EXTRA_COMMANDS` (`scripts/serve.py`): that
-    command's parser, built by its own registration, under the script's name. So the
-    command's module needs nothing from this one."""
+    """Entry for a script that runs one of `EXTRA_COMMANDS` (`scripts/serve.py`,
+    `scripts/doctor.py`): that command's parser, built by its own registration, under the
+    script's name. So the command's module needs nothing from this one."""
 
     def parser() -> argparse.ArgumentParser:
         sub = Parser(prog=prog).add_subparsers(parser_class=Parser)
         for add in EXTRA_COMMANDS:
             add(sub)
+            if command in sub.choices:
+                break
         chosen: argparse.ArgumentParser = sub.choices[command]
         chosen.prog = prog
         return chosen
@@ -506,27 +521,53 @@ def _third_party(name: str | None) -> bool:
     return bool(top) and top != __package__ and top not in sys.stdlib_module_names
 
 
+#: what a user installs for the commands and scripts (each one's import name is its package's name)
+REQUIRED = ("httpx", "pydantic")
+
+
 def _missing_dependency(prog: str, exc: ModuleNotFoundError) -> str:
-    """`missing dependency X: <how to install it>`; a script also gets its `uv run` line,
-    since each one declares its own dependencies (PEP 723)."""
-    fix = "pip install httpx pydantic"
-    if _needed_by(exc).split(".")[:2] == [__package__, "serve"]:  # the server stack
-        fix = "pip install 'prime-billing-skill[serve]'"
+    """`missing dependency X: <how to install it>`, X being a package a user installs, never the
+    module inside it that failed to load: `pydantic`, not `annotated_types`. Every one the
+    commands need that is absent is named at once; one present whose own dependency is missing is
+    "incomplete" (installing it again brings what it lacks). A script also gets its `uv run`
+    line, since each one declares its own dependencies (PEP 723)."""
+    ours, theirs = _import_chain(exc)
+    if ours.split(".")[:2] == [__package__, "serve"]:  # the server stack
+        wanted, fix = [theirs], "pip install 'prime-billing-skill[serve]'"
+    else:
+        wanted, fix = [*REQUIRED, theirs], "pip install " + " ".join(REQUIRED)
+    absent = [name for name in dict.fromkeys(wanted) if not _found(name)]
     if prog.endswith(".py"):
         path = sys.argv[0] if os.path.basename(sys.argv[0]) == prog else f"scripts/{prog}"
         fix += f", or run it as: uv run {path} ..."
-    return f"missing dependency {str(exc.name).partition('.')[0]}: {fix}"
+    if not absent:
+        return f"dependency {theirs} is incomplete (a package it needs is missing): {fix}"
+    return f"missing dependenc{'y' if len(absent) == 1 else 'ies'} {' and '.join(absent)}: {fix}"
 
 
-def _needed_by(exc: BaseException) -> str:
-    """The innermost module of this package in the traceback: the one whose import failed."""
-    found, tb = "", exc.__traceback__
+def _import_chain(exc: ModuleNotFoundError) -> tuple[str, str]:
+    """Who failed to import what: the innermost module of this package in the traceback, and the
+    package it was importing, by its top-level name: the first module after it outside this package
+    and the standard library, else the missing module itself."""
+    ours, theirs, tb = "", "", exc.__traceback__
     while tb is not None:
         name = str(tb.tb_frame.f_globals.get("__name__", ""))
         if name == __package__ or name.startswith(f"{__package__}."):
-            found = name
+            ours, theirs = name, ""
+        elif not theirs and ours and _third_party(name):
+            theirs = name.partition(".")[0]
         tb = tb.tb_next
-    return found
+    return ours, theirs or str(exc.name).partition(".")[0]
+
+
+def _found(name: str) -> bool:
+    """The package can be found on the path (without importing it)."""
+    from importlib.util import find_spec
+
+    try:
+        return find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 """Settings, found the way Prime's own tools find them, so `prime login` is enough.
 
 Precedence: explicit arguments (flags) > environment > `~/.prime/config.json` >
-defaults. The key is held in a field that never shows in a repr.
+defaults. The key is held in a field that never shows in a repr; where each
+setting came from is kept beside it (`Settings.sources`), so an error about the
+key names the variable or file to fix, never the key.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ DEFAULT_BASE_URL = "https://api.primeintellect.ai"
 #: the key the sandbox accepts; it guards nothing, it only makes 401 testable
 SANDBOX_API_KEY = "sbx-demo-key"
 SANDBOX_BASE_URL = "http://sandbox.invalid"
+#: `Settings.sources` values that are not a variable's name or the config file's path
+ARGUMENT, DEFAULT, SANDBOX = "argument", "default", "sandbox"
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,9 @@ class Settings:
     max_retries: int = 3
     #: ceiling on all the waiting between retries of one call, in seconds
     retry_budget: float = 30.0
+    #: where `api_key`, `base_url` and `team_id` came from: the variable's name (`PRIME_API_KEY`),
+    #: the config file's path, `ARGUMENT`, `DEFAULT` or `SANDBOX`; a setting not listed was given directly
+    sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     def __repr__(self) -> str:
         key = "set" if self.api_key else "missing"
@@ -44,12 +51,38 @@ class Settings:
         )
 
     def with_(self, **changes: object) -> Settings:
+        given = {name: ARGUMENT for name in ("api_key", "base_url", "team_id") if name in changes}
+        if given and "sources" not in changes:
+            changes["sources"] = {**self.sources, **given}
         return replace(self, **changes)  # type: ignore[arg-type]
 
     def require_key(self) -> str:
-        if self.api_key:
-            return self.api_key
-        raise ConfigError("no Prime API key: set PRIME_API_KEY or run `prime login` (try [[sandbox]] for demo data)")
+        """The key, or a `ConfigError` saying what to set: none was found, or the one found cannot be
+        a key (blank, or holding whitespace or a control character, which no Prime key does)."""
+        key = self.api_key
+        if not key:
+            raise ConfigError(
+                "no Prime API key: set PRIME_API_KEY or run `prime login` (try [[sandbox]] for demo data)"
+            )
+        refusal = key_refusal(key, self.sources.get("api_key", ARGUMENT))
+        if refusal:
+            raise ConfigError(refusal)
+        return key
+
+
+def key_refusal(key: str, source: str) -> str | None:
+    """Why `key`, found in `source`, cannot be a Prime key, naming the source and never the key; None if it can."""
+    if key.strip() and not any(c.isspace() or not c.isprintable() for c in key):
+        return None
+    if source == ARGUMENT:
+        where, fix = "the API key given", "pass the key alone"
+    elif source.startswith("PRIME_"):
+        where, fix = source, f"set {source} to the key alone, or unset it"
+    else:
+        where, fix = f"the api_key in {source}", "run `prime login` again or fix the file"
+    if not key.strip():
+        return f"{where} is blank: {fix}"
+    return f"{where} holds a space, line break or control character, which no Prime API key does: {fix}"
 
 
 def config_file() -> Path:
@@ -108,23 +141,40 @@ def load_settings(
     env = os.environ if env is None else env
     file = _read_file(config_file())
 
-    def pick(arg: str | None, env_names: tuple[str, ...], file_key: str) -> str | None:
+    sources: dict[str, str] = {}
+
+    def pick(name: str, arg: str | None, env_names: tuple[str, ...], file_key: str) -> str | None:
         if arg:
+            sources[name] = ARGUMENT
             return arg
-        for name in env_names:
-            if env.get(name):
-                return env[name]
+        for var in env_names:
+            if env.get(var):
+                sources[name] = var
+                return env[var]
         value = file.get(file_key)
-        return value if isinstance(value, str) and value else None
+        if isinstance(value, str) and value:
+            sources[name] = str(config_file())
+            return value
+        sources[name] = DEFAULT
+        return None
 
     timeout = _float(env, "PRIME_BILLING_TIMEOUT", 30.0)
     retries = int(_float(env, "PRIME_BILLING_MAX_RETRIES", 3))
     if sandbox:
         # the demo data answers in process: its own key and URL, whatever is configured
         key, url, team = SANDBOX_API_KEY, SANDBOX_BASE_URL, team_id
+        sources.update(api_key=SANDBOX, base_url=SANDBOX, team_id=ARGUMENT if team_id else DEFAULT)
     else:
-        key = pick(api_key, ("PRIME_API_KEY",), "api_key")
-        url = pick(base_url, ("PRIME_API_BASE_URL", "PRIME_BASE_URL"), "base_url") or DEFAULT_BASE_URL
+        key = pick("api_key", api_key, ("PRIME_API_KEY",), "api_key")
+        url = pick("base_url", base_url, ("PRIME_API_BASE_URL", "PRIME_BASE_URL"), "base_url") or DEFAULT_BASE_URL
         url = normalize_base_url(url)
-        team = pick(team_id, ("PRIME_TEAM_ID",), "team_id")
-    return Settings(api_key=key, base_url=url, team_id=team, sandbox=sandbox, timeout=timeout, max_retries=retries)
+        team = pick("team_id", team_id, ("PRIME_TEAM_ID",), "team_id")
+    return Settings(
+        api_key=key,
+        base_url=url,
+        team_id=team,
+        sandbox=sandbox,
+        timeout=timeout,
+        max_retries=retries,
+        sources=sources,
+    )

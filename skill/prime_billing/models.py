@@ -26,6 +26,8 @@ RUN_TYPE = "rft_run"
 #: a JSON integer (not 5.0, "5" or true); beyond 64 bits is a broken answer, refused as schema
 #: drift rather than overflowing arithmetic
 Count = Annotated[int, Strict(), Field(ge=-(2**63), le=2**63 - 1)]
+#: a count of things that exist: below 0 is a broken answer too
+Size = Annotated[int, Strict(), Field(ge=0, le=2**63 - 1)]
 #: an amount or a rate: a JSON number (not "1.5" or true), finite
 Number = Annotated[float, Strict(), Field(allow_inf_nan=False)]
 
@@ -171,7 +173,7 @@ class Wallet(_Body):
     balance_usd: Number
     currency: str
     #: all rows of the wallet, not only this page
-    total_billings: Count = 0
+    total_billings: Size = 0
     recent_billings: list[BillingEntry] = Field(default_factory=list)
 
 

@@ -18,12 +18,11 @@ import numbers
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, NamedTuple, TypeVar
 from urllib.parse import quote
 
-from annotated_types import Ge, Le
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -32,13 +31,14 @@ from pydantic import (
     Field,
     GetJsonSchemaHandler,
     ValidationError,
+    ValidationInfo,
     model_validator,
 )
 from pydantic.fields import FieldInfo
 from pydantic.json_schema import JsonSchemaValue, SkipJsonSchema
 from pydantic_core import CoreSchema, PydanticCustomError
 
-from .dates import Period, parse_when
+from .dates import AGO_PATTERN, WHEN_FORMS, Period, is_ago, parse_when, stamp
 from .errors import InvalidInputError
 from .models import RunUsage, Wallet, run_finished
 from .wording import learn
@@ -63,17 +63,30 @@ _JSON_NUMBER = re.compile(r"-?[0-9]{1,400}(\.[0-9]{1,400})?([eE][-+]?[0-9]{1,4})
 # dataclass costs start-up a compile of each method it generates.
 
 
+#: `Cli(fixed=...)` left out: the input has a flag of its own
+NO_FIXED_VALUE: Any = object()
+
+
 class Cli:
     """How an input reads on the command line: a field marker (`Annotated[..., Cli(...)]`)."""
 
-    __slots__ = ("flag", "many", "metavar")
+    __slots__ = ("fixed", "flag", "many", "metavar")
 
-    def __init__(self, flag: str | None = None, metavar: str | None = None, *, many: bool = False) -> None:
+    def __init__(
+        self, flag: str | None = None, metavar: str | None = None, *, many: bool = False, fixed: Any = NO_FIXED_VALUE
+    ) -> None:
         #: the flag, when not `--` and the name with dashes (`--team` for team_id)
         self.flag = flag
         self.metavar = metavar
         #: a positional that takes several values at once (fetched concurrently)
         self.many = many
+        #: the value the CLI always sends, with no flag: its own outputs decide it (`include_rows`:
+        #: `--json` and `--csv` carry every row, so the CLI always asks for them)
+        self.fixed = fixed
+
+    @property
+    def has_flag(self) -> bool:
+        return self.fixed is NO_FIXED_VALUE
 
 
 class Setting:
@@ -151,23 +164,38 @@ def _plain_number(value: Any) -> Any:
     return value  # the strict float check refuses the rest
 
 
+def _plain_bool(value: Any) -> Any:
+    """Text is the JSON words only (a query string's `true`): not "1", "yes" or "True", which
+    each library reads its own way."""
+    if isinstance(value, str):
+        if value not in ("true", "false"):
+            raise PydanticCustomError("bool_parsing", "Input should be true or false")
+        return value == "true"
+    return value  # the strict bool check refuses the rest
+
+
 def _one_segment(value: str) -> str:
     if value in DOT_SEGMENTS:
         raise ValueError("'.' and '..' are not ids")
     return value
 
 
-def _date_or_time(value: str) -> str:
+def _date_or_time(value: str, info: ValidationInfo) -> str:
+    """A moment the reports can read (they read it with this same function). Checked for a call
+    (`Operation.check`), a time ago becomes the date-time it names, counted back from the call's
+    one now: every moment of one call, and the server's row cap, count from the same instant."""
+    now = info.context.get("now") if isinstance(info.context, Mapping) else None
     try:
-        parse_when(value)  # the reports read it with this same function
+        when = parse_when(value, now)
     except InvalidInputError:
-        raise ValueError("not a date or date-time") from None
-    return value
+        raise ValueError("not a date, date-time or time ago") from None
+    return stamp(when) if now is not None and is_ago(value) else value
 
 
 #: after a field's bounds (so they stay in its JSON Schema): how text becomes a number
 PLAIN_DIGITS = BeforeValidator(_plain_digits)
 PLAIN_NUMBER = BeforeValidator(_plain_number)
+PLAIN_BOOL = BeforeValidator(_plain_bool)
 Id = Annotated[
     str,
     Field(max_length=128, pattern=ID_PATTERN),
@@ -178,7 +206,7 @@ DateOrTime = Annotated[
     str,
     Field(max_length=64),
     AfterValidator(_date_or_time),
-    Schema({"anyOf": [{"format": "date"}, {"format": "date-time"}]}),
+    Schema({"anyOf": [{"format": "date"}, {"format": "date-time"}, {"pattern": AGO_PATTERN}]}),
 ]
 
 _NOT_AN_ID = Refusal("{name} {value} is not a valid id: use 1-128 letters, digits, '_', '-', '.', ':'")
@@ -204,15 +232,36 @@ Limit = Annotated[int, Field(ge=1, le=100, description="Rows per page, 1-100."),
 Offset = Annotated[
     int, Field(ge=0, le=MAX_OFFSET, description="Rows to skip from the newest, 0-10,000,000."), PLAIN_DIGITS
 ]
-_NOT_A_DATE = Refusal("{name} must be a date like 2026-11-01 or a date-time like 2026-11-01T09:00:00Z, got {value}")
+_NOT_A_DATE = Refusal("{name} must be " + WHEN_FORMS + ", got {value}")
+#: how every moment input reads its value
+_WHEN = (
+    "a date (2026-11-01, midnight UTC), a date-time (2026-11-01T09:00:00Z) or a time ago: 7d, 24h, 2w, "
+    "today or yesterday (UTC midnights)"
+)
 Since = Annotated[
     DateOrTime | SkipJsonSchema[None],
-    Field(
-        description="Only rows created at or after this date (2026-11-01, midnight UTC) or date-time "
-        "(2026-11-01T09:00:00Z); omit for all rows."
-    ),
+    Field(description=f"Only rows created at or after this moment: {_WHEN}; omit for all rows."),
     _NOT_A_DATE,
     Cli(flag="--since", metavar="DATE"),
+]
+Until = Annotated[
+    DateOrTime | SkipJsonSchema[None],
+    Field(description="Only rows created before this moment (the same forms as since); omit for rows up to now."),
+    _NOT_A_DATE,
+    Cli(flag="--until", metavar="DATE"),
+]
+#: A report's answer holds its totals, groups and top items, whatever the wallet's length; every
+#: row (and every group and period) only when this is true. The CLI always asks: its --json and
+#: --csv carry every row.
+IncludeRows = Annotated[
+    bool,
+    Field(
+        description="Also return the wallet rows the report was made of, and every resource and period where it "
+        "lists them, not only the largest: the answer then grows with the wallet. Omit for the totals, the groups "
+        "and the top items."
+    ),
+    PLAIN_BOOL,
+    Cli(fixed=True),
 ]
 #: a balance in USD, as text or a JSON number
 MinBalance = Annotated[float, Field(ge=0), PLAIN_NUMBER, Cli(metavar="USD")]
@@ -262,6 +311,7 @@ class ReconcileInputs(Inputs):
 
     run_id: RunId
     team_id: TeamId = None
+    include_rows: IncludeRows = False
 
 
 class SpendInputs(Inputs):
@@ -269,6 +319,7 @@ class SpendInputs(Inputs):
     narrowed_by = "since"
 
     since: Since = None
+    until: Until = None
     top: Annotated[
         int, Field(ge=1, le=100, description="How many of the most expensive RFT runs to list, 1-100."), PLAIN_DIGITS
     ] = 5
@@ -282,6 +333,7 @@ class SpendInputs(Inputs):
         Cli(metavar="{day,week,month}"),
     ] = None
     team_id: TeamId = None
+    include_rows: IncludeRows = False
 
     @classmethod
     def rows_since(cls, checked: Mapping[str, Any]) -> datetime | None:
@@ -293,6 +345,7 @@ class BudgetInputs(Inputs):
     limit: Limit = 20
     offset: Offset = 0
     team_id: TeamId = None
+    include_rows: IncludeRows = False
 
 
 class RunwayInputs(Inputs):
@@ -310,10 +363,7 @@ class RunwayInputs(Inputs):
     ] = 0
     as_of: Annotated[
         DateOrTime | SkipJsonSchema[None],
-        Field(
-            description="The window's end: a date (2026-11-21, midnight UTC) or date-time (2026-11-21T09:00:00Z); "
-            "omit for now. A past one asks how things stood then."
-        ),
+        Field(description=f"The window's end: {_WHEN}; omit for now. A past one asks how things stood then."),
         _NOT_A_DATE,
         Cli(metavar="DATE"),
     ] = None
@@ -446,10 +496,13 @@ class Operation:
             for name, info in self.inputs.model_fields.items()
         )
 
-    def check(self, args: Mapping[str, Any]) -> dict[str, Any]:
-        """The values to send, every one checked by the model; unknown names are refused, not ignored."""
+    def check(self, args: Mapping[str, Any], now: datetime | None = None) -> dict[str, Any]:
+        """The values to send, every one checked by the model; unknown names are refused, not ignored.
+        A time ago (`7d`) becomes the date-time it names, counted back from `now` (default: the
+        current time), one now for every input of the call."""
+        context = {"now": datetime.now(UTC) if now is None else now}
         try:
-            return self.inputs.model_validate(args).model_dump()
+            return self.inputs.model_validate(args, context=context).model_dump()
         except ValidationError as exc:
             raise InvalidInputError(explain(self, exc)) from None
 
@@ -506,8 +559,10 @@ def explain(op: Operation, exc: ValidationError) -> str:
     if kind == "missing":
         return f"{name} is required"
     if kind in _BOUNDS:
-        lo = next((m.ge for m in info.metadata if isinstance(m, Ge)), None)
-        hi = next((m.le for m in info.metadata if isinstance(m, Le)), None)
+        # pydantic's own bound markers (`Field(ge=..., le=...)`), read by name: importing their
+        # classes from the package pydantic takes them from would make it a dependency of ours
+        lo = next((m.ge for m in info.metadata if hasattr(m, "ge")), None)
+        hi = next((m.le for m in info.metadata if hasattr(m, "le")), None)
         bounds = f"{lo}..{hi}" if lo is not None and hi is not None else f">= {lo}" if hi is None else f"<= {hi}"
         got = f"{value:g}" if isinstance(value, float) else _shown(value)
         return f"{name} must be {bounds}, got {got}"
@@ -517,6 +572,8 @@ def explain(op: Operation, exc: ValidationError) -> str:
         return f"{name} must be a finite number, got {_shown(value)}"
     if kind.startswith("float_"):
         return f"{name} must be a number, got {_shown(value)}"
+    if kind.startswith("bool_"):
+        return f"{name} must be true or false, got {_shown(value)}"
     if kind == "string_type":
         return f"{name} must be a string, got {type(value).__name__}"
     if kind == "literal_error":
@@ -592,7 +649,8 @@ OPERATIONS += (
         command="spend",
         description=(
             "Prime Intellect spend report: what was spent, and on what, over all wallet rows or since a date; "
-            "totals by resource type and resource id, the most expensive RFT runs, and every row."
+            "totals by resource type (and per day, week or month), the most expensive RFT runs and other resources; "
+            "every row and resource id when asked."
         ),
         inputs=SpendInputs,
         rest_path="/v1/prime-billing/spend",
@@ -605,7 +663,8 @@ OPERATIONS += (
         command="budget",
         description=(
             "Prime Intellect budget guard: is the wallet balance at least a minimum in USD? "
-            "Returns the verdict (ok, shortfall or headroom) with the wallet; use it to warn when the balance is low."
+            "Returns the verdict (ok, shortfall or headroom) and the balance (the wallet page read, when asked); "
+            "use it to warn when the balance is low."
         ),
         inputs=BudgetInputs,
         rest_path="/v1/prime-billing/budget",

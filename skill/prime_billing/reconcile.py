@@ -2,7 +2,8 @@
 
 The run's `total_cost_usd` is compared with the sum of every wallet row whose
 `resource_id` is the run, read from all pages. Agreement within one cent
-(inclusive) is reconciled; anything else is an alert with the figures.
+(inclusive) is reconciled; anything else is an alert with the figures. The
+run's rows themselves are in the answer when asked for (`include_rows`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from .compose import scan_wallet, total, write_rows_csv
 from .models import BillingEntry, RunUsage
 from .money import money, usd, usd_float
 from .plan import Plan, SubCall
-from .report import WalletCheck
+from .report import WalletCheck, asked_for, held_when_asked
 
 #: agreement within this much (inclusive) is "reconciled"
 TOLERANCE = Decimal("0.01")
@@ -34,10 +35,13 @@ class Reconciliation(WalletCheck):
     difference_usd: float
     tolerance_usd: float = float(TOLERANCE)
     reconciled: bool
+    #: the run's wallet rows: how many
+    row_count: int
     #: wallet rows read to find the run's rows (all of them)
     rows_scanned: int
     pages: int
-    rows: list[BillingEntry]
+    #: with `include_rows` only: the run's wallet rows, newest first
+    rows: list[BillingEntry] | None = held_when_asked()
 
     def failure(self) -> str | None:
         """The figures disagree: both of them, and which way."""
@@ -45,14 +49,14 @@ class Reconciliation(WalletCheck):
             return None
         diff = self.difference_usd
         gap = f"the wallet was charged {usd(abs(diff))} {'less' if diff > 0 else 'more'}"
-        hint = "" if self.rows else f"; no rows for it among {self.rows_scanned}: another wallet? try [[team_id]]"
+        hint = "" if self.row_count else f"; no rows for it among {self.rows_scanned}: another wallet? try [[team_id]]"
         return (
             f"run {self.run_id} does not reconcile: it reports {usd(self.run_billed_usd)} billed, "
-            f"its {len(self.rows)} wallet rows sum to {usd(self.wallet_charged_usd)}, {gap}{hint}"
+            f"its {self.row_count} wallet rows sum to {usd(self.wallet_charged_usd)}, {gap}{hint}"
         )
 
     def write_csv(self, out: IO[str]) -> int:
-        return write_rows_csv(self.rows, out)
+        return write_rows_csv(asked_for(self.rows), out)
 
 
 def reconcile_run(args: dict[str, Any]) -> Plan:
@@ -74,7 +78,8 @@ def reconcile_run(args: dict[str, Any]) -> Plan:
         wallet_charged_usd=usd_float(charged),
         difference_usd=usd_float(diff),
         reconciled=abs(diff) <= TOLERANCE,
+        row_count=len(rows),
         rows_scanned=len(scan.rows),
         pages=scan.pages,
-        rows=rows,
+        rows=rows if args.get("include_rows") else None,
     )

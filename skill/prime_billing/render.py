@@ -5,7 +5,7 @@ The one place results become text: run usage, a wallet page and the reports
 surface (CLI, LangChain content, MCP text) shows the lines built here, so an
 answer read from one can be checked against another. A check's verdict is its
 first line. Advice is left as `[[name]]` markers (see `wording`): each surface
-words them.
+words them. A report made without its rows (`include_rows`) says where they are.
 """
 
 from __future__ import annotations
@@ -16,18 +16,18 @@ from decimal import ROUND_DOWN, Decimal
 from typing import TYPE_CHECKING, Any
 
 from .dates import utc
-from .models import FINISHED_STATUSES, RUN_TYPE, BillingEntry, CostLine, RunUsage, Wallet
+from .models import FINISHED_STATUSES, BillingEntry, CostLine, RunUsage, Wallet
 from .money import money, usd
 
 if TYPE_CHECKING:  # the reports' modules load when a report is asked for, not with every wallet page
+    from datetime import datetime
+
     from .budget import BudgetCheck
     from .reconcile import Reconciliation
     from .runway import Runway
     from .spend import SpendGroup, SpendPeriod, SpendReport
 
 SANDBOX_BANNER = "SANDBOX DATA (demo account, not real billing)"
-#: periods a spend summary lists (newest first); the rest are in the JSON and the CSV
-SHOWN_PERIODS = 31
 
 __all__ = ["SANDBOX_BANNER", "Rendered", "rate", "render", "usd"]
 
@@ -125,18 +125,21 @@ def _reconciliation(rec: Reconciliation) -> Rendered:
     lines = [
         " · ".join(head),
         f"  run billed      {usd(rec.run_billed_usd):>10}",
-        f"  wallet charged  {usd(rec.wallet_charged_usd):>10}  {len(rec.rows)} rows of {rec.rows_scanned}",
+        f"  wallet charged  {usd(rec.wallet_charged_usd):>10}  {rec.row_count} rows of {rec.rows_scanned}",
         f"  difference      {usd(diff):>10}{side}",
     ]
     if rec.status and rec.status.upper() not in FINISHED_STATUSES:
         lines.append(f"  note: the run is {rec.status}; charges may still be arriving")
     verdict = f"RECONCILED (within {usd(rec.tolerance_usd)})" if rec.reconciled else f"MISMATCH by {usd(abs(diff))}"
+    if rec.rows is None:
+        more = f"  its {_plural(rec.row_count, 'row')}: with [[include_rows=true]]" if rec.row_count else None
+        return Rendered(verdict=verdict, summary=lines, more=more)
     # every row names the run: the row's own id is the useful name here
     return Rendered(verdict=verdict, summary=lines, rows=[billing_row(r, r.id, indent="    ") for r in rec.rows])
 
 
 def _spend(report: SpendReport) -> Rendered:
-    span = f"since {utc(report.since):%Y-%m-%d %H:%M} UTC" if report.since else "all time"
+    span = _window(report.since, report.until)
     lines = [
         f"spend of wallet {report.wallet_id} ({_owner(report.team_id)}) · {span} · {usd(report.total_usd)}"
         f" {report.currency} in {report.row_count} rows · balance {usd(report.balance_usd)}"
@@ -144,31 +147,47 @@ def _spend(report: SpendReport) -> Rendered:
     if report.newest_at and report.oldest_at:
         oldest, newest = utc(report.oldest_at), utc(report.newest_at)
         lines.append(f"  rows from {oldest:%Y-%m-%d %H:%M} to {newest:%Y-%m-%d %H:%M} UTC")
+    # where every group is: in this answer's data, or in one that asks for it
+    rest = "all in [[all_rows]]" if report.rows is not None else "all with [[include_rows=true]]"
     if report.by and report.periods is not None:
-        lines += _periods(report.by, report.periods, report.empty_periods_listed is not False)
+        count = report.period_count or len(report.periods)
+        lines += _periods(report.by, report.periods, count, rest, report.empty_periods_listed is not False)
     lines.append("  by resource type")
     for g in report.by_resource_type:
         lines.append(f"    {g.key or '-':<22} {usd(g.total_usd):>10}  {_count(g.rows)}")
     if report.top_runs:
-        lines.append(f"  top runs ({len(report.top_runs)})")
+        shown = len(report.top_runs)
+        of = f" of {report.run_count}; {rest}" if shown < report.run_count else ""
+        lines.append(f"  top runs ({shown}{of})")
         for g in report.top_runs:
             lines.append(f"    {g.key or '-':<22} {usd(g.total_usd):>10}  {_count(g.rows)}")
-    others = [g for g in report.by_resource_id if g.resource_type != RUN_TYPE]
-    if others:
-        shown = others[:5]
-        lines.append(f"  top other resources ({len(shown)} of {len(others)}; all in [[all_rows]])")
-        for g in shown:
+    if report.top_other_resources:
+        shown = len(report.top_other_resources)
+        lines.append(f"  top other resources ({shown} of {report.other_resource_count}; {rest})")
+        for g in report.top_other_resources:
             name = f"{g.key or '(no id)'} [{g.resource_type or '-'}]"
             lines.append(f"    {name:<22} {usd(g.total_usd):>10}  {_count(g.rows)}")
     return Rendered(summary=lines)
 
 
-def _periods(by: str, periods: list[SpendPeriod], filled: bool) -> list[str]:
-    """A line per period, newest first: its total, rows and what it went on."""
-    shown = periods[:SHOWN_PERIODS]
+def _window(since: datetime | None, until: datetime | None) -> str:
+    """The rows a spend report asked for: `since` inclusive, `until` exclusive."""
+    if since and until:
+        return f"{utc(since):%Y-%m-%d %H:%M} to {utc(until):%Y-%m-%d %H:%M} UTC"
+    if until:
+        return f"before {utc(until):%Y-%m-%d %H:%M} UTC"
+    return f"since {utc(since):%Y-%m-%d %H:%M} UTC" if since else "all time"
+
+
+def _periods(by: str, periods: list[SpendPeriod], count: int, rest: str, filled: bool) -> list[str]:
+    """A line per period, newest first: its total, rows and what it went on (`count`: the periods in all);
+    as many as an answer without every row holds (the rest are in the JSON and the CSV)."""
+    from .spend import PERIODS_LISTED  # loaded already: this is its report
+
+    shown = periods[:PERIODS_LISTED]
     head = f"  by {by} (UTC{', weeks from Monday' if by == 'week' else ''}), newest first"
-    if len(shown) < len(periods):
-        head += f" ({len(shown)} of {len(periods)}; all in [[all_rows]])"
+    if len(shown) < count:
+        head += f" ({len(shown)} of {count}; {rest})"
     if not filled:
         head += "; periods with no rows left out (too many to list)"
     lines = [head]
@@ -220,6 +239,12 @@ def _budget(check: BudgetCheck, offset: int) -> Rendered:
         )
     else:
         verdict = f"BELOW MINIMUM: {check.failure()}"
+    if check.wallet is None:  # the verdict and the balance only: no page was asked for
+        line = (
+            f"wallet {check.wallet_id} ({_owner(check.team_id)}) · balance {usd(check.balance_usd)} {check.currency}"
+            f" · minimum {usd(check.min_balance_usd)}"
+        )
+        return Rendered(verdict=verdict, summary=[line])
     return replace(_wallet(Wallet.model_validate(check.wallet), offset), verdict=verdict)
 
 

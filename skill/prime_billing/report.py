@@ -1,23 +1,49 @@
-"""What every report read from one wallet shares: the wallet it names, and a check's alert.
+"""What every report read from one wallet shares: the wallet it names, a check's alert, and its rows held on request.
 
 Spend, reconcile, the budget check and runway each answer for one wallet; their
 models name it with the same fields, in the same order, filled the one way
 (`WalletReport.of`). A report that can fail a check says how in one `alert`
 line (the CLI prints it and exits 3); the line for a balance below a minimum is
 written here once, since two checks say it.
+
+A report's answer is read by models with a bounded context: it holds its totals,
+groups and top items, a size set by its inputs whatever the wallet's length, and
+the lists that grow with the wallet (its rows, every resource id, every period,
+the wallet page read) only when the caller asks (`include_rows`). Such a field is
+`held_when_asked()`: None, and left out of the JSON, when not asked for.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
-from pydantic import BaseModel, ConfigDict, computed_field
+from pydantic import BaseModel, ConfigDict, Field, computed_field
 
+from .errors import InvalidInputError
 from .money import money, usd, usd_float
 from .wording import phrase
 
 if TYPE_CHECKING:
     from .models import Wallet
+
+T = TypeVar("T")
+
+
+def _not_held(value: Any) -> bool:
+    return value is None
+
+
+def held_when_asked() -> Any:
+    """A field held only when asked for (`include_rows`; spend's periods: `by`): None otherwise, and
+    then absent from the JSON, so an answer without it is as long as its inputs say."""
+    return Field(default=None, exclude_if=_not_held)
+
+
+def asked_for(items: list[T] | None) -> list[T]:
+    """`items`, which the report holds only when asked (an export needs them): refused when it was not."""
+    if items is None:
+        raise InvalidInputError("this report was made without its rows: ask for them with [[include_rows=true]]")
+    return items
 
 
 class WalletReport(BaseModel):

@@ -1,9 +1,9 @@
-"""What did we spend, and on what? Every wallet row (or every row since a date), totalled.
+"""What did we spend, and on what? Every wallet row (or every row of a window), totalled.
 
-Totals by resource type and by resource id, the runs that cost most, totals per
-UTC day, ISO week or month when asked (`by`), and the rows themselves for
-export. Sums are exact to the cent (Decimal), and paging reads every row
-exactly once.
+Totals by resource type, the runs and other resources that cost most, totals
+per UTC day, ISO week or month when asked (`by`); and, with `include_rows`,
+every resource id's total, every period and the rows themselves (for export).
+Sums are exact to the cent (Decimal), and paging reads every row exactly once.
 """
 
 from __future__ import annotations
@@ -15,18 +15,20 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import IO, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 
 from .compose import scan_wallet, total, write_rows_csv
 from .dates import Period, parse_when, utc
 from .models import RUN_TYPE, BillingEntry
 from .money import money, usd_float
 from .plan import Plan
-from .report import WalletReport
+from .report import WalletReport, asked_for, held_when_asked
 
 #: the most periods listed with the empty ones in between; a longer span lists only periods with rows
 #: (a day per row over ~2.7 years; a row dated in year 1 would otherwise ask for 700,000 days)
 MAX_PERIODS = 1000
+#: periods an answer without `include_rows` lists (the newest), and a summary shows
+PERIODS_LISTED = 31
 #: the columns of the CSV by period (`by` given): one line per period and resource type
 PERIOD_CSV_COLUMNS = ("period", "start", "resource_type", "rows", "total_usd")
 
@@ -58,12 +60,8 @@ class SpendPeriod(BaseModel):
     by_resource_type: list[SpendGroup]
 
 
-def _not_asked(value: Any) -> bool:
-    return value is None
-
-
 class SpendReport(WalletReport):
-    """Spend of one wallet over all its rows, or since a moment."""
+    """Spend of one wallet over all its rows, or those created in [since, until)."""
 
     #: what `--csv` writes (CLI help; `[[by]]` is worded per surface)
     csv_what: ClassVar[str] = (
@@ -72,6 +70,8 @@ class SpendReport(WalletReport):
 
     #: the lower bound asked for (inclusive), None for all rows
     since: datetime | None = None
+    #: the upper bound asked for (exclusive), None for rows up to now
+    until: datetime | None = None
     #: rows in the wallet when paging began (all time)
     total_billings: int
     #: rows in this report
@@ -81,23 +81,34 @@ class SpendReport(WalletReport):
     #: newest and oldest row in the report
     newest_at: datetime | None = None
     oldest_at: datetime | None = None
+    #: every resource type, most spent first
     by_resource_type: list[SpendGroup]
-    by_resource_id: list[SpendGroup]
-    #: the most expensive RFT runs, most first
+    #: the most expensive RFT runs, most first: at most `top` of the `run_count` runs
     top_runs: list[SpendGroup]
+    run_count: int
+    #: the most expensive other resources (pods, disks...; rows naming none are one group of their type),
+    #: most first: at most `top` of `other_resource_count`
+    top_other_resources: list[SpendGroup]
+    other_resource_count: int
+    #: with `include_rows` only: every resource id's total (runs and others), most spent first
+    by_resource_id: list[SpendGroup] | None = held_when_asked()
     #: the period asked for, None when none was
     by: Period | None = None
-    #: with `by` only: every period from the newest row's back to the oldest row's, newest first,
-    #: the empty ones at 0 (see `empty_periods_listed`)
-    periods: list[SpendPeriod] | None = Field(default=None, exclude_if=_not_asked)
+    #: with `by` only: every period from the newest row's back to the oldest row's, newest first, the empty
+    #: ones at 0 (see `empty_periods_listed`); without `include_rows`, the newest PERIODS_LISTED of `period_count`
+    periods: list[SpendPeriod] | None = held_when_asked()
+    period_count: int | None = held_when_asked()
     #: with `by` only: false when the span held more than MAX_PERIODS periods, so only those with rows are listed
-    empty_periods_listed: bool | None = Field(default=None, exclude_if=_not_asked)
-    rows: list[BillingEntry]
+    empty_periods_listed: bool | None = held_when_asked()
+    #: with `include_rows` only: every row of the report, newest first
+    rows: list[BillingEntry] | None = held_when_asked()
 
     def write_csv(self, out: IO[str]) -> int:
-        """The rows; with `by`, one line per period and resource type instead (an empty period: one line)."""
+        """The rows; with `by`, one line per period and resource type instead (an empty period: one line).
+        Either needs the report made with every row (`include_rows`)."""
+        rows = asked_for(self.rows)
         if self.periods is None:
-            return write_rows_csv(self.rows, out)
+            return write_rows_csv(rows, out)
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(PERIOD_CSV_COLUMNS)
         n = 0
@@ -216,18 +227,23 @@ def _period(start: date, by: Period, rows: list[BillingEntry]) -> SpendPeriod:
 
 
 def spend_report(args: dict[str, Any]) -> Plan:
-    """Plan: page through the wallet (stopping at `since`), then total."""
+    """Plan: page through the wallet (stopping at `since`), then total the rows before `until`."""
     since = parse_when(args["since"]) if args.get("since") else None
+    until = parse_when(args["until"]) if args.get("until") else None
     scan = yield from scan_wallet(args.get("team_id"), since)
-    rows = scan.rows
+    rows = scan.rows if until is None else [r for r in scan.rows if utc(r.created_at) < until]
     by_id = _groups(rows, lambda r: (r.resource_type, r.resource_id))
+    runs = [g for g in by_id if g.resource_type == RUN_TYPE]
+    others = [g for g in by_id if g.resource_type != RUN_TYPE]
     top = max(1, int(args.get("top") or 5))
     by: Period | None = args.get("by")
+    every = bool(args.get("include_rows"))
     listed, filled = periods(rows, by) if by else (None, None)
     return SpendReport.of(
         scan.wallet,
         scan.sandbox,
         since=since,
+        until=until,
         total_billings=scan.wallet.total_billings,
         row_count=len(rows),
         pages=scan.pages,
@@ -235,10 +251,14 @@ def spend_report(args: dict[str, Any]) -> Plan:
         newest_at=max((r.created_at for r in rows), default=None),
         oldest_at=min((r.created_at for r in rows), default=None),
         by_resource_type=_groups(rows, lambda r: r.resource_type),
-        by_resource_id=by_id,
-        top_runs=[g for g in by_id if g.resource_type == RUN_TYPE][:top],
+        top_runs=runs[:top],
+        run_count=len(runs),
+        top_other_resources=others[:top],
+        other_resource_count=len(others),
+        by_resource_id=by_id if every else None,
         by=by,
-        periods=listed,
+        periods=listed if every or listed is None else listed[:PERIODS_LISTED],
+        period_count=None if listed is None else len(listed),
         empty_periods_listed=filled,
-        rows=rows,
+        rows=rows if every else None,
     )

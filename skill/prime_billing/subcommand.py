@@ -1,7 +1,8 @@
 """A command beyond the operations table, as data: the CLI adds every one of them the same way.
 
-`cli.EXTRA_COMMANDS` adds `sandbox` and `skill` (declared in `cli`) and `serve` and
-`mcp` (declared in `serve.command`, which so needs nothing from the CLI). What a
+`cli.EXTRA_COMMANDS` adds `sandbox` and `skill` (declared in `cli`), `doctor` (in
+`doctor`) and `serve` and `mcp` (in `serve.command`; neither module needs anything
+from the CLI). What a
 command runs imports its own stack when it runs, so building the parser stays
 cheap. Standard library only: the skill's scripts load it with the CLI.
 """

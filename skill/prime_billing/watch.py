@@ -23,6 +23,8 @@ from .render import SANDBOX_BANNER
 
 #: shortest pause between polls; anything faster only burns rate limit
 MIN_INTERVAL = 0.05
+#: longest pause between polls (a day): a longer one is a typo, and past the platform's clock `sleep` cannot wait it
+MAX_INTERVAL = 86_400.0
 
 
 def _rate(prev: tuple[float, float] | None, now: float, cost: float) -> dict[str, float | None]:
@@ -46,8 +48,10 @@ def watch(op: Any, calls: list[dict[str, Any]], settings: Settings, ns: argparse
     from .client import Client
 
     interval = float(ns.interval)
-    if not interval >= MIN_INTERVAL:
-        raise InvalidInputError(f"--interval must be at least {MIN_INTERVAL:g} seconds, got {ns.interval:g}")
+    if not MIN_INTERVAL <= interval <= MAX_INTERVAL:
+        raise InvalidInputError(
+            f"--interval must be {MIN_INTERVAL:g} to {MAX_INTERVAL:g} seconds (a day), got {ns.interval:g}"
+        )
     in_place = sys.stdout.isatty() and not ns.json
     prev: dict[int, tuple[float, float]] = {}
     latest: dict[int, Any] = {}

@@ -17,11 +17,13 @@ Surface = Literal["cli", "tool", "rest"]
 
 _MARK = re.compile(r"\[\[([a-z_]+)(?:=([^\]]*))?\]\]")
 
-#: what is not an operation parameter, per surface
+#: what is not an operation parameter, per surface; and a parameter's word on a surface that has no
+#: name for it (the CLI sends `include_rows` itself: its --json and --csv carry every row)
 _SETTINGS: dict[str, dict[str, str]] = {
     "sandbox": {"cli": "--sandbox", "tool": "sandbox=True", "rest": "the server's sandbox mode"},
     "base_url": {"cli": "--base-url", "tool": "base_url", "rest": "the server's base URL"},
     "all_rows": {"cli": "--json or --csv", "tool": "the structured result", "rest": "the JSON body"},
+    "include_rows": {"cli": "--json or --csv"},
 }
 
 
@@ -48,7 +50,7 @@ def phrase(text: str, surface: Surface) -> str:
 
 
 def _word(name: str, value: str | None, surface: Surface) -> str:
-    if name in _SETTINGS:
+    if surface in _SETTINGS.get(name, {}):
         return _SETTINGS[name][surface]
     flag, wire = _PARAMS.get(name, ("--" + name.replace("_", "-"), name))
     if surface == "cli":

@@ -1,14 +1,17 @@
-"""The sandbox's demo data: five runs and two wallets, fixed so every answer is reproducible.
+"""The sandbox's demo data: five runs and two wallets, the same in every sandbox but for their dates.
 
 The bodies have the upstream's own shape (UPSTREAM.md). The personal wallet's
 `rft_run` rows add up to what each run billed, except `rft_sbx_mismatch`'s,
-which are 37 cents short on purpose, for `reconcile` to find.
+which are 37 cents short on purpose, for `reconcile` to find. The wallets' rows
+are dated back from a "now" the sandbox is given (`wallets`): the newest at it,
+the others at fixed steps before it, so the demo looks alive whenever it runs
+and one given "now" reproduces every answer exactly.
 """
 
 from __future__ import annotations
 
 import random
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 TEAM_ID = "team_sbx_demo"
@@ -83,12 +86,13 @@ def stamp(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _billing_rows(wallet: str, charges: list[tuple[str, str | None, int]], seed: int) -> list[dict[str, Any]]:
-    """Rows newest first, on fixed dates so every answer is reproducible."""
+def _billing_rows(
+    wallet: str, charges: list[tuple[str, str | None, int]], seed: int, newest: datetime
+) -> list[dict[str, Any]]:
+    """Rows newest first, the newest at `newest`, each older one a fixed step before the last."""
     rng = random.Random(seed)
     charges = charges[:]
     rng.shuffle(charges)
-    newest = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
     rows = []
     for i, (rtype, rid, cents) in enumerate(charges):
         created = newest - timedelta(hours=3 * i, minutes=17 * (i % 5))
@@ -116,8 +120,19 @@ RUNS: dict[str, dict[str, Any]] = {run_id: _usage_body(run_id) for run_id in _RU
 
 _PERSONAL_CHARGES = [("rft_run", run, c) for run, cents in _RUN_CHARGES.items() for c in cents] + _OTHER_CHARGES
 _TEAM_CHARGES: list[tuple[str, str | None, int]] = [("pods", f"pod_team_{i}", 1500 + 25 * i) for i in range(8)]
-#: by team id (None: the caller's own); each wallet's body, its rows under "rows"
-WALLETS: dict[str | None, dict[str, Any]] = {
-    None: _wallet(PERSONAL_WALLET, None, 123.45, _billing_rows(PERSONAL_WALLET, _PERSONAL_CHARGES, seed=7)),
-    TEAM_ID: _wallet("wal_sbx_team", TEAM_ID, 980.0, _billing_rows("wal_sbx_team", _TEAM_CHARGES, seed=3)),
+
+
+def wallets(newest: datetime) -> dict[str | None, dict[str, Any]]:
+    """The wallets by team id (None: the caller's own), each its body with its rows under "rows",
+    the newest row of each created at `newest`."""
+    return {
+        None: _wallet(PERSONAL_WALLET, None, 123.45, _billing_rows(PERSONAL_WALLET, _PERSONAL_CHARGES, 7, newest)),
+        TEAM_ID: _wallet("wal_sbx_team", TEAM_ID, 980.0, _billing_rows("wal_sbx_team", _TEAM_CHARGES, 3, newest)),
+    }
+
+
+#: how a RUNNING run advances by default, one step per usage request after the first (see `Sandbox.progress`):
+#: three steps of 500,000 training tokens and $1.25, then COMPLETED
+DEMO_PROGRESS: dict[str, dict[str, Any]] = {
+    "rft_sbx_running": {"steps": 3, "usd_per_step": 1.25, "tokens_per_step": 500_000, "final": "COMPLETED"}
 }

@@ -11,7 +11,9 @@ Control (over the socket server): `POST /_sandbox/faults` with
 most requests answered at once; `DELETE` clears them), `POST /_sandbox/release`
 (opens the gate below; in-process: `FaultySandbox.release()`). A fault is
 `{"status": 503, "retry_after": "1", "body": "...", "content_type": "...",
-"delay": 0.5, "action": "reset|truncate|huge|huge_unsized|drift", "path": "/wallet"}`.
+"delay": 0.5, "action": "reset|truncate|huge|huge_unsized|drift", "path": "/wallet",
+"hold": false}`; `"hold": false` answers it at once even while the gate below is shut,
+so one request of a batch can fail while the others are held.
 Streamed (huge) bodies count what was really written in the stats:
 `streamed_bytes` and `streams` (bodies finished or abandoned), so a test can
 show a client refused one without reading it whole.
@@ -19,8 +21,10 @@ show a client refused one without reading it whole.
 Scenario knobs, through the same call or as constructor keywords (and cleared
 with the faults): `"progress": {"run_id": "rft_sbx_running", "steps": 3,
 "usd_per_step": 1.25, "tokens_per_step": 500000, "final": "COMPLETED"}` makes a run
-advance one step per usage request (more training tokens and cost) and reach
-`final` after `steps`; `"page_cap": 7` serves at most 7 wallet rows per page
+advance one step per usage request after the first (more training tokens and cost,
+and a wallet row of the step's cost) and reach `final` after `steps`, as the plain
+`Sandbox`'s RUNNING run does by default (here no run advances until asked, so every
+answer stays the same however often a test asks); `"page_cap": 7` serves at most 7 wallet rows per page
 whatever `limit` asks; `"rows": 10000` makes every wallet hold that many rows, the
 demo rows first, then older $0.01 pod rows made as they are read (a long wallet
 costs no memory); `"new_rows": 3` makes 3 new rows arrive (newest) after the
@@ -29,10 +33,10 @@ the data never changes.
 
 The gate, so a test can make requests overlap without racing a clock: `"hold": true`
 makes the socket server keep every API request it receives unanswered (counted in
-`requests` and in `inflight`) until released by `POST /_sandbox/release` or
-`release()`, which opens the gate until `hold` is set again; clearing the faults
-releases too. A held request is answered anyway after `HOLD_LIMIT` seconds, so a
-test that forgets to release cannot hang. The in-process transport never holds.
+`requests` and in `inflight`; a fault with `"hold": false` excepted) until released
+by `POST /_sandbox/release` or `release()`, which opens the gate until `hold` is set
+again; clearing the faults releases too. A held request is answered anyway after
+`HOLD_LIMIT` seconds, so a test that forgets to release cannot hang. The in-process transport never holds.
 """
 
 from __future__ import annotations
@@ -76,6 +80,8 @@ class Fault:
     action: str | None = None
     #: apply only to request paths containing this
     path: str | None = None
+    #: False: answered at once, even while the gate is shut
+    hold: bool = True
 
     @classmethod
     def parse(cls, data: Mapping[str, Any]) -> Fault:
@@ -91,6 +97,8 @@ class FaultReply(Reply):
     body: bytes | Iterator[bytes]  # type: ignore[assignment]
     delay: float = 0.0
     cut_after: int | None = None
+    #: kept at the gate while it is shut (the socket server asks)
+    held: bool = True
 
 
 @dataclass
@@ -106,7 +114,8 @@ class FaultySandbox(Sandbox):
     #: requests being answered right now over the socket, and the most at once since the stats were cleared
     inflight: int = 0
     inflight_peak: int = 0
-    #: run id -> progress spec (plus "seen": usage requests answered so far)
+    #: as `Sandbox.progress`, but no run advances until the `progress` knob says so (tests need
+    #: the same answer however often they ask)
     progress: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: most rows one wallet page holds, whatever `limit` asks
     page_cap: int | None = None
@@ -114,13 +123,13 @@ class FaultySandbox(Sandbox):
     new_rows: int = 0
     #: rows every wallet holds in all (demo rows, then generated older ones); None: the demo rows only
     rows: int | None = None
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _rng: random.Random = field(default_factory=lambda: random.Random(1), repr=False)
     _wallet_requests: int = field(default=0, repr=False)
     #: set while the gate is open; cleared by the `hold` knob
     _open: threading.Event = field(default_factory=threading.Event, repr=False)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         self._open.set()
 
     # ------------------------------------------------------------ control
@@ -207,6 +216,7 @@ class FaultySandbox(Sandbox):
             return _as_fault_reply(super().dispatch(method, target, headers, body), delay)
         reply = _fault_reply(fault)
         reply.delay += delay
+        reply.held = fault.hold
         return reply
 
     def handle(self, request: httpx.Request) -> httpx.Response:
@@ -219,10 +229,6 @@ class FaultySandbox(Sandbox):
         if reply.cut_after is not None:
             raise httpx.ReadError("sandbox: connection reset mid-body", request=request)
         return httpx.Response(reply.status, headers=reply.headers, content=reply.body)
-
-    def usage_body(self, run: dict[str, Any]) -> dict[str, Any]:
-        spec = self.progress.get(run["run_id"])
-        return run if spec is None else self._advance(run, spec)
 
     def wallet_page(self, wallet: Mapping[str, Any], offset: int, limit: int) -> tuple[int, list[dict[str, Any]]]:
         rows: Sequence[dict[str, Any]] = wallet["rows"]
@@ -246,26 +252,6 @@ class FaultySandbox(Sandbox):
             if self.rate and self._rng.random() < self.rate:
                 return self.rate_fault
         return None
-
-    def _advance(self, run: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
-        """The run as of its next step: more training, more cost, `final` once the steps are done."""
-        with self._lock:
-            seen = spec["seen"]
-            spec["seen"] = seen + 1
-        steps = int(spec.get("steps", 3))
-        k = min(seen, steps)
-        tokens, usd = int(spec.get("tokens_per_step", 500_000)), float(spec.get("usd_per_step", 1.25))
-        training = dict(run["training"])
-        training["tokens"] += k * tokens
-        training["cost_usd"] = round(training["cost_usd"] + k * usd, 2)
-        return {
-            **run,
-            "status": spec.get("final", "COMPLETED") if seen >= steps else run["status"],
-            "training": training,
-            "total_tokens": run["total_tokens"] + k * tokens,
-            "total_cost_usd": round(run["total_cost_usd"] + k * usd, 2),
-            "record_count": run["record_count"] + k,
-        }
 
     def _control(self, method: str, path: str, body: bytes) -> Reply:
         if path == CONTROL + "faults" and method == "POST":

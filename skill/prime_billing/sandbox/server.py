@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from .data import stamp
 from .faults import CONTROL, FaultySandbox
 
 
@@ -54,7 +55,7 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("content-length") or 0)
         body = self.rfile.read(length) if length else b""
         reply = sandbox.dispatch(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body)
-        if not self.path.startswith(CONTROL):
+        if reply.held and not self.path.startswith(CONTROL):
             sandbox.wait_for_release()
         if reply.delay:
             time.sleep(reply.delay)
@@ -98,7 +99,7 @@ def make_server(sandbox: FaultySandbox, host: str = "127.0.0.1", port: int = 0) 
 def serve(
     sandbox: FaultySandbox, host: str = "127.0.0.1", port: int = 0, *, announce: Callable[[str], Any] = print
 ) -> None:
-    """Serve until interrupted; announces the URL (and the demo key) on one line.
+    """Serve until interrupted; announces the URL (and the demo key and the sandbox's now) on one line.
 
     Ctrl-C returns normally; once bound, the socket is closed however serving ends
     (the announce is inside the `try`). `prime-billing sandbox` has SIGTERM and
@@ -106,7 +107,10 @@ def serve(
     server = make_server(sandbox, host, port)
     try:
         real_host, real_port = server.server_address[:2]
-        announce(f"sandbox serving on http://{real_host}:{real_port} (key: {sandbox.api_key}); Ctrl-C stops it")
+        announce(
+            f"sandbox serving on http://{real_host}:{real_port} (key: {sandbox.api_key}; "
+            f"its now: {stamp(sandbox.now)}); Ctrl-C stops it"
+        )
         server.serve_forever(poll_interval=0.2)
     except KeyboardInterrupt:
         pass

@@ -71,14 +71,27 @@ def _env_list(name: str) -> list[str]:
 
 
 def _read(flag: str, path: str, what: str) -> str:
-    """A secret from a file named on the command line, stripped; a one-line error if there is none."""
+    """A secret from a file named on the command line, as one word (`_one_word`)."""
+    where = f"{flag} {path}"
     try:
-        text = Path(path).read_text(encoding="utf-8").strip()
+        text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError(f"cannot read {flag} {path}: {exc.strerror}; fix the path") from None
-    if not text:
-        raise ConfigError(f"{flag} {path} is empty: put the {what} in it")
-    return text
+        raise ConfigError(f"cannot read {where}: {exc.strerror}; fix the path") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{where} is not UTF-8 text: put the {what} in it as text") from None
+    return _one_word(text, where, f"put the {what} in it")
+
+
+def _one_word(raw: str, where: str, fix: str) -> str:
+    """The secret, around which whitespace is dropped. A token (or a URL) is one word: one that is blank,
+    or holds a line break, a space or a control character, could never arrive in an `Authorization`
+    header, so every caller would be refused; it is refused at start instead. Never echoes the secret."""
+    word = raw.strip()
+    if not word:
+        raise ConfigError(f"{where} is empty or only whitespace: {fix}")
+    if any(c.isspace() or not c.isprintable() for c in word):
+        raise ConfigError(f"{where} holds a line break, space or control character inside the token (one word): {fix}")
+    return word
 
 
 def _token(ns: argparse.Namespace) -> str | None:
@@ -86,8 +99,9 @@ def _token(ns: argparse.Namespace) -> str | None:
         return _read("--token-file", ns.token_file, "token")
     if ns.token:
         print(f"{ns._prog}: {TOKEN_WARNING}", file=sys.stderr)
-        return str(ns.token)
-    return os.environ.get("PRIME_BILLING_TOKEN") or None
+        return _one_word(str(ns.token), "--token", "give the token")
+    raw = os.environ.get("PRIME_BILLING_TOKEN")
+    return _one_word(raw, "PRIME_BILLING_TOKEN", "set it to the token, or unset it") if raw else None
 
 
 def options_from(ns: argparse.Namespace) -> Options:
@@ -95,7 +109,7 @@ def options_from(ns: argparse.Namespace) -> Options:
     values = {f.name: getattr(ns, f.name) for f in FLAGGED}
     values["allow_hosts"] = (*(ns.allow_hosts or ()), *_env_list("PRIME_BILLING_ALLOWED_HOSTS"))
     values["allow_origins"] = (*(ns.allow_origins or ()), *_env_list("PRIME_BILLING_ALLOWED_ORIGINS"))
-    state_file = ns.state_url_file and _read("--state-url-file", ns.state_url_file, "state store's URL")
+    state_file = ns.state_url_file and _read("--state-url-file", ns.state_url_file, "URL")
     values["state_url"] = ns.state_url or state_file or os.environ.get("PRIME_BILLING_STATE_URL") or None
     return Options(token=_token(ns), **values)
 

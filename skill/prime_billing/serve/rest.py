@@ -23,7 +23,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ..client import Result
+from ..client import MAX_RETRY_AFTER, Result
 from ..errors import PrimeBillingError, RateLimitError, redact
 from ..operations import OPERATIONS, Operation
 from . import CALLER, HEALTH_PATH, METRICS_PATH, UPSTREAM_CALLS, openapi
@@ -53,9 +53,15 @@ def from_error(err: PrimeBillingError, detail: str | None = None) -> Response:
     status, headers = http_status(err), {}
     if status == 401:
         headers["WWW-Authenticate"] = "Bearer"
-    if (isinstance(err, RateLimitError) or status in (429, 503)) and err.retry_after is not None:
-        headers["Retry-After"] = str(max(0, math.ceil(err.retry_after)))
+    if (isinstance(err, RateLimitError) or status in (429, 502, 503)) and err.retry_after is not None:
+        headers["Retry-After"] = str(whole_seconds(err.retry_after))
     return problem(status, err.code, detail if detail is not None else err.worded("rest"), headers)
+
+
+def whole_seconds(wait: float) -> int:
+    """A wait as a Retry-After header's whole seconds, within [0, MAX_RETRY_AFTER] however the error
+    carrying it was made: NaN and infinity are the ceiling, a wait in the past 0."""
+    return int(MAX_RETRY_AFTER) if math.isnan(wait) else math.ceil(min(max(0.0, wait), MAX_RETRY_AFTER))
 
 
 class _Endpoint:

@@ -179,9 +179,9 @@ def serve(options: Options, settings: Settings, *, announce: Callable[[str], Non
 
 
 def serve_stdio(settings: Settings) -> None:
+    """Starts with or without a key: a client that launches the command shows only "failed to
+    connect" for a server that exits at start, so each tool call says what to set instead."""
     from .mcp_app import run_stdio
-
-    settings.require_key()
 
     def stop() -> None:
         # The client is done with us. The SDK reads stdin in a worker thread that no cancellation
