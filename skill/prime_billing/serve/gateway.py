@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 from collections.abc import Awaitable, Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -88,7 +87,7 @@ class Gateway:
         attempt made for this caller (none when it shared another's call or a cached answer)."""
         checked = self.client.checked(op, args)  # InvalidInputError here: nothing has left yet
         prime_key = self.prime_key(caller)
-        key = digest(prime_key, op.name, json.dumps(sorted(checked.items()), default=str))
+        key = digest(prime_key, op.name, repr(sorted(checked.items())))
 
         async def fetch() -> Result[Any]:
             calls = 0

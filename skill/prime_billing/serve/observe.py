@@ -105,6 +105,8 @@ class Observe:
     def __init__(self, app: ASGIApp, *, surface: str, routes: Sequence[BaseRoute], metrics: Metrics) -> None:
         self.app, self.surface, self.routes, self.metrics = app, surface, routes, metrics
         self._surface, self.in_progress = json.dumps(surface), metrics.in_progress.labels(surface)
+        #: each label set's children, looked up once: the library's `labels()` checks and locks on every call
+        self._children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
 
     def route(self, scope: Scope) -> str:
         """The template of the route the router matched or, for a request the guard refused before it
@@ -135,9 +137,15 @@ class Observe:
             self.in_progress.dec()
             # no answer started: Starlette answers 500 for an error; otherwise the caller hung up
             status = status or (500 if failed else CLIENT_CLOSED)
-            route, method = self.route(scope), scope["method"] if scope["method"] in METHODS else OTHER
-            self.metrics.requests.labels(self.surface, route, method, str(status)).inc()
-            self.metrics.latency.labels(self.surface, route).observe(took)
+            key = (self.route(scope), scope["method"] if scope["method"] in METHODS else OTHER, str(status))
+            if (children := self._children.get(key)) is None:
+                m = self.metrics
+                children = self._children[key] = (
+                    m.requests.labels(self.surface, *key),
+                    m.latency.labels(self.surface, key[0]),
+                )
+            children[0].inc()
+            children[1].observe(took)
             if access.isEnabledFor(logging.INFO):
                 # the same text json.dumps gives for these fields, without its cost on every request
                 access.info(
