@@ -89,8 +89,7 @@ class Launcher:
         o = self.options
         setup_logs(o.access_log)
         upstream, self._sandbox = sandbox_upstream(self.settings)
-        state = State(o.state_url, rate=o.rate, burst=o.burst, cache_ttl=o.cache_ttl, metrics_ttl=o.metrics_ttl,
-                      lock_ttl=upstream.timeout)  # fmt: skip
+        state = State(o, lock_ttl=upstream.timeout)
         m = Metrics(lambda: float(state.up))
         self.gateway = gateway = Gateway(upstream, state, o, on_shared=m.shared, on_reply=m.reply)
         apps = {}

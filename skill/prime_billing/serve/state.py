@@ -1,12 +1,10 @@
 """What replicas share: the per-caller rate, cached answers, accepted passthrough keys, wallet readings.
 
-Without `--state-url` it all lives in this process: limits' memory storage, cachetools caches.
-With it, in Redis: redis-py's asyncio client with the hiredis parser (the fastest measured,
-benchmarks/bench_state_clients.py) and limits' Redis storage on the same connection pool, so a
-caller's rate is counted atomically across replicas (a Lua script per hit). Every call to Redis
-has a short timeout; when one fails or is slow the replica carries on with its own memory, says so
-in one log line per outage, shows `prime_billing_state_up 0`, and checks every second for Redis
-to be back, then shares again. Redis holds counts, hashes and upstream answers: never a key or token.
+In this process's memory (limits' memory storage, cachetools caches), or with `--state-url` in Redis:
+redis-py's asyncio client with the hiredis parser (the fastest measured: benchmarks/bench_state_clients.py)
+and limits' Redis storage on its pool, which counts a caller atomically across replicas. Every call to
+Redis has a short timeout; if one fails the replica goes on with its own memory, says so in one line
+per outage, and checks every second until Redis answers again. Redis never holds a key or a token.
 """
 
 from __future__ import annotations
@@ -18,16 +16,14 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from .options import Options
+
 T = TypeVar("T")
 logger = logging.getLogger("prime_billing.state")
-#: every Redis key starts so: `prime-billing:<shelf>:<hash>`, `prime-billing:lock:...`, limits' own under `LIMITS`
+#: every key of the launcher's own: `prime-billing:<shelf>:<hash>` and `prime-billing:lock:<shelf>:<hash>`
 PREFIX = "prime-billing:"
-#: seconds one call to Redis may take before this replica stops waiting for it
-TIMEOUT = 0.25
-#: seconds between checks while Redis is unreachable
-PROBE = 1.0
-#: seconds between looks for an answer another replica is fetching
-POLL = 0.01
+#: seconds one call to Redis may take; between checks while it is down; between looks for another's answer
+TIMEOUT, PROBE, POLL = 0.25, 1.0, 0.01
 #: entries each in-memory shelf keeps at most (the least recently used go first)
 MAX_ITEMS = 10_000
 #: seconds a passthrough key the upstream accepted counts as proven
@@ -43,51 +39,40 @@ def window(rate: float, burst: int) -> tuple[int, int]:
 
 
 class State:
-    def __init__(
-        self,
-        url: str | None = None,
-        *,
-        rate: float = 0.0,
-        burst: int = 1,
-        cache_ttl: float = 0.0,
-        metrics_ttl: float = 60.0,
-        lock_ttl: float = 30.0,
-    ) -> None:
-        """`rate`, `burst`: the per-caller limit (rate 0: none); the TTLs: of cached answers and wallet
-        readings; `lock_ttl`: how long one replica may hold a call for the others before they try too."""
+    """`lock_ttl`: how long one replica may hold a call for the others before they try it too."""
+
+    def __init__(self, options: Options | None = None, lock_ttl: float = 30.0) -> None:
         from cachetools import TTLCache
         from limits import RateLimitItemPerSecond
         from limits.aio.storage import MemoryStorage
-        from limits.aio.strategies import SlidingWindowCounterRateLimiter
+        from limits.aio.strategies import SlidingWindowCounterRateLimiter as Limiter
 
-        self.item = RateLimitItemPerSecond(*window(rate, burst)) if rate > 0 else None
-        self.local = SlidingWindowCounterRateLimiter(MemoryStorage())
-        self.ttls = {"answers": cache_ttl, "accepted": ACCEPTED_TTL, "readings": metrics_ttl}
+        o = options or Options()
+        self.item = RateLimitItemPerSecond(*window(o.rate, o.burst)) if o.rate > 0 else None
+        self.local = Limiter(MemoryStorage())
+        self.ttls = {"answers": o.cache_ttl, "accepted": ACCEPTED_TTL, "readings": o.metrics_ttl}
         self.memory = {name: TTLCache(MAX_ITEMS, ttl) for name, ttl in self.ttls.items() if ttl > 0}
         self.lock_ms = max(1, int(lock_ttl * 1000))
-        #: False while Redis is unreachable (and without one: there is nothing to lose)
-        self.up = True
-        self.redis: Any = None
-        self._probe: asyncio.Task[None] | None = None
-        if url is not None:
+        #: False while Redis does not answer (and without one: there is nothing to lose)
+        self.up, self.redis, self._probe = True, None, None
+        if o.state_url is not None:
             import redis.asyncio as redis
             from limits.storage import storage_from_string
             from redis.asyncio.retry import Retry
             from redis.backoff import NoBackoff
 
-            # one retry at once, on a fresh connection: a connection left from before an outage is dropped
-            retry = Retry(NoBackoff(), 1)
-            options = {"socket_timeout": TIMEOUT, "socket_connect_timeout": TIMEOUT, "retry": retry}
-            if url.startswith("redis+cluster://"):  # limits makes its own cluster client
-                self.redis = redis.RedisCluster.from_url(url.replace("+cluster", "", 1), **options)
-                storage = storage_from_string("async+" + url, implementation="redispy", **options)
+            # one retry at once, on a fresh connection: one left from before an outage is dropped
+            kw: dict[str, Any] = {
+                "socket_timeout": TIMEOUT,
+                "socket_connect_timeout": TIMEOUT,
+                "retry": Retry(NoBackoff(), 1),
+            }
+            if o.state_url.startswith("redis+cluster://"):  # limits makes its own cluster client
+                self.redis = redis.RedisCluster.from_url(o.state_url.replace("+cluster", "", 1), **kw)
             else:
-                self.redis = redis.from_url(url, **options)
-                pool = self.redis.connection_pool
-                storage = storage_from_string(
-                    "async+" + url, implementation="redispy", connection_pool=pool, retry=retry
-                )
-            self.shared_limiter = SlidingWindowCounterRateLimiter(storage)
+                self.redis = redis.from_url(o.state_url, **kw)
+                kw = {"connection_pool": self.redis.connection_pool, "retry": kw["retry"]}
+            self.shared_limiter = Limiter(storage_from_string("async+" + o.state_url, implementation="redispy", **kw))
 
     @property
     def sharing(self) -> bool:
@@ -116,22 +101,18 @@ class State:
             try:
                 async with asyncio.timeout(TIMEOUT):
                     await self.redis.ping()
+                if hasattr(self.redis, "connection_pool"):  # no connection from before the outage is kept
+                    await self.redis.connection_pool.disconnect()
             except Exception:
                 continue
-            if hasattr(self.redis, "connection_pool"):  # connections from before the outage: none kept
-                await self.redis.connection_pool.disconnect()
             self.up = True
             logger.warning("prime-billing: the state store is back; sharing with the other replicas again")
 
     async def hit(self, caller: str) -> float:
         """0 when `caller` may go on (one request counted), else the seconds until it may."""
-        if self.item is None:
+        if self.item is None or await self._either("hit", caller):
             return 0.0
-        allowed = await self._either("hit", caller)
-        if allowed:
-            return 0.0
-        stats = await self._either("get_window_stats", caller)
-        return max(0.001, stats.reset_time - time.time())
+        return max(0.001, (await self._either("get_window_stats", caller)).reset_time - time.time())
 
     async def _either(self, method: str, caller: str) -> Any:
         """A limiter call on the shared limiter, or on this replica's when there is none to share."""
@@ -148,14 +129,11 @@ class State:
             self.memory[shelf][key] = value
 
     async def shared(self, shelf: str, key: str, produce: Callable[[], Awaitable[bytes]]) -> tuple[bytes, str]:
-        """The shelf's value for `key` and how it came ("hit", "waited" or "made"): made by `produce` once
-        for every replica. One takes a short lock and produces; the others wait for its value, or for
-        its lock to go (it failed, or its replica died) and then try themselves."""
+        """The shelf's value for `key` and how it came ("hit", "waited" or "made"), made by `produce` once for
+        every replica: one takes a short lock and produces; the others wait for its value, or for its lock to
+        go (it failed, or its replica died), then try themselves."""
         lock, waited = f"{PREFIX}lock:{shelf}:{key}", False
-        while True:
-            value = await self.get(shelf, key)
-            if value is not None:
-                return value, "waited" if waited else "hit"
+        while (value := await self.get(shelf, key)) is None:
             mine = await self._redis(lambda: self.redis.set(lock, b"1", nx=True, px=self.lock_ms))
             if mine is MISSING or mine:  # nobody to share with, or the lock is this replica's
                 try:
@@ -167,6 +145,7 @@ class State:
                         await self._redis(lambda: self.redis.delete(lock))
             waited = True
             await asyncio.sleep(POLL)
+        return value, "waited" if waited else "hit"
 
     async def accept(self, key_hash: str) -> None:
         await self.put("accepted", key_hash, b"1")
