@@ -35,6 +35,7 @@ _HOST = re.compile(rf"(?P<name>{_LABEL}(?:\.{_LABEL})*|\[[0-9a-f:.]+\])(?::[0-9]
 _ORIGIN = re.compile(r"(?P<scheme>https?)://(?P<host>[^/?#@\s]+)")
 LOOPBACK_HOSTS = frozenset(("127.0.0.1", "localhost", "[::1]"))
 _ONCE = (b"host", b"origin", b"authorization")
+_CLOSE = {"Connection": "close"}
 
 
 def host_name(value: str) -> str | None:
@@ -94,28 +95,22 @@ def refused_head(
 
 
 class Refused(Exception):
-    """The body broke a bound while the route read it (`answer`: the refusal), or its caller left (None)."""
-
-    def __init__(self, answer: Response | None = None) -> None:
-        self.answer = answer
+    """The body broke a bound while the route read it (the refusal to answer), or its caller left (none)."""
 
 
-def _closing(status: int, code: str, detail: str) -> Response:
-    """A refusal with the rest of the body unread: the connection cannot be used again."""
-    return problem(status, code, detail, {"Connection": "close"})
+def _too_large(limit: int) -> Response:
+    """413, the rest of the body unread: the connection cannot be used again (so for 408 too)."""
+    return problem(413, "body_too_large", f"request body larger than {limit} bytes: send a smaller one", _CLOSE)
 
 
-async def watched(
-    app: ASGIApp, scope: Scope, receive: Receive, send: Send, *, reads_body: bool, options: Options
-) -> None:
+async def watched(app: ASGIApp, scope: Scope, receive: Receive, send: Send, reads_body: bool, options: Options) -> None:
     """Run the route with its body bounded (`--max-body` bytes within `--client-timeout`, counted as it
     reads them), and cancel it if its caller hangs up: once the body is read (at once for a route that
     reads none), the connection's next word is that the caller left, and a watcher waits for it."""
     task = asyncio.current_task()
     assert task is not None
     limit, timeout = options.max_body, options.client_timeout
-    deadline = asyncio.get_running_loop().time() + timeout
-    left = asyncio.Event()
+    deadline, left = asyncio.get_running_loop().time() + timeout, asyncio.Event()
     size, watcher = 0, None
 
     async def watch() -> None:
@@ -134,14 +129,11 @@ async def watched(
                 message = await receive()
         except TimeoutError:
             detail = f"the request body did not arrive within {timeout:g}s: send it promptly"
-            raise Refused(_closing(408, "request_timeout", detail)) from None
+            raise Refused(problem(408, "request_timeout", detail, _CLOSE)) from None
         if message["type"] == "http.disconnect":
             raise Refused()
-        size += len(message.get("body", b""))
-        if size > limit:
-            raise Refused(
-                _closing(413, "body_too_large", f"request body larger than {limit} bytes: send a smaller one")
-            )
+        if (size := size + len(message.get("body", b""))) > limit:
+            raise Refused(_too_large(limit))
         if not message.get("more_body", False):
             watcher = asyncio.ensure_future(watch())
         return message
@@ -151,8 +143,8 @@ async def watched(
     try:
         await app(scope, bounded, send)
     except Refused as refusal:
-        if refusal.answer is not None:
-            await refusal.answer(scope, receive, send)
+        if refusal.args:
+            await refusal.args[0](scope, receive, send)
     except asyncio.CancelledError:
         if not left.is_set():
             raise
@@ -185,14 +177,12 @@ class Guard:
             caller = await self.identify(scope, bearer)
             refusal = await self.limited(caller) or self.unauthorized(caller, bearer)
         if refusal is None and declared.isdigit() and int(declared) > o.max_body:
-            refusal = _closing(
-                413, "body_too_large", f"request body larger than {o.max_body} bytes: send a smaller one"
-            )
+            refusal = _too_large(o.max_body)
         if refusal is not None:
             await refusal(scope, receive, send)
             return
         scope[CALLER] = caller
-        await watched(self.app, scope, receive, send, reads_body=self.surface == "mcp", options=o)
+        await watched(self.app, scope, receive, send, self.surface == "mcp", o)
 
     async def identify(self, scope: Scope, bearer: bytes | None) -> Caller:
         text = bearer.decode("latin-1") if bearer is not None else None

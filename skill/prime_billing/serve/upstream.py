@@ -1,14 +1,10 @@
-"""The launcher's one way upstream: the core client's plan, sent with aiohttp.
+"""The launcher's one way upstream: the core client's plan, each attempt sent with aiohttp.
 
-A server pays its client's cost on every request it forwards; of the clients
-that hang up at once when a call is cancelled, aiohttp costs the least per call
-(the comparison: `benchmarks/bench_upstream_clients.py`, reference/serve.md).
-It is set up from the environment once, as httpx reads it: the proxy for the
-base URL from `HTTP_PROXY`/`HTTPS_PROXY`/`ALL_PROXY` unless `NO_PROXY` says
-otherwise, and the trusted CAs from `SSL_CERT_FILE`/`SSL_CERT_DIR` (httpx's own
-`create_ssl_context`), not per request (aiohttp's `trust_env`), which would add
-that lookup to the cost of every call. Retries, error mapping and the
-per-attempt deadline stay the core client's.
+Of the clients that hang up at once when a call is cancelled, aiohttp costs the least per call
+(`benchmarks/bench_upstream_clients.py`). It reads the environment once, as httpx does: the proxy for
+the base URL from `HTTP_PROXY`/`HTTPS_PROXY`/`ALL_PROXY` unless `NO_PROXY` covers it, the trusted CAs
+from `SSL_CERT_FILE`/`SSL_CERT_DIR` (httpx's `create_ssl_context`); not per request (aiohttp's
+`trust_env`), which would cost every call. Retries, error mapping and the deadline stay the core's.
 """
 
 from __future__ import annotations
@@ -33,6 +29,15 @@ def proxy_for(url: str) -> str | None:
         return None
     proxies = urllib.request.getproxies()
     return proxies.get(parts.scheme) or proxies.get("all")
+
+
+#: an aiohttp failure as its outcome (for /metrics) and the httpx error the core client maps, first match
+_ERRORS = (
+    (aiohttp.ConnectionTimeoutError, "timeout", httpx.ConnectTimeout),
+    ((aiohttp.SocketTimeoutError, aiohttp.ServerTimeoutError), "timeout", httpx.ReadTimeout),
+    (aiohttp.ClientConnectorError, "connect_error", httpx.ConnectError),
+    (aiohttp.ClientError, "read_error", httpx.ReadError),  # a reset, a truncated body, ...
+)
 
 
 def _uncounted(outcome: str, status: str) -> None:
@@ -86,18 +91,9 @@ class Upstream(AsyncClient):
                     check_size(response.headers, len(body))
                 outcome = "ok" if 200 <= response.status < 300 else "http_error"
                 return Reply(response.status, response.headers, bytes(body))
-        except aiohttp.ConnectionTimeoutError as exc:
-            outcome = "timeout"
-            raise httpx.ConnectTimeout(str(exc)) from None
-        except (aiohttp.SocketTimeoutError, aiohttp.ServerTimeoutError) as exc:
-            outcome = "timeout"
-            raise httpx.ReadTimeout(str(exc)) from None
-        except aiohttp.ClientConnectorError as exc:
-            outcome = "connect_error"
-            raise httpx.ConnectError(str(exc)) from None
-        except aiohttp.ClientError as exc:  # a reset, a truncated body, ...
-            outcome = "read_error"
-            raise httpx.ReadError(f"{type(exc).__name__}: {exc}") from None
+        except aiohttp.ClientError as exc:  # as httpx would have raised it, for the core client's mapping
+            outcome, error = next((o, e) for kind, o, e in _ERRORS if isinstance(exc, kind))
+            raise error(f"{type(exc).__name__}: {exc}") from None
         except PrimeBillingError:  # too large or compressed: refused unread
             outcome = "refused"
             raise
