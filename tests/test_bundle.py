@@ -264,20 +264,21 @@ def test_reinstall_updates_in_place_and_removes_only_what_it_wrote(tmp_path: Pat
     assert first.written and not first.unchanged
     assert set(_manifest(folder)["files"]) == set(first.written)
 
-    # the person's own files, an older SKILL.md, and files an earlier version wrote
-    # that this one no longer ships: one untouched since, one edited since
+    # the person's own files, an older SKILL.md, and a file an earlier version wrote that
+    # this one no longer ships, untouched since
+    (retired,) = bundle.RETIRED
     (folder / "notes.md").write_text("mine")
     (folder / "scripts" / "mine.py").write_text("print('mine')")
     (folder / "SKILL.md").write_text("an older SKILL.md")
-    (folder / "reference" / "old").mkdir()
-    (folder / "reference" / "old" / "gone.md").write_text("shipped before")
+    (folder / retired).write_text("shipped before")
     (folder / "reference" / "edited.md").write_text("edited by the person")
     (tmp_path / "outside.txt").write_text("not the installer's")
     (folder / "linked").symlink_to(tmp_path)  # a link out of the folder: nothing is removed through it
     manifest = _manifest(folder)
     manifest["files"].update(
         {
-            "reference/old/gone.md": _sha256(b"shipped before"),
+            "SKILL.md": _sha256(b"an older SKILL.md"),
+            retired: _sha256(b"shipped before"),
             "reference/edited.md": _sha256(b"as shipped"),
             "../outside.txt": _sha256(b"not the installer's"),
             "linked/outside.txt": _sha256(b"not the installer's"),
@@ -288,17 +289,15 @@ def test_reinstall_updates_in_place_and_removes_only_what_it_wrote(tmp_path: Pat
     again = bundle.install(tmp_path)
     assert again.written == ["SKILL.md"]
     assert len(again.unchanged) == len(first.written) - 1
-    assert again.removed == ["reference/old/gone.md"]
-    assert again.kept == ["reference/edited.md"]
+    assert again.removed == [retired]
+    assert again.kept == []
     assert (folder / "SKILL.md").read_bytes() == (ROOT / "SKILL.md").read_bytes()
-    assert not (folder / "reference" / "old").exists()  # emptied by the removal, so removed too
     for left in (folder / "notes.md", folder / "scripts" / "mine.py", folder / "reference" / "edited.md"):
         assert left.is_file(), left
     assert (tmp_path / "outside.txt").is_file()  # a manifest never reaches out of the folder
     assert set(_manifest(folder)["files"]) == set(first.written)
     assert again.summary() == (
-        f"installed {SKILL} into {folder} (1 files written, {len(again.unchanged)} unchanged, "
-        "1 removed: reference/old/gone.md, 1 no longer shipped but edited, kept: reference/edited.md)"
+        f"installed {SKILL} into {folder} (1 files written, {len(again.unchanged)} unchanged, 1 removed: {retired})"
     )
 
 

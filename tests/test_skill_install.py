@@ -3,10 +3,16 @@ out of the folder refused, edits kept, and `skill pack` writing only a regular f
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
+import shutil
+import subprocess
 from pathlib import Path
 
+import pytest
+
+from conftest import ROOT
 from prime_billing import bundle
 
 SKILL = bundle.SKILL_NAME
@@ -39,3 +45,91 @@ def test_a_manifest_entry_through_dotdot_is_ignored_even_when_it_lands_inside(tm
     again = bundle.install(tmp_path)
     assert (again.removed, again.kept) == ([], [])
     assert (folder / "SKILL.md").read_bytes() == skill_md
+
+
+def test_a_forged_manifest_removes_nothing_the_bundle_never_shipped(tmp_path: Path) -> None:
+    bundle.install(tmp_path)
+    folder = tmp_path / SKILL
+    # empty files planted everywhere in the folder, and a manifest saying the install wrote them, unedited
+    planted = [folder / "notes" / f"{i}.md" for i in range(2000)]
+    planted += [folder / "scripts" / "mine.py", folder / "reference" / "mine.md", folder / "skill" / "mine.py"]
+    for path in planted:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"")
+    _plant_manifest(folder, {p.relative_to(folder).as_posix(): _sha256(b"") for p in planted})
+    again = bundle.install(tmp_path)
+    assert (again.removed, again.kept) == ([], [])
+    assert all(p.is_file() for p in planted)
+
+
+def test_a_file_an_earlier_bundle_shipped_is_removed_only_when_unedited(tmp_path: Path) -> None:
+    # skill/prime_billing/sandbox.py was shipped until the sandbox became a package
+    (retired,) = bundle.RETIRED
+    folder = tmp_path / SKILL
+    bundle.install(tmp_path)
+    (folder / retired).write_text("as an earlier install wrote it")
+    _plant_manifest(folder, {retired: _sha256(b"as an earlier install wrote it")})
+    assert bundle.install(tmp_path).removed == [retired]
+    assert not (folder / retired).exists()
+
+    (folder / retired).write_text("edited since")
+    _plant_manifest(folder, {retired: _sha256(b"as an earlier install wrote it")})
+    again = bundle.install(tmp_path)
+    assert (again.removed, again.kept) == ([], [retired])
+    assert (folder / retired).read_text() == "edited since"
+
+
+def _shipped_by(source: str) -> set[str]:
+    """The paths one version of bundle.py shipped, read from its SCRIPTS, REFERENCE and MODULES."""
+    lists = {}
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
+            name = node.targets[0].id
+            if name in ("SCRIPTS", "REFERENCE", "MODULES"):
+                lists[name] = ast.literal_eval(node.value)
+    return {
+        "SKILL.md",
+        "LICENSE",
+        *(f"scripts/{s}" for s in lists.get("SCRIPTS", ())),
+        *(f"reference/{r}" for r in lists.get("REFERENCE", ())),
+        *(f"skill/prime_billing/{m}" for m in lists.get("MODULES", ())),
+    }
+
+
+def test_every_path_an_earlier_bundle_shipped_is_still_shipped_or_retired() -> None:
+    """A path that leaves the bundle goes into RETIRED, or installs made before never lose it;
+    RETIRED holds only paths some version really shipped."""
+    git = shutil.which("git")
+    log = subprocess.run(
+        [git or "git", "log", "--format=%H", "--", "skill/prime_billing/bundle.py"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    if git is None or log.returncode != 0 or not log.stdout.split():
+        pytest.skip("no git history of skill/prime_billing/bundle.py here (not a clone)")
+    ever: set[str] = set()
+    for commit in log.stdout.split():
+        shown = subprocess.run(
+            ["git", "show", f"{commit}:skill/prime_billing/bundle.py"], cwd=ROOT, capture_output=True, text=True
+        )
+        if shown.returncode == 0:
+            ever |= _shipped_by(shown.stdout)
+    now = set(bundle.bundle_files())
+    assert "skill/prime_billing/sandbox.py" in ever  # the history was read
+    assert ever - now == set(bundle.RETIRED)
+    assert not set(bundle.RETIRED) & now
+
+
+def test_removing_a_retired_file_removes_the_folders_it_leaves_empty(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(bundle, "RETIRED", ("reference/old/gone.md",))
+    bundle.install(tmp_path)
+    folder = tmp_path / SKILL
+    (folder / "reference" / "old").mkdir()
+    (folder / "reference" / "old" / "gone.md").write_text("shipped before")
+    _plant_manifest(folder, {"reference/old/gone.md": _sha256(b"shipped before")})
+    assert bundle.install(tmp_path).removed == ["reference/old/gone.md"]
+    assert not (folder / "reference" / "old").exists()
+    assert (folder / "reference" / "fields.md").is_file()

@@ -64,6 +64,11 @@ MODULES = (
     "watch.py",
     "wording.py",
 )
+#: files earlier versions of the bundle shipped that this one does not, and so the only files an
+#: install ever removes (when unedited since): a manifest, which anyone who can write the folder
+#: can forge, never makes it delete a file of the person's. A path that leaves the bundle goes
+#: here (a test checks this list against the history of this file).
+RETIRED = ("skill/prime_billing/sandbox.py",)
 #: written last into an installed folder: the files the install wrote and their digests
 MANIFEST = ".prime-billing-install.json"
 #: a fixed time for every zip entry, so the same bundle always packs to the same bytes
@@ -78,7 +83,7 @@ class InstallReport:
     written: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
-    #: files an earlier install wrote that this bundle no longer has, edited since: left alone
+    #: files an earlier bundle shipped that this one no longer has, edited since: left alone
     kept: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
@@ -115,9 +120,9 @@ def install(parent: Path) -> InstallReport:
     """Write the bundle into `parent/prime-intellect-billing/`, updating it in place.
 
     Only files the bundle holds are written (unchanged ones are left untouched), and
-    only files an earlier install wrote, that this bundle no longer has and that
-    nobody edited since, are removed: a file this command did not write is never
-    deleted, whatever else the folder holds."""
+    only files an earlier version shipped (`RETIRED`), that the manifest says an
+    earlier install wrote and that nobody edited since, are removed: a file no
+    version of this command wrote is never deleted, whatever the folder holds."""
     target = parent / SKILL_NAME
     bundle = bundle_files()
     report = InstallReport(target)
@@ -133,7 +138,7 @@ def install(parent: Path) -> InstallReport:
                 continue
             _write(path, data, mode)
             report.written.append(rel)
-        for rel in sorted(set(old) - set(bundle)):
+        for rel in sorted(set(old) & set(RETIRED) - set(bundle)):
             path = target / rel
             # never through a link: what is removed is a file in this folder, nowhere else
             if not path.is_file() or path.is_symlink() or not path.resolve().is_relative_to(target.resolve()):
