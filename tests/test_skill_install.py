@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, assert_one_line_error, run, script_env
 from prime_billing import bundle
+from prime_billing.errors import InvalidInputError
 
 SKILL = bundle.SKILL_NAME
 
@@ -51,7 +52,7 @@ def test_a_forged_manifest_removes_nothing_the_bundle_never_shipped(tmp_path: Pa
     bundle.install(tmp_path)
     folder = tmp_path / SKILL
     # empty files planted everywhere in the folder, and a manifest saying the install wrote them, unedited
-    planted = [folder / "notes" / f"{i}.md" for i in range(2000)]
+    planted = [folder / "notes" / f"{i}.md" for i in range(200)]
     planted += [folder / "scripts" / "mine.py", folder / "reference" / "mine.md", folder / "skill" / "mine.py"]
     for path in planted:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -133,3 +134,97 @@ def test_removing_a_retired_file_removes_the_folders_it_leaves_empty(
     assert bundle.install(tmp_path).removed == ["reference/old/gone.md"]
     assert not (folder / "reference" / "old").exists()
     assert (folder / "reference" / "fields.md").is_file()
+
+
+# --------------------------------------------------------------------------- links that lead out
+
+
+def _install(args: list[str], home: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return run(["-m", "prime_billing", "skill", "install", *args], script_env(home), cwd=cwd)
+
+
+def _tree(folder: Path) -> list[str]:
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*"))
+
+
+@pytest.mark.parametrize(
+    ("link", "to"),
+    [
+        (".claude/skills/prime-intellect-billing", "../../../elsewhere"),  # a link committed in the project
+        (".claude/skills", "../../elsewhere"),
+        (".claude", "../elsewhere"),
+    ],
+)
+def test_project_install_refuses_a_link_that_leads_out_of_the_project(
+    link: str, to: str, tmp_path: Path, home: Path
+) -> None:
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    (project / link).parent.mkdir(parents=True)
+    (project / link).symlink_to(to)
+    elsewhere.mkdir()
+    (elsewhere / "SKILL.md").write_text("not the installer's")
+    out = _install(["--project"], home, project)
+    assert_one_line_error(out, 2, f"prime-billing: error: {project / link} is a link to {elsewhere}")
+    assert out.stderr.endswith(
+        f", outside the project {project}; remove the link, or install elsewhere with --dest DIR\n"
+    )
+    assert _tree(elsewhere) == ["SKILL.md"] and (elsewhere / "SKILL.md").read_text() == "not the installer's"
+
+
+def test_project_install_through_a_link_that_stays_inside_the_project(tmp_path: Path, home: Path) -> None:
+    project = tmp_path / "project"
+    (project / "config" / "claude").mkdir(parents=True)
+    (project / ".claude").symlink_to("config/claude")
+    out = _install(["--project"], home, project)
+    assert out.returncode == 0, out.stderr
+    assert (project / "config" / "claude" / "skills" / SKILL / "SKILL.md").is_file()
+
+
+@pytest.mark.parametrize("linked", [".claude", ".claude/skills"])
+def test_home_install_through_linked_dotfiles(
+    linked: str, tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # dotfiles kept in a repository elsewhere and linked into HOME: a normal setup
+    dotfiles = tmp_path / "dotfiles" / "claude-config"
+    dotfiles.mkdir(parents=True)
+    (home / linked).parent.mkdir(parents=True, exist_ok=True)
+    (home / linked).symlink_to(dotfiles)
+    monkeypatch.setenv("HOME", str(home))
+    bundle.install(bundle.skills_dir(None, project=False))
+    installed = dotfiles / ("skills" if linked == ".claude" else "") / SKILL
+    assert (installed / "SKILL.md").read_bytes() == (ROOT / "SKILL.md").read_bytes()
+
+
+@pytest.mark.parametrize("inner", ["skill", "skill/prime_billing", "skill/prime_billing/sandbox", "scripts"])
+def test_install_refuses_a_folder_inside_the_skill_that_links_out_of_it(inner: str, tmp_path: Path) -> None:
+    dest, elsewhere = tmp_path / "skills", tmp_path / "elsewhere"
+    folder = dest / SKILL
+    bundle.install(dest)
+    before = _files(folder)
+    elsewhere.mkdir()
+    shutil.rmtree(folder / inner)
+    (folder / inner).symlink_to(elsewhere)
+    (folder / "SKILL.md").write_text("an older SKILL.md")  # what a refused install must not touch either
+    want = (
+        f"{folder / inner} is a link to {elsewhere}, outside the skill folder {folder}; "
+        "remove the link and install again"
+    )
+    with pytest.raises(InvalidInputError) as refused:
+        bundle.install(dest)
+    assert str(refused.value) == want
+    assert _tree(elsewhere) == []
+    assert (folder / "SKILL.md").read_text() == "an older SKILL.md"
+    assert set(_files(folder)) == {r for r in before if not r.startswith(f"{inner}/")}
+
+
+def test_install_refusing_a_link_out_is_one_line_on_the_cli(tmp_path: Path, home: Path) -> None:
+    dest = tmp_path / "skills"
+    (dest / SKILL).mkdir(parents=True)
+    (dest / SKILL / "reference").symlink_to(tmp_path)
+    out = _install(["--dest", str(dest)], home, tmp_path)
+    assert_one_line_error(out, 2, f"prime-billing: error: {dest / SKILL / 'reference'} is a link to {tmp_path}, ")
+    assert _tree(dest) == [SKILL, f"{SKILL}/reference"]
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}

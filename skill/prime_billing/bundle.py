@@ -116,8 +116,13 @@ def skills_dir(dest: str | None, project: bool) -> Path:
     return (Path.cwd() if project else Path.home()) / ".claude" / "skills"
 
 
-def install(parent: Path) -> InstallReport:
+def install(parent: Path, within: Path | None = None) -> InstallReport:
     """Write the bundle into `parent/prime-intellect-billing/`, updating it in place.
+
+    Nothing is written through a link that leads out: not when the skill folder, or a
+    folder on the way to it, resolves outside `within` (the project, for `--project`),
+    nor when a folder inside the skill folder resolves outside it. A linked `~/.claude`
+    or `~/.claude/skills` (dotfiles) is fine: the person chose it.
 
     Only files the bundle holds are written (unchanged ones are left untouched), and
     only files an earlier version shipped (`RETIRED`), that the manifest says an
@@ -125,6 +130,7 @@ def install(parent: Path) -> InstallReport:
     version of this command wrote is never deleted, whatever the folder holds."""
     target = parent / SKILL_NAME
     bundle = bundle_files()
+    _refuse_links_out(target, bundle, within)
     report = InstallReport(target)
     old = _read_manifest(target)
     try:
@@ -181,7 +187,8 @@ def run(ns: argparse.Namespace) -> int:
         count = pack(out)
         print(f"packed {SKILL_NAME} into {out} ({count} files, {out.stat().st_size / 1024:.0f} KiB)")
     else:
-        print(install(skills_dir(ns.dest, ns.project)).summary())
+        within = Path.cwd() if ns.project else None
+        print(install(skills_dir(ns.dest, ns.project), within).summary())
     return 0
 
 
@@ -234,6 +241,28 @@ def _write(path: Path, data: bytes, mode: int) -> None:
     except BaseException:
         os.unlink(tmp)
         raise
+
+
+def _refuse_links_out(target: Path, bundle: dict[str, bytes], within: Path | None) -> None:
+    """Refuse, before writing anything, a link that would take a write out of where it belongs."""
+    if within is not None:
+        root, step = within.resolve(), within
+        for part in target.relative_to(within).parts:
+            step = step / part
+            if not step.resolve().is_relative_to(root):
+                raise InvalidInputError(
+                    f"{step} is a link to {step.resolve()}, outside the project {within}; "
+                    "remove the link, or install elsewhere with --dest DIR"
+                )
+    root = target.resolve()
+    folders = {folder for rel in bundle for folder in Path(rel).parents} - {Path(".")}
+    for folder in sorted(folders, key=lambda f: (len(f.parts), f)):
+        path = target / folder
+        if not path.resolve().is_relative_to(root):
+            raise InvalidInputError(
+                f"{path} is a link to {path.resolve()}, outside the skill folder {target}; "
+                "remove the link and install again"
+            )
 
 
 def _read_manifest(target: Path) -> dict[str, str]:
