@@ -5,14 +5,20 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import io
 import json
+import os
+import re
 import shutil
+import stat
 import subprocess
+import sys
+import zipfile
 from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, assert_one_line_error, run, script_env
+from conftest import ROOT, assert_one_line_error, run, run_tty, script_env
 from prime_billing import bundle
 from prime_billing.errors import InvalidInputError
 
@@ -228,3 +234,63 @@ def test_install_refusing_a_link_out_is_one_line_on_the_cli(tmp_path: Path, home
 
 def _files(root: Path) -> dict[str, bytes]:
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+# --------------------------------------------------------------------------- skill pack OUT
+
+
+def _pack(out: str, home: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return run(["-m", "prime_billing", "skill", "pack", out], script_env(home), cwd=cwd)
+
+
+@pytest.mark.parametrize("kind", ["directory", "FIFO", "symbolic link"])
+def test_pack_writes_only_a_regular_file(kind: str, tmp_path: Path, home: Path) -> None:
+    out, target = tmp_path / "out.zip", tmp_path / "target"
+    target.write_text("kept")
+    if kind == "directory":
+        out.mkdir()
+    elif kind == "FIFO":
+        os.mkfifo(out)
+    else:
+        out.symlink_to(target)
+    result = _pack(str(out), home, tmp_path)
+    assert_one_line_error(
+        result,
+        2,
+        f"prime-billing: error: {out} is a {kind}, not a regular file; "
+        "give OUT.zip as the path of a new or regular file, or - for stdout\n",
+    )
+    assert {
+        "directory": out.is_dir() and not out.is_symlink(),
+        "FIFO": stat.S_ISFIFO(out.lstat().st_mode),
+        "symbolic link": out.is_symlink(),
+    }[kind]
+    assert target.read_text() == "kept"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["home", "out.zip", "target"]  # no temporary left
+
+
+def test_pack_to_stdout_writes_the_zip_there_and_says_so_on_stderr(tmp_path: Path, home: Path) -> None:
+    to_file = tmp_path / "skill.zip"
+    assert _pack(str(to_file), home, tmp_path).returncode == 0
+    out = subprocess.run(
+        [sys.executable, "-m", "prime_billing", "skill", "pack", "-"],
+        env=script_env(home),
+        cwd=tmp_path,
+        capture_output=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == to_file.read_bytes()  # binary, byte for byte the zip a path gets
+    with zipfile.ZipFile(io.BytesIO(out.stdout)) as archive:
+        assert f"{SKILL}/SKILL.md" in archive.namelist()
+    count = len(bundle.bundle_files())
+    assert re.fullmatch(rf"packed {SKILL} to stdout \({count} files, \d+ KiB\)\n", out.stderr.decode())
+
+
+def test_pack_to_stdout_refuses_a_terminal(home: Path) -> None:
+    code, shown, err = run_tty(["-m", "prime_billing", "skill", "pack", "-"], script_env(home), stream="stdout")
+    assert (code, shown) == (2, "")
+    assert err == (
+        "prime-billing: error: stdout is a terminal, not a place for a zip; "
+        "redirect it (skill pack - > FILE.zip) or give OUT.zip\n"
+    )

@@ -19,6 +19,8 @@ import hashlib
 import io
 import json
 import os
+import stat
+import sys
 import tempfile
 import zipfile
 from dataclasses import dataclass, field
@@ -162,9 +164,9 @@ def install(parent: Path, within: Path | None = None) -> InstallReport:
     return report
 
 
-def pack(out: Path) -> int:
-    """Write the bundle as a zip whose one top folder is `prime-intellect-billing/`
-    (the shape claude.ai's skill upload takes); returns the number of files."""
+def pack_bytes() -> tuple[bytes, int]:
+    """The bundle as a zip whose one top folder is `prime-intellect-billing/` (the shape
+    claude.ai's skill upload takes), and the number of files in it."""
     bundle = bundle_files()
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
@@ -173,16 +175,42 @@ def pack(out: Path) -> int:
             entry.external_attr = (0o100000 | _mode(rel)) << 16
             entry.compress_type = zipfile.ZIP_DEFLATED
             archive.writestr(entry, data)
+    return buffer.getvalue(), len(bundle)
+
+
+def pack(out: Path) -> int:
+    """Write the bundle's zip to `out`, a new or regular file (replaced whole, never a
+    folder, link, device or pipe); returns the number of files."""
     try:
-        _write(out, buffer.getvalue(), 0o644)
+        mode = out.lstat().st_mode
+    except OSError:
+        mode = stat.S_IFREG  # nothing there yet (or no way to it: writing says which)
+    if not stat.S_ISREG(mode):
+        raise InvalidInputError(
+            f"{out} is a {_kind(mode)}, not a regular file; "
+            "give OUT.zip as the path of a new or regular file, or - for stdout"
+        )
+    data, count = pack_bytes()
+    try:
+        _write(out, data, 0o644)
     except OSError as exc:
         raise _unwritable(out, exc, "an OUT.zip path") from None
-    return len(bundle)
+    return count
 
 
 def run(ns: argparse.Namespace) -> int:
-    """`prime-billing skill install|pack`: do it and say so in one line on stdout."""
-    if ns.skill_action == "pack":
+    """`prime-billing skill install|pack`: do it and say so in one line (on stderr when
+    the zip itself goes to stdout)."""
+    if ns.skill_action == "pack" and ns.out == "-":
+        if sys.stdout.isatty():
+            raise InvalidInputError(
+                "stdout is a terminal, not a place for a zip; redirect it (skill pack - > FILE.zip) or give OUT.zip"
+            )
+        data, count = pack_bytes()
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        print(f"packed {SKILL_NAME} to stdout ({count} files, {len(data) / 1024:.0f} KiB)", file=sys.stderr)
+    elif ns.skill_action == "pack":
         out = Path(ns.out).expanduser()
         count = pack(out)
         print(f"packed {SKILL_NAME} into {out} ({count} files, {out.stat().st_size / 1024:.0f} KiB)")
@@ -295,6 +323,18 @@ def _prune_empty(folder: Path, stop: Path) -> None:
         except OSError:
             return
         folder = folder.parent
+
+
+def _kind(mode: int) -> str:
+    kinds = [
+        (stat.S_ISDIR, "directory"),
+        (stat.S_ISLNK, "symbolic link"),
+        (stat.S_ISFIFO, "FIFO"),
+        (stat.S_ISSOCK, "socket"),
+        (stat.S_ISCHR, "character device"),
+        (stat.S_ISBLK, "block device"),
+    ]
+    return next((name for test, name in kinds if test(mode)), "special file")
 
 
 def _unwritable(where: Path, exc: OSError, fix: str) -> InvalidInputError:

@@ -369,7 +369,9 @@ def _skill_arguments(p: argparse.ArgumentParser) -> None:
         description="Write the skill as a zip whose top folder is prime-intellect-billing/, "
         "the shape claude.ai's skill upload takes.",
     )
-    pack.add_argument("out", metavar="OUT.zip", help="the zip to write (replaced if it exists)")
+    pack.add_argument(
+        "out", metavar="OUT.zip", help="the zip to write: a new or regular file (replaced), or - for stdout"
+    )
 
 
 def _run_skill(ns: argparse.Namespace) -> int:
