@@ -294,3 +294,60 @@ def test_pack_to_stdout_refuses_a_terminal(home: Path) -> None:
         "prime-billing: error: stdout is a terminal, not a place for a zip; "
         "redirect it (skill pack - > FILE.zip) or give OUT.zip\n"
     )
+
+
+# --------------------------------------------------------------------------- edits survive a reinstall
+
+
+def test_reinstall_keeps_an_edited_file_and_writes_the_new_one_beside_it(tmp_path: Path, home: Path) -> None:
+    dest = tmp_path / "skills"
+    folder = dest / SKILL
+    assert _install(["--dest", str(dest)], home, tmp_path).returncode == 0
+    shipped = (ROOT / "SKILL.md").read_bytes()
+    edited = shipped + b"\nAlways answer with the team wallet.\n"
+    (folder / "SKILL.md").write_bytes(edited)
+    count = len(bundle.bundle_files())
+
+    out = _install(["--dest", str(dest)], home, tmp_path)
+    assert (out.returncode, out.stderr) == (0, "")
+    assert out.stdout == (
+        f"installed {SKILL} into {folder} (0 files written, {count - 1} unchanged, "
+        "1 edited since installed, kept: SKILL.md, the new version beside it as SKILL.md.new)\n"
+    )
+    assert (folder / "SKILL.md").read_bytes() == edited
+    assert (folder / "SKILL.md.new").read_bytes() == shipped
+
+    # taking the new version by hand: the next install finds it as shipped and has nothing to keep
+    (folder / "SKILL.md.new").replace(folder / "SKILL.md")
+    again = bundle.install(dest)
+    assert (again.written, again.edited, len(again.unchanged)) == ([], [], count)
+    assert not (folder / "SKILL.md.new").exists()
+
+
+def test_a_file_no_install_wrote_is_kept(tmp_path: Path) -> None:
+    folder = tmp_path / SKILL
+    (folder / "scripts").mkdir(parents=True)
+    (folder / "scripts" / "wallet.py").write_text("# my own wallet script\n")  # there before any install
+    (tmp_path / "notes.md").write_text("mine")
+    (folder / "SKILL.md").symlink_to(tmp_path / "notes.md")  # a link: kept as it is, never written through
+    report = bundle.install(tmp_path)
+    assert report.edited == ["SKILL.md", "scripts/wallet.py"]
+    assert (folder / "scripts" / "wallet.py").read_text() == "# my own wallet script\n"
+    assert (folder / "SKILL.md").is_symlink() and (tmp_path / "notes.md").read_text() == "mine"
+    assert (folder / "SKILL.md.new").read_bytes() == (ROOT / "SKILL.md").read_bytes()
+    new_script = folder / "scripts" / "wallet.py.new"
+    assert new_script.read_bytes() == (ROOT / "scripts" / "wallet.py").read_bytes()
+    assert stat.S_IMODE(new_script.stat().st_mode) == 0o755
+    # the manifest records what the bundle ships, so a file later made to match it is the installer's again
+    assert _manifest(folder)["files"]["SKILL.md"] == _sha256((ROOT / "SKILL.md").read_bytes())
+
+
+def test_a_file_unedited_since_the_last_install_is_updated(tmp_path: Path) -> None:
+    bundle.install(tmp_path)
+    folder = tmp_path / SKILL
+    (folder / "reference" / "fields.md").write_text("the version an earlier install wrote")
+    _plant_manifest(folder, {"reference/fields.md": _sha256(b"the version an earlier install wrote")})
+    report = bundle.install(tmp_path)
+    assert (report.written, report.edited) == (["reference/fields.md"], [])
+    assert (folder / "reference" / "fields.md").read_bytes() == (ROOT / "reference" / "fields.md").read_bytes()
+    assert not (folder / "reference" / "fields.md.new").exists()

@@ -73,6 +73,8 @@ MODULES = (
 RETIRED = ("skill/prime_billing/sandbox.py",)
 #: written last into an installed folder: the files the install wrote and their digests
 MANIFEST = ".prime-billing-install.json"
+#: what a kept file's new version is called, beside it: SKILL.md.new
+NEW_SUFFIX = ".new"
 #: a fixed time for every zip entry, so the same bundle always packs to the same bytes
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 
@@ -87,9 +89,18 @@ class InstallReport:
     removed: list[str] = field(default_factory=list)
     #: files an earlier bundle shipped that this one no longer has, edited since: left alone
     kept: list[str] = field(default_factory=list)
+    #: files of the bundle the person changed (or that no install wrote): left as they are,
+    #: the bundle's version written beside each as NAME.new
+    edited: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         parts = [f"{len(self.written)} files written", f"{len(self.unchanged)} unchanged"]
+        if self.edited:
+            news = ", ".join(f"{rel}{NEW_SUFFIX}" for rel in self.edited)
+            beside = "the new version beside it" if len(self.edited) == 1 else "the new versions beside them"
+            parts.append(
+                f"{len(self.edited)} edited since installed, kept: {', '.join(self.edited)}, {beside} as {news}"
+            )
         if self.removed:
             parts.append(f"{len(self.removed)} removed: {', '.join(self.removed)}")
         if self.kept:
@@ -126,10 +137,13 @@ def install(parent: Path, within: Path | None = None) -> InstallReport:
     nor when a folder inside the skill folder resolves outside it. A linked `~/.claude`
     or `~/.claude/skills` (dotfiles) is fine: the person chose it.
 
-    Only files the bundle holds are written (unchanged ones are left untouched), and
-    only files an earlier version shipped (`RETIRED`), that the manifest says an
-    earlier install wrote and that nobody edited since, are removed: a file no
-    version of this command wrote is never deleted, whatever the folder holds."""
+    Only files the bundle holds are written (unchanged ones are left untouched). A file
+    the person edited since the last install wrote it (its digest differs from the
+    manifest's), or that no install wrote, is kept as it is, and the bundle's version
+    goes beside it as NAME.new. Only files an earlier version shipped (`RETIRED`),
+    that the manifest says an earlier install wrote and that nobody edited since, are
+    removed: a file no version of this command wrote is never deleted or overwritten,
+    whatever the folder holds."""
     target = parent / SKILL_NAME
     bundle = bundle_files()
     _refuse_links_out(target, bundle, within)
@@ -139,13 +153,17 @@ def install(parent: Path, within: Path | None = None) -> InstallReport:
         for rel, data in sorted(bundle.items()):
             path = target / rel
             mode = _mode(rel)
-            if path.is_file() and not path.is_symlink() and path.read_bytes() == data:
+            here = _regular_bytes(path)
+            if here == data:
                 if path.stat().st_mode & 0o777 != mode:
                     path.chmod(mode)
                 report.unchanged.append(rel)
-                continue
-            _write(path, data, mode)
-            report.written.append(rel)
+            elif _replaceable(path, here, old.get(rel)):
+                _write(path, data, mode)
+                report.written.append(rel)
+            else:
+                _write(path.with_name(path.name + NEW_SUFFIX), data, mode)
+                report.edited.append(rel)
         for rel in sorted(set(old) & set(RETIRED) - set(bundle)):
             path = target / rel
             # never through a link: what is removed is a file in this folder, nowhere else
@@ -291,6 +309,20 @@ def _refuse_links_out(target: Path, bundle: dict[str, bytes], within: Path | Non
                 f"{path} is a link to {path.resolve()}, outside the skill folder {target}; "
                 "remove the link and install again"
             )
+
+
+def _regular_bytes(path: Path) -> bytes | None:
+    """What a regular file holds; None for anything else (nothing, a link, a folder)."""
+    if path.is_symlink() or not path.is_file():
+        return None
+    return path.read_bytes()
+
+
+def _replaceable(path: Path, here: bytes | None, installed: str | None) -> bool:
+    """Nothing is there yet, or the file is as the last install wrote it (per its manifest)."""
+    if here is None:
+        return not os.path.lexists(path)
+    return _digest(here) == installed
 
 
 def _read_manifest(target: Path) -> dict[str, str]:
