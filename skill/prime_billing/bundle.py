@@ -252,7 +252,7 @@ def _skill_root() -> Traversable:
         return checkout
     raise ConfigError(
         "this installation of prime-billing-skill does not carry the skill's files; "
-        "reinstall it from PyPI or a wheel (pip install --force-reinstall prime-billing-skill)"
+        "reinstall it from a clone or a wheel (pip install --force-reinstall . in the clone)"
     )
 
 
@@ -262,7 +262,7 @@ def _read(item: Traversable) -> bytes:
     except OSError:
         raise ConfigError(
             f"the skill's file {item.name} is missing from this installation; "
-            "reinstall it (pip install --force-reinstall prime-billing-skill)"
+            "reinstall it (pip install --force-reinstall . in a clone, or its wheel)"
         ) from None
 
 
