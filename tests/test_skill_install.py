@@ -113,8 +113,11 @@ def test_every_path_an_earlier_bundle_shipped_is_still_shipped_or_retired() -> N
         capture_output=True,
         text=True,
     )
-    if git is None or log.returncode != 0 or not log.stdout.split():
-        pytest.skip("no git history of skill/prime_billing/bundle.py here (not a clone)")
+    shallow = subprocess.run(
+        [git or "git", "rev-parse", "--is-shallow-repository"], cwd=ROOT, capture_output=True, text=True
+    )
+    if git is None or log.returncode != 0 or not log.stdout.split() or shallow.stdout.strip() != "false":
+        pytest.skip("no full git history of skill/prime_billing/bundle.py here (not a full clone)")
     ever: set[str] = set()
     for commit in log.stdout.split():
         shown = subprocess.run(
