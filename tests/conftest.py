@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
@@ -212,15 +213,20 @@ def fresh_clone(dest: Path) -> Path:
 def uv_cache_env() -> dict[str, str]:
     """The machine's own uv and pip caches, for a subprocess whose HOME is a scratch folder: the
     packages come from there instead of the registry each time."""
-    env: dict[str, str] = {}
+    return dict(_cache_dirs())
+
+
+@functools.cache
+def _cache_dirs() -> tuple[tuple[str, str], ...]:
+    found: list[tuple[str, str]] = []
     if UV:
-        found = subprocess.run([UV, "cache", "dir"], capture_output=True, text=True, env=dict(os.environ))
-        if found.returncode == 0 and found.stdout.strip():
-            env["UV_CACHE_DIR"] = found.stdout.strip()
+        uv = subprocess.run([UV, "cache", "dir"], capture_output=True, text=True, env=dict(os.environ))
+        if uv.returncode == 0 and uv.stdout.strip():
+            found.append(("UV_CACHE_DIR", uv.stdout.strip()))
     pip = subprocess.run([sys.executable, "-m", "pip", "cache", "dir"], capture_output=True, text=True)
     if pip.returncode == 0 and pip.stdout.strip():
-        env["PIP_CACHE_DIR"] = pip.stdout.strip()
-    return env
+        found.append(("PIP_CACHE_DIR", pip.stdout.strip()))
+    return tuple(found)
 
 
 #: what Claude Code's CLI needs to run in a test: no updates, no traffic beyond what the command asks
@@ -228,11 +234,11 @@ CLAUDE_ENV = {"DISABLE_AUTOUPDATER": "1", "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAF
 
 
 @pytest.fixture(scope="session")
-def claude(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Claude Code's own CLI, from npm into a scratch prefix (skipped without npm)."""
+def claude_cli(tmp_path_factory: pytest.TempPathFactory) -> Path | str:
+    """Claude Code's own CLI, from npm into a scratch prefix; or why it could not be had."""
     npm = shutil.which("npm")
     if npm is None:
-        pytest.skip("npm is not installed: run `claude plugin validate --profile directory .` by hand")
+        return "npm is not installed: run Claude Code's commands by hand"
     prefix = tmp_path_factory.mktemp("claude-code")
     try:
         out = subprocess.run(
@@ -242,8 +248,16 @@ def claude(tmp_path_factory: pytest.TempPathFactory) -> Path:
             timeout=240,
         )
     except subprocess.TimeoutExpired:
-        pytest.skip("npm did not install @anthropic-ai/claude-code within 240 s")
+        return "npm did not install @anthropic-ai/claude-code within 240 s"
     binary = prefix / "node_modules" / ".bin" / "claude"
     if out.returncode != 0 or not binary.exists():
-        pytest.skip(f"npm could not install @anthropic-ai/claude-code: {out.stderr.strip()[-300:]}")
+        return f"npm could not install @anthropic-ai/claude-code: {out.stderr.strip()[-300:]}"
     return binary
+
+
+@pytest.fixture(scope="session")
+def claude(claude_cli: Path | str) -> Path:
+    """Claude Code's CLI, or the test is skipped saying why."""
+    if isinstance(claude_cli, str):
+        pytest.skip(claude_cli)
+    return claude_cli
