@@ -69,7 +69,8 @@ class Gateway:
 
     @property
     def waiting(self) -> int:
-        """Callers awaiting a shared call right now, over every key (a snapshot: readable from any thread)."""
+        """Callers awaiting a shared call right now, over every key (/metrics shows it; a snapshot, readable
+        from any thread)."""
         return sum(count[0] for _, count in list(self._calls.values()))
 
     def prime_key(self, caller: Caller | None) -> str:

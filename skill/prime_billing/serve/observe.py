@@ -62,7 +62,7 @@ def setup_logs(access_log: bool) -> None:
 class Metrics:
     """One launcher's registry and every metric it counts."""
 
-    def __init__(self, state_up: Callable[[], float]) -> None:
+    def __init__(self, state_up: Callable[[], float], waiting: Callable[[], float]) -> None:
         r = self.registry = CollectorRegistry()
 
         def made(kind: Any, name: str, text: str, *labels: str, **kw: Any) -> Any:
@@ -87,6 +87,8 @@ class Metrics:
                                "error's code).", "tool", "outcome")
         made(Gauge, "state_up", "1 while the state store answers (or there is none), 0 while this replica "
              "serves from its own memory because it does not.").set_function(state_up)
+        made(Gauge, "upstream_waiting", "Callers waiting on a shared upstream call right now (each caller "
+             "counted).").set_function(waiting)
         # fmt: on
 
     def shared(self, how: str) -> None:

@@ -90,7 +90,7 @@ class Launcher:
         setup_logs(o.access_log)
         upstream, self._sandbox = sandbox_upstream(self.settings)
         state = State(o, lock_ttl=upstream.timeout)
-        m = Metrics(lambda: float(state.up))
+        m = Metrics(lambda: float(state.up), lambda: float(gateway.waiting))
         self.gateway = gateway = Gateway(upstream, state, o, on_shared=m.shared, on_reply=m.reply)
         apps = {}
         if o.only in (None, "rest"):
