@@ -137,6 +137,9 @@ class State:
             mine = await self._redis(lambda: self.redis.set(lock, b"1", nx=True, px=self.lock_ms))
             if mine is MISSING or mine:  # nobody to share with, or the lock is this replica's
                 try:
+                    # the replica that held the lock may have stored its value since it was looked for
+                    if mine is True and (value := await self.get(shelf, key)) is not None:
+                        return value, "waited"
                     value = await produce()
                     await self.put(shelf, key, value)
                     return value, "made"
