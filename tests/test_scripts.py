@@ -154,7 +154,7 @@ def test_no_key_anywhere_is_a_usage_error(home: Path) -> None:
         ({"status": 403}, "access denied (403"),
         (
             {"status": 422, "body": '{"detail": [{"loc": ["query", "limit"], "msg": "too big"}]}'},
-            "(422: limit: too big)",
+            '(422: "limit: too big")',  # the upstream's words, quoted
         ),
         ({"status": 500}, "unavailable (500)"),
         ({"status": 200, "body": "<html>oops</html>", "content_type": "text/html"}, "not JSON (text/html)"),

@@ -61,6 +61,7 @@ MODULES = (
     "sandbox/data.py",
     "spend.py",
     "subcommand.py",
+    "untrusted.py",
     "watch.py",
     "wording.py",
 )

@@ -15,6 +15,8 @@ from .models import BillingEntry, RunUsage
 from .money import money, usd, usd_float
 from .plan import Plan, SubCall
 from .report import WalletCheck
+from .untrusted import shown
+from .wording import mark
 
 #: agreement within this much (inclusive) is "reconciled"
 TOLERANCE = Decimal("0.01")
@@ -45,9 +47,9 @@ class Reconciliation(WalletCheck):
             return None
         diff = self.difference_usd
         gap = f"the wallet was charged {usd(abs(diff))} {'less' if diff > 0 else 'more'}"
-        hint = "" if self.rows else f"; no rows for it among {self.rows_scanned}: another wallet? try [[team_id]]"
+        hint = "" if self.rows else f"; no rows for it among {self.rows_scanned}: another wallet? try {mark('team_id')}"
         return (
-            f"run {self.run_id} does not reconcile: it reports {usd(self.run_billed_usd)} billed, "
+            f"run {shown(self.run_id)} does not reconcile: it reports {usd(self.run_billed_usd)} billed, "
             f"its {len(self.rows)} wallet rows sum to {usd(self.wallet_charged_usd)}, {gap}{hint}"
         )
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Self
 from pydantic import BaseModel, ConfigDict, computed_field
 
 from .money import money, usd, usd_float
+from .untrusted import shown
 from .wording import phrase
 
 if TYPE_CHECKING:
@@ -56,11 +57,15 @@ class WalletCheck(WalletReport):
         return None if failure is None else phrase(failure, "tool")
 
     def failure(self) -> str | None:
-        """What failed, in one line, advice marked (see `wording`); None when the check passed."""
+        """What failed, in one line (upstream text through `untrusted`), advice marked (see `wording`);
+        None when the check passed."""
         raise NotImplementedError
 
 
 def below_minimum(wallet_id: str, balance: float, minimum: float) -> str:
     """The one line for a balance under a minimum (exact: the shortfall is a decimal difference)."""
     short = usd_float(money(minimum) - money(balance))
-    return f"balance {usd(balance)} of wallet {wallet_id} is {usd(short)} below the minimum {usd(minimum)}: add funds"
+    return (
+        f"balance {usd(balance)} of wallet {shown(wallet_id)} is {usd(short)} below the minimum {usd(minimum)}: "
+        "add funds"
+    )

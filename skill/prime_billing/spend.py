@@ -23,6 +23,7 @@ from .models import RUN_TYPE, BillingEntry
 from .money import money, usd_float
 from .plan import Plan
 from .report import WalletReport
+from .wording import mark
 
 #: the most periods listed with the empty ones in between; a longer span lists only periods with rows
 #: (a day per row over ~2.7 years; a row dated in year 1 would otherwise ask for 700,000 days)
@@ -65,9 +66,9 @@ def _not_asked(value: Any) -> bool:
 class SpendReport(WalletReport):
     """Spend of one wallet over all its rows, or since a moment."""
 
-    #: what `--csv` writes (CLI help; `[[by]]` is worded per surface)
+    #: what `--csv` writes (CLI help; the marker is worded per surface)
     csv_what: ClassVar[str] = (
-        "the rows (with [[by]]: one line per period and resource type, " + ",".join(PERIOD_CSV_COLUMNS) + ")"
+        f"the rows (with {mark('by')}: one line per period and resource type, " + ",".join(PERIOD_CSV_COLUMNS) + ")"
     )
 
     #: the lower bound asked for (inclusive), None for all rows
