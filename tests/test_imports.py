@@ -113,6 +113,8 @@ def test_the_cycles_this_package_had_stay_broken() -> None:
     # the version is a leaf every module may read, and so is the escaping of upstream text
     assert graph["prime_billing.__version__"] == set()
     assert graph["prime_billing.untrusted"] == set()
+    # the CSV writing is the reports' own: the plans that page through a wallet know nothing of it
+    assert "prime_billing.export" not in graph["prime_billing.compose"]
 
 
 def test_the_serve_script_still_answers_under_its_own_name(home: Path) -> None:
@@ -163,7 +165,7 @@ def test_a_sandbox_command_runs_without_loading_them(home: Path) -> None:
 
 #: what only the reports need: a script answering a wallet page or a run never loads them
 REPORT_MODULES = frozenset(
-    f"prime_billing.{m}" for m in ("compose", "spend", "reconcile", "runway", "budget", "report", "render")
+    f"prime_billing.{m}" for m in ("compose", "spend", "reconcile", "runway", "budget", "report", "render", "export")
 )
 
 

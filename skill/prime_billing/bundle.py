@@ -49,6 +49,7 @@ MODULES = (
     "config.py",
     "dates.py",
     "errors.py",
+    "export.py",
     "models.py",
     "money.py",
     "operations.py",

@@ -10,7 +10,8 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import IO, Any
 
-from .compose import scan_wallet, total, write_rows_csv
+from .compose import scan_wallet, total
+from .export import write_rows_csv
 from .models import BillingEntry, RunUsage
 from .money import money, usd, usd_float
 from .plan import Plan, SubCall

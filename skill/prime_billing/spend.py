@@ -8,7 +8,6 @@ exactly once.
 
 from __future__ import annotations
 
-import csv
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime, timedelta
@@ -17,8 +16,9 @@ from typing import IO, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .compose import scan_wallet, total, write_rows_csv
+from .compose import scan_wallet, total
 from .dates import Period, parse_when, utc
+from .export import write_rows_csv, write_table
 from .models import RUN_TYPE, BillingEntry
 from .money import money, usd_float
 from .plan import Plan
@@ -99,15 +99,12 @@ class SpendReport(WalletReport):
         """The rows; with `by`, one line per period and resource type instead (an empty period: one line)."""
         if self.periods is None:
             return write_rows_csv(self.rows, out)
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(PERIOD_CSV_COLUMNS)
-        n = 0
-        for p in self.periods:
-            start = p.start.strftime("%Y-%m-%dT%H:%M:%SZ")
-            for g in p.by_resource_type or [SpendGroup(key=None, total_usd=0.0, rows=0)]:
-                writer.writerow([p.period, start, g.key or "", g.rows, g.total_usd])
-                n += 1
-        return n
+        lines = (
+            [p.period, p.start.strftime("%Y-%m-%dT%H:%M:%SZ"), g.key or "", g.rows, g.total_usd]
+            for p in self.periods
+            for g in p.by_resource_type or [SpendGroup(key=None, total_usd=0.0, rows=0)]
+        )
+        return write_table(out, PERIOD_CSV_COLUMNS, lines)
 
 
 def _groups(rows: Iterable[BillingEntry], key: Callable[[BillingEntry], Any]) -> list[SpendGroup]:
