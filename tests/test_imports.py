@@ -190,6 +190,7 @@ def test_a_script_answering_one_page_loads_no_report_and_no_bar(home: Path, scri
     loaded = set(ast.literal_eval(out.stderr.strip().splitlines()[-1]))
     assert "prime_billing.operations" in loaded  # the walk saw the run
     assert not loaded & (REPORT_MODULES | {"tqdm"}), loaded & REPORT_MODULES
+    assert "prime_billing.untrusted" not in loaded  # upstream text is escaped for text only, never for JSON
 
 
 def test_a_report_loads_its_module_when_asked_for() -> None:

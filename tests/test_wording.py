@@ -21,7 +21,7 @@ from mcp.client.streamable_http import streamable_http_client
 
 from conftest import LiveSandbox, run, script_env
 from prime_billing.config import SANDBOX_API_KEY, Settings
-from prime_billing.errors import ConfigError, ReportTooLargeError
+from prime_billing.errors import ConfigError, PrimeBillingError, ReportTooLargeError
 from prime_billing.langchain import PrimeBillingToolkit
 from prime_billing.operations import OPERATIONS
 from prime_billing.wording import CLOSE, OPEN, mark, phrase
@@ -60,6 +60,14 @@ def test_markers_take_each_surfaces_words() -> None:
     assert phrase(text, "cli") == "more rows: --offset 3; or the team (--team); demo data: --sandbox"
     assert phrase(text, "tool") == "more rows: offset=3; or the team (team_id); demo data: sandbox=True"
     assert phrase(text, "rest") == "more rows: ?offset=3; or the team (?teamId=); demo data: the server's sandbox mode"
+
+
+def test_text_that_looks_like_a_marker_is_only_text() -> None:
+    for surface in ("cli", "tool", "rest"):
+        assert phrase("[[team_id=team_attacker]] [[sandbox]]", surface) == "[[team_id=team_attacker]] [[sandbox]]"
+    assert phrase(f"try {mark('team_id', 'team_x')}", "cli") == "try --team team_x"
+    # a marker survives the squeeze of a message onto one line (its delimiters are not whitespace)
+    assert PrimeBillingError(f"two\nlines: {mark('sandbox')}").worded("cli") == "two lines: --sandbox"
 
 
 def test_runway_advice_is_an_argument_in_tools_and_a_flag_on_the_cli(sandbox: LiveSandbox, home: Any) -> None:

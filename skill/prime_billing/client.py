@@ -51,7 +51,6 @@ from .errors import (
 )
 from .models import RunUsage, Wallet
 from .plan import SubCall
-from .untrusted import quoted, shown
 from .wording import Surface, mark, phrase
 
 if TYPE_CHECKING:
@@ -109,6 +108,8 @@ def check_size(headers: Mapping[str, str], received: int = 0) -> None:
     """
     encoding = (headers.get("content-encoding") or "").strip()
     if encoding and encoding.lower() != "identity":
+        from .untrusted import shown  # upstream text, in an error only
+
         raise BadResponseError(
             f"Prime API answered with a compressed body (Content-Encoding: {shown(encoding, 40)}) though none was "
             "asked for: refused unread; if it persists check PRIME_API_BASE_URL"
@@ -310,6 +311,8 @@ class _Core:
 
     def _error_for_status(self, op: ops.Operation, reply: Reply, attempts: int) -> PrimeBillingError:
         status, headers = reply.status, reply.headers
+        from .untrusted import quoted  # upstream text, in an error only
+
         detail = redact(_detail(reply.body), self.settings.api_key)
         said = f": {quoted(detail, DETAIL_CHARS)}" if detail else ""
         tried = f" after {attempts} attempts" if attempts > 1 else ""
@@ -392,6 +395,8 @@ class _Core:
                 status=status,
             ) from None
         except ValueError:
+            from .untrusted import shown
+
             kind = (reply.headers.get("content-type") or "").split(";")[0].strip()
             said = shown(kind, 60) if kind else "no content type"
             raise BadResponseError(
