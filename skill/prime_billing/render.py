@@ -257,7 +257,8 @@ def _budget(check: BudgetCheck, offset: int) -> Rendered:
         verdict = f"BELOW MINIMUM: {check.failure()}"
     if check.wallet is None:  # the verdict and the balance only: no page was asked for
         line = (
-            f"wallet {check.wallet_id} ({_owner(check.team_id)}) · balance {usd(check.balance_usd)} {check.currency}"
+            f"wallet {shown(check.wallet_id)} ({_owner(check.team_id)}) · balance {usd(check.balance_usd)}"
+            f" {shown(check.currency)}"
             f" · minimum {usd(check.min_balance_usd)}"
         )
         return Rendered(verdict=verdict, summary=[line])
