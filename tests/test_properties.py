@@ -461,7 +461,13 @@ def assert_holds(model: Any, obj: dict[str, Any], spec: dict[str, F]) -> None:
                 assert_holds(row, given, f.kind[0])
         elif f.kind == "date-time":
             when = date_time(value)
-            assert held == when and held.utcoffset() == when.utcoffset(), (name, value, held)  # type: ignore[union-attr]
+            assert when is not None
+            moment = when if when.tzinfo is not None else when.replace(tzinfo=UTC)  # no offset means UTC
+            try:
+                in_utc = moment.astimezone(UTC)  # every moment is held in UTC...
+            except OverflowError:
+                in_utc = moment  # ...but at the calendar's edge, where it keeps its offset
+            assert held == in_utc and held.utcoffset() == in_utc.utcoffset(), (name, value, held)
         elif f.kind == "number":
             assert type(held) is float and held == float(value), (name, value, held)
         else:

@@ -52,6 +52,7 @@ MODULES = (
     "dates.py",
     "doctor.py",
     "errors.py",
+    "export.py",
     "models.py",
     "money.py",
     "operations.py",
@@ -64,6 +65,7 @@ MODULES = (
     "sandbox/data.py",
     "spend.py",
     "subcommand.py",
+    "untrusted.py",
     "watch.py",
     "wording.py",
 )

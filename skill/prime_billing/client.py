@@ -53,7 +53,7 @@ from .errors import (
 )
 from .models import RunUsage, Wallet
 from .plan import SubCall
-from .wording import Surface, phrase
+from .wording import Surface, mark, phrase
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -61,6 +61,8 @@ RETRY_STATUSES = frozenset({429, 502, 503, 504})
 #: bodies above this are refused without being read whole
 MAX_BODY_BYTES = 8 * 1024 * 1024
 SANDBOX_HEADER = "x-prime-sandbox"
+#: most characters of an upstream error detail an error quotes (escapes count whole)
+DETAIL_CHARS = 200
 USER_AGENT = f"prime-billing/{__version__}"
 #: sent with every request. No compression: a compressed body's size on the wire says nothing
 #: of its size once inflated (1 MB of gzip can be 1 GiB), so the body cap could not hold.
@@ -105,8 +107,10 @@ def check_size(headers: Mapping[str, str], received: int = 0) -> None:
     """
     encoding = (headers.get("content-encoding") or "").strip()
     if encoding and encoding.lower() != "identity":
+        from .untrusted import shown  # upstream text, in an error only
+
         raise BadResponseError(
-            f"Prime API answered with a compressed body (Content-Encoding: {encoding[:40]}) though none was "
+            f"Prime API answered with a compressed body (Content-Encoding: {shown(encoding, 40)}) though none was "
             "asked for: refused unread; if it persists check PRIME_API_BASE_URL"
         )
     length = headers.get("content-length") or ""
@@ -312,8 +316,10 @@ class _Core:
 
     def _error_for_status(self, op: ops.Operation, reply: Reply, attempts: int) -> PrimeBillingError:
         status, headers = reply.status, reply.headers
+        from .untrusted import quoted  # upstream text, in an error only
+
         detail = redact(_detail(reply.body), self.settings.api_key)
-        said = f": {detail}" if detail else ""
+        said = f": {quoted(detail, DETAIL_CHARS)}" if detail else ""
         tried = f" after {attempts} attempts" if attempts > 1 else ""
         if 300 <= status < 400:
             # never followed: a redirect would carry the key to wherever it points
@@ -331,7 +337,7 @@ class _Core:
                 status=status,
             )
         if status == 403:
-            team = ", or the team ([[team_id]])" if any(p.name == "team_id" for p in op.params) else ""
+            team = f", or the team ({mark('team_id')})" if any(p.name == "team_id" for p in op.params) else ""
             return PermissionDeniedError(
                 f"access denied (403{said}): this key cannot read it; check the id{team}", status=status
             )
@@ -394,9 +400,12 @@ class _Core:
                 status=status,
             ) from None
         except ValueError:
-            shown = (reply.headers.get("content-type") or "").split(";")[0].strip() or "no content type"
+            from .untrusted import shown
+
+            kind = (reply.headers.get("content-type") or "").split(";")[0].strip()
+            said = shown(kind, 60) if kind else "no content type"
             raise BadResponseError(
-                f"Prime API answered {status} with a body that is not JSON ({shown[:60]}): "
+                f"Prime API answered {status} with a body that is not JSON ({said}): "
                 "try again later; if it persists check PRIME_API_BASE_URL",
                 status=status,
             ) from None

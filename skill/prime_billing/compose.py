@@ -8,12 +8,11 @@ Totals are summed with `money` (exact decimals, see `money.py`).
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Generator, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
 from .dates import utc
 from .errors import BadResponseError
@@ -209,27 +208,3 @@ class _Pager:
 
 def total(rows: Iterable[BillingEntry]) -> Decimal:
     return sum((money(r.amount_usd) for r in rows), Decimal(0))
-
-
-CSV_COLUMNS = (
-    "id",
-    "created_at",
-    "updated_at",
-    "last_billed_at",
-    "amount_usd",
-    "currency",
-    "resource_type",
-    "resource_id",
-)
-
-
-def write_rows_csv(rows: Iterable[BillingEntry], out: IO[str]) -> int:
-    """Rows as CSV (header first), dates as the upstream wrote them; returns the row count."""
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
-    n = 0
-    for row in rows:
-        data = row.model_dump(mode="json")
-        writer.writerow(["" if data.get(c) is None else data[c] for c in CSV_COLUMNS])
-        n += 1
-    return n
