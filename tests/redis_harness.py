@@ -88,7 +88,7 @@ class Replica:
 
     def announced(self) -> None:
         assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
+        line = self.announcement = self.proc.stdout.readline()
         found = dict(ANNOUNCED.findall(line))
         assert "REST" in found, f"the launcher announced no URL: {line!r}; {self.log.read_text()}"
         self.url = found["REST"]

@@ -13,12 +13,13 @@ import json
 import threading
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from conftest import LiveSandbox, script_env, start_sandbox, until, upstream_body
+from conftest import LiveSandbox, assert_one_line_error, run, script_env, start_sandbox, until, upstream_body
 from prime_billing.config import SANDBOX_API_KEY
 from prime_billing.sandbox.faults import FaultReply, FaultySandbox
 from redis_harness import RedisServer, Replica, replicas
@@ -237,3 +238,32 @@ def test_nothing_in_redis_holds_a_key_or_a_token(sets: dict[str, list[Replica]],
     assert any(k.startswith(b"LIMITS") for k in stored[::2])
     for secret in SECRETS:
         assert not [s for s in stored if secret.encode() in s], secret
+
+
+def test_the_state_url_comes_from_a_file_and_its_password_is_never_shown(
+    redis_server: RedisServer, upstream: LiveSandbox, tmp_path: Path
+) -> None:
+    """--state-url-file: the URL read from the file. A password the store refuses is an outage like any
+    other (the replica answers from its own memory) and appears in no output; a file that is empty or
+    names no Redis URL is a one-line start-up error that does not echo it."""
+    secret = "pw-never-shown-4c1d"
+    path = tmp_path / "state-url"
+    path.write_text(f"redis://launcher:{secret}@127.0.0.1:{redis_server.port}/0\n", encoding="utf-8")
+    env = script_env(tmp_path, upstream.url)
+    (replica,) = replicas(1, env, tmp_path / "logs", "--state-url-file", str(path))
+    try:
+        answer = httpx.get(replica.url + WALLET, params={"offset": 51})
+        until(lambda: replica.metric(STATE_UP) == 0, "the store refused and the replica went on alone")
+    finally:
+        assert replica.stop() == 0
+    assert answer.status_code == 200
+    said = replica.said()
+    assert said.count("the state store failed") == 1 and secret not in said + replica.announcement
+    assert "state shared (Redis)" in replica.announcement
+    path.write_text(" \n", encoding="utf-8")
+    empty = run(["-m", "prime_billing", "serve", "--state-url-file", str(path)], env)
+    assert_one_line_error(empty, 2, "--state-url-file")
+    path.write_text(f"http://:{secret}@127.0.0.1/\n", encoding="utf-8")
+    wrong = run(["-m", "prime_billing", "serve", "--state-url-file", str(path)], env)
+    assert_one_line_error(wrong, 2, "--state-url must be a redis://")
+    assert secret not in wrong.stderr
