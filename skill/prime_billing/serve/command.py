@@ -133,18 +133,8 @@ def _run_mcp(ns: argparse.Namespace) -> int:
     return 0
 
 
-SERVE = Subcommand(
-    "serve",
-    help="serve REST (8080) and MCP (9090) for other programs and agents",
-    description=SERVE_DESCRIPTION,
-    arguments=_serve_arguments,
-    run=_run_serve,
-)
-MCP = Subcommand(
-    "mcp",
-    help="MCP over stdio, for clients that launch a local command",
-    description="Run the MCP tools over stdio (for Claude Desktop and other clients that launch a command). "
-    "For MCP over HTTP use `serve --only mcp`.",
-    arguments=_mcp_arguments,
-    run=_run_mcp,
-)
+SERVE = Subcommand("serve", "serve REST (8080) and MCP (9090) for other programs and agents", SERVE_DESCRIPTION,
+                   _serve_arguments, _run_serve)  # fmt: skip
+MCP = Subcommand("mcp", "MCP over stdio, for clients that launch a local command", "Run the MCP tools over stdio "
+                 "(for Claude Desktop and other clients that launch a command). For MCP over HTTP use `serve --only "
+                 "mcp`.", _mcp_arguments, _run_mcp)  # fmt: skip

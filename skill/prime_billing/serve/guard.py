@@ -1,14 +1,12 @@
 """Who may call, and how much: checked the same on both ports, before any route runs or any body is read.
 
-`Guard` runs four small parts in turn. `refused_head`: one pass over the head finds what every check
-needs: its size; a repeated Host, Origin or Authorization (two parsers could disagree on which one
-counts); Host and Origin naming this server, parsed strictly (DNS-rebinding protection: a page in a
-browser must not reach a loopback server holding a key). `identify`: the credential and the caller;
-the caller is its credential once that is known good (the token, compared in constant time; a
-passthrough key the upstream accepted), else its address, so made-up credentials buy no fresh
-allowance. `limited`: the caller's rate, through the state store. `watched`: the body bounded in size
-and time as the route reads it (the route's own reader is the only buffer), and the route cancelled
-if its caller hangs up. `/healthz` is exempt: it reveals and touches nothing; probes call it by address.
+`Guard` runs four small parts in turn. `refused_head`: the head's size; a repeated Host, Origin or
+Authorization (two parsers could disagree on which counts); Host and Origin naming this server, parsed
+strictly (DNS rebinding: a browser page must not reach a loopback server holding a key). `identify`: the
+caller is its credential once known good (the token, compared in constant time; a passthrough key the
+upstream accepted), else its address, so made-up credentials buy no fresh allowance. `limited`: its rate.
+`watched`: the body bounded as the route reads it (its only buffer), the route cancelled on a hang-up.
+`/healthz` is exempt: it reveals and touches nothing, and probes call it by address.
 """
 
 from __future__ import annotations

@@ -1,12 +1,9 @@
 """What the launcher tells of itself: one middleware for the access log and the traffic, and `/metrics`.
 
-`Observe` times each request once; at its end it writes the access line (JSON on stderr, logger
-`prime_billing.access`: method, path, status, ms, upstream attempts; never a header, query string or
-body, so no key or token reaches a log) and counts it under its route's template, never the path
-asked for, so an id cannot grow the label set. Every count is a prometheus_client metric in a registry
-of the launcher's own, counted where the thing happens. `/metrics` adds the wallet: one `spend` report
-of the last `BURN_WINDOW`, read through the gateway at most once per `--metrics-ttl` per Prime key for
-every replica together, failures included; a failed read still answers, with `prime_wallet_up 0`.
+`Observe` times each request once, then writes its access line (never a header, query string or body:
+no key or token reaches a log) and counts it under its route's template (never the path asked for, so
+an id cannot grow the label set), in prometheus_client metrics of the launcher's own registry. `/metrics`
+adds the wallet, read at most once per `--metrics-ttl` per Prime key for all replicas, failures included.
 """
 
 from __future__ import annotations
@@ -30,7 +27,7 @@ from ..errors import AuthenticationError, PrimeBillingError
 from ..operations import get
 from . import CALLER, UPSTREAM_CALLS
 from .gateway import Caller, Gateway, digest
-from .rest import problem
+from .rest import problem, respond
 
 logger = logging.getLogger("prime_billing")
 access = logging.getLogger("prime_billing.access")
@@ -196,7 +193,7 @@ class Scrape:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["method"] == "HEAD":
-            await _answer(send, _HEAD, b"")
+            await respond(send, _HEAD, b"")
             return
         caller, calls = scope.get(CALLER), 0
 
@@ -215,7 +212,7 @@ class Scrape:
         # in passthrough any bearer gets this far: the server's traffic only for a key the upstream accepted
         traffic = not self.gateway.passthrough or reading.error is None or (caller is not None and caller.verified)
         body = await asyncio.to_thread(self.render, reading, traffic=traffic)
-        await _answer(send, [*_HEAD, (b"content-length", str(len(body)).encode())], body)
+        await respond(send, [*_HEAD, (b"content-length", str(len(body)).encode())], body)
 
     def render(self, reading: Reading, *, traffic: bool = True) -> bytes:
         """The exposition text: the traffic (shared by every scraper), then this scraper's wallet."""
@@ -233,8 +230,3 @@ class Scrape:
                   r.burn_usd_per_hour or 0.0)
         # fmt: on
         return (generate_latest(self.metrics.registry) if traffic else b"") + generate_latest(wallet)
-
-
-async def _answer(send: Send, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
-    await send({"type": "http.response.start", "status": 200, "headers": headers})
-    await send({"type": "http.response.body", "body": body})

@@ -74,11 +74,7 @@ class _Endpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         answer = ([_JSON], b"") if scope["method"] == "HEAD" else await self.answer(scope)
-        if isinstance(answer, Response):
-            await answer(scope, receive, send)
-            return
-        await send({"type": "http.response.start", "status": 200, "headers": answer[0]})
-        await send({"type": "http.response.body", "body": answer[1]})
+        await (answer(scope, receive, send) if isinstance(answer, Response) else respond(send, *answer))
 
     async def answer(self, scope: Scope) -> Response | tuple[list[tuple[bytes, bytes]], bytes]:
         """The success's headers and body, or the problem to answer instead."""
@@ -104,6 +100,12 @@ class _Endpoint:
         body = result.body if result.body is not None else await asyncio.to_thread(_encode, result)
         headers = [(b"x-prime-sandbox", b"1")] if result.sandbox else []
         return [*headers, (b"content-length", str(len(body)).encode()), _JSON], body
+
+
+async def respond(send: Send, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+    """A 200 with these headers and body, sent with no Response object made for it."""
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 def _encode(result: Result[Any]) -> bytes:
