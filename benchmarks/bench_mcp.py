@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_rest import KEY, pct, servers
+from bench_rest import KEY, load, pct, servers
 
 TOOL = "prime-intellect-getwallet"
 
@@ -91,7 +91,7 @@ def main() -> None:
             "plain SDK": s.start([__file__, "--plain", s.upstream]),
             "SDK constant": s.start([__file__, "--constant"]),
         }
-        print(f"upstream: sandbox on {s.upstream}; tools/call {TOOL} {{}}; {args.rounds} interleaved rounds")
+        print(f"upstream: sandbox on {s.upstream}; tools/call {TOOL} {{}}; {args.rounds} interleaved rounds; {load()}")
         lat = asyncio.run(bench(targets, args.calls, args.rounds))
     print(f"{'server':<14} {'p50 ms':>8} {'p99 ms':>8}")
     for name, values in lat.items():

@@ -4,7 +4,7 @@
 # dependencies = [
 #     "httpx>=0.28.1", "pydantic>=2.14", "mcp>=2.3,<3", "starlette>=1.10", "uvicorn>=0.54",
 #     "aiohttp>=3.14", "httptools>=0.9", "uvloop>=0.23; sys_platform != 'win32'",
-#     "prometheus-client>=0.26.0",
+#     "prometheus-client>=0.26.0", "limits>=5.8,<6", "redis[hiredis]>=8.1", "cachetools>=8.0",
 # ]
 # ///
 """The MCP tools over stdio, for clients that launch a command: mcp_server.py [--sandbox] [--base-url URL]

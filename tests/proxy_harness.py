@@ -156,7 +156,7 @@ class HangingUpstream:
 
 
 #: how the launcher names its servers on its first stdout line: "REST on http://...," / "MCP on http://.../mcp;"
-_ANNOUNCED = re.compile(r"\b(REST|MCP) on (http://[^\s,;]+)")
+ANNOUNCED = re.compile(r"\b(REST|MCP) on (http://[^\s,;]+)")
 
 
 class ServeProcess:
@@ -182,7 +182,7 @@ class ServeProcess:
     def __enter__(self) -> ServeProcess:
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
-        self.urls = {surface.lower(): url for surface, url in _ANNOUNCED.findall(line)}
+        self.urls = {surface.lower(): url for surface, url in ANNOUNCED.findall(line)}
         if not self.urls:
             self.finish(signal.SIGTERM)
             raise AssertionError(f"the launcher announced no URL: {line!r}; stderr: {self.stderr}")

@@ -12,7 +12,8 @@ from typing import Any
 import httpx
 
 from prime_billing.config import SANDBOX_API_KEY, Settings
-from prime_billing.serve.runner import Launcher, ServeOptions
+from prime_billing.serve.options import Options
+from prime_billing.serve.runner import Launcher
 
 
 def sandbox_settings(url: str, **changes: Any) -> Settings:
@@ -23,7 +24,7 @@ def sandbox_settings(url: str, **changes: Any) -> Settings:
 
 @contextmanager
 def running(settings: Settings, **options: Any) -> Iterator[Launcher]:
-    opts = ServeOptions(rest_port=0, mcp_port=0, access_log=False, drain_seconds=5, **options)
+    opts = Options(rest_port=0, mcp_port=0, access_log=False, drain=5, **options)
     launcher = Launcher(opts, settings)
     loop = asyncio.new_event_loop()
     started = threading.Event()

@@ -28,7 +28,7 @@ from prime_billing.client import (
 from prime_billing.config import SANDBOX_API_KEY, Settings, load_settings
 from prime_billing.models import RunUsage
 from prime_billing.sandbox import RUNS, Sandbox
-from prime_billing.serve.problems import http_status
+from prime_billing.serve.rest import http_status
 
 FAST = RetryPolicy(max_retries=3, base_delay=0.01, max_delay=0.05, budget=2.0)
 

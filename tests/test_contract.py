@@ -13,7 +13,7 @@ from mcp import Client
 from conftest import ROOT, LiveSandbox
 from prime_billing.cli import build_parser
 from prime_billing.operations import OPERATIONS
-from prime_billing.serve.runner import ServeOptions
+from prime_billing.serve.options import Options
 from serve_harness import running, sandbox_settings
 
 CONTRACT = yaml.safe_load((ROOT / "capability" / "training-billing.yaml").read_text(encoding="utf-8"))
@@ -29,7 +29,7 @@ HINTS = {"readOnly": "read_only_hint", "destructive": "destructive_hint", "idemp
 def test_default_ports_are_the_contracts() -> None:
     ns = build_parser().parse_args(["serve"])
     assert (ns.rest_port, ns.mcp_port) == (EXPOSES["rest"]["port"], EXPOSES["mcp"]["port"]) == (8080, 9090)
-    assert (ServeOptions().rest_port, ServeOptions().mcp_port) == (8080, 9090)
+    assert (Options().rest_port, Options().mcp_port) == (8080, 9090)
     assert EXPOSES["mcp"]["transport"] == "http"
 
 

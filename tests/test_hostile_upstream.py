@@ -26,7 +26,7 @@ from prime_billing import operations as ops
 from prime_billing.client import AsyncClient, Client
 from prime_billing.config import Settings
 from prime_billing.sandbox import RUNS
-from prime_billing.serve.problems import http_status
+from prime_billing.serve.rest import http_status
 
 RUN_BODY = {**RUNS["rft_sbx_running"], "sandbox": True}
 #: the message of a timeout, whatever part of the answer was late

@@ -13,7 +13,8 @@ import pytest
 from conftest import LiveSandbox, run, script_env
 from prime_billing.cli import build_parser
 from prime_billing.errors import ConfigError
-from prime_billing.serve.limits import Limits, from_args
+from prime_billing.serve.command import options_from
+from prime_billing.serve.options import Options
 from serve_harness import assert_problem, running, sandbox_settings
 
 WALLET = "/v1/api/v1/billing/wallet"
@@ -38,7 +39,7 @@ def test_upstream_concurrency_is_bounded_and_the_rest_wait(sandbox: LiveSandbox)
     launcher holds all eight callers; released, every caller is answered."""
     sandbox.faults(hold=True)
     sandbox.box.inflight_peak = 0
-    with running(sandbox_settings(sandbox.url), only="rest", limits=Limits(max_upstream=2)) as launcher:
+    with running(sandbox_settings(sandbox.url), only="rest", max_upstream=2) as launcher:
         url = launcher.urls["rest"] + WALLET
         assert launcher.gateway is not None
         # distinct pages, so coalescing does not fold them into one call
@@ -59,7 +60,7 @@ def test_upstream_concurrency_is_bounded_and_the_rest_wait(sandbox: LiveSandbox)
 def test_a_caller_over_its_rate_gets_429_with_retry_after_and_others_do_not(sandbox: LiveSandbox) -> None:
     """With no token configured a caller is its address: a made-up bearer from the same address is
     the same caller (refused too), another address has a bucket of its own."""
-    with running(sandbox_settings(sandbox.url), limits=Limits(rate=0.05, burst=3)) as launcher:
+    with running(sandbox_settings(sandbox.url), rate_limit=0.05, rate_burst=3) as launcher:
         rest = launcher.urls["rest"]
         codes = [httpx.get(rest + WALLET).status_code for _ in range(3)]
         refused = httpx.get(rest + WALLET)
@@ -82,14 +83,13 @@ def test_a_caller_over_its_rate_gets_429_with_retry_after_and_others_do_not(sand
 
 
 def test_rate_limit_is_off_on_loopback_unless_asked_and_on_elsewhere() -> None:
-    assert Limits().rate_for("127.0.0.1") == 0 and Limits().rate_for("::1") == 0
-    assert Limits().rate_for("0.0.0.0") == 50 and Limits(rate=0).rate_for("0.0.0.0") == 0
-    assert Limits(rate=5).rate_for("127.0.0.1") == 5
+    assert Options().rate == 0 and Options(host="::1").rate == 0
+    assert Options(host="0.0.0.0", token="t").rate == 50 and Options(host="0.0.0.0", token="t", rate_limit=0).rate == 0
+    assert Options(rate_limit=5).rate == 5
 
 
 def test_request_head_and_body_size_caps(sandbox: LiveSandbox) -> None:
-    limits = Limits(max_header=2048, max_body=1024)
-    with running(sandbox_settings(sandbox.url), limits=limits) as launcher:
+    with running(sandbox_settings(sandbox.url), max_header=2048, max_body=1024) as launcher:
         rest, mcp = launcher.urls["rest"], launcher.urls["mcp"]
         big_header = httpx.get(rest + WALLET, headers={"X-Padding": "x" * 4096})
         long_url = httpx.get(rest + WALLET, params={"teamId": "t" * 4096})
@@ -113,7 +113,7 @@ def test_request_head_and_body_size_caps(sandbox: LiveSandbox) -> None:
 def test_slow_clients_are_answered_408_and_disconnected(sandbox: LiveSandbox) -> None:
     """A body that never comes is answered 408 and the connection closed. (A request head that
     trickles in is the ingress's to bound: deploy/ and reference/serve.md.)"""
-    with running(sandbox_settings(sandbox.url), limits=Limits(client_timeout=0.3)) as launcher:
+    with running(sandbox_settings(sandbox.url), client_timeout=0.3) as launcher:
         rest, mcp = launcher.urls["rest"], launcher.urls["mcp"]
         body = raw_exchange(
             mcp,
@@ -133,14 +133,20 @@ def test_bounds_from_the_command_line(home: Path) -> None:
         "--max-report-rows 5"
     )
     ns = build_parser().parse_args(["serve", *flags.split()])
-    assert from_args(ns) == Limits(
-        max_upstream=4, rate=2.5, burst=5, max_body=100, max_header=4096, client_timeout=3, max_report_rows=5
+    assert options_from(ns) == Options(
+        max_upstream=4,
+        rate_limit=2.5,
+        rate_burst=5,
+        max_body=100,
+        max_header=4096,
+        client_timeout=3,
+        max_report_rows=5,
     )
-    assert from_args(build_parser().parse_args(["serve"])) == Limits()
+    assert options_from(build_parser().parse_args(["serve"])) == Options()
     with pytest.raises(ConfigError, match="--client-timeout must be > 0"):
-        from_args(build_parser().parse_args(["serve", "--client-timeout", "0"]))
+        options_from(build_parser().parse_args(["serve", "--client-timeout", "0"]))
     with pytest.raises(ConfigError, match="--max-report-rows must be >= 1"):
-        from_args(build_parser().parse_args(["serve", "--max-report-rows", "0"]))
+        options_from(build_parser().parse_args(["serve", "--max-report-rows", "0"]))
     out = run(["-m", "prime_billing", "serve", "--max-body", "-1"], script_env(home))
     assert out.returncode == 2 and out.stderr.count("\n") == 1 and "--max-body must be >= 0" in out.stderr
     # what each bound is for, as `serve --help` tells it: the client timeout bounds the body only

@@ -27,7 +27,6 @@ from prime_billing.config import SANDBOX_API_KEY, load_settings
 from prime_billing.errors import InvalidInputError
 from prime_billing.langchain import PrimeBillingToolkit
 from prime_billing.sandbox import NOW_ENV, Sandbox
-from prime_billing.serve.limits import Limits
 from serve_harness import assert_problem, running, tool_call
 
 #: the one refusal, word for word, whatever the surface
@@ -246,9 +245,9 @@ def test_the_row_cap_counts_the_window_of_a_time_ago(anchor: tuple[str, Window])
     """The cap counts the rows since the call's one now - 24h: a cap of exactly those serves, one fewer refuses."""
     _, window = anchor
     before = datetime.now(UTC)
-    with running(load_settings(sandbox=True), only="rest", limits=Limits(max_report_rows=8)) as launcher:
+    with running(load_settings(sandbox=True), only="rest", max_report_rows=8) as launcher:
         served = httpx.get(launcher.urls["rest"] + SPEND.rest_path, params={"since": "24h"}, timeout=30)
-    with running(load_settings(sandbox=True), only="rest", limits=Limits(max_report_rows=7)) as launcher:
+    with running(load_settings(sandbox=True), only="rest", max_report_rows=7) as launcher:
         refused = httpx.get(launcher.urls["rest"] + SPEND.rest_path, params={"since": "24h"}, timeout=30)
     after = datetime.now(UTC)
     # rows 3 h + 17 min x (i % 5) apart: 0 to 21 h 34 min before the sandbox's now are within 24 hours

@@ -95,7 +95,7 @@ def test_mcp_answers_an_error_line(sandbox: LiveSandbox) -> None:
 )
 def test_a_problem_built_from_any_error_has_a_whole_bounded_header(error: Exception, status: int) -> None:
     """The launcher's problem documents hold whatever wait an error carries, however it was made."""
-    from prime_billing.serve.problems import from_error
+    from prime_billing.serve.rest import from_error
 
     answer = from_error(error)  # type: ignore[arg-type]
     assert answer.status_code == status

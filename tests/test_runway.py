@@ -24,7 +24,6 @@ from prime_billing.config import SANDBOX_API_KEY
 from prime_billing.langchain import PrimeBillingToolkit
 from prime_billing.operations import get
 from prime_billing.runway import METHOD, Runway
-from prime_billing.serve.limits import Limits
 from serve_harness import running, sandbox_settings
 
 RUNWAY = str(SCRIPTS / "runway.py")
@@ -377,7 +376,7 @@ def test_the_servers_row_cap_counts_only_the_window(sandbox: LiveSandbox) -> Non
     2026-11-21 keeps the 4 rows of 11-20 and is served; 30 days keep every row and are refused, advising
     fewer `?days=`."""
     sandbox.faults(rows=20_000)
-    with running(sandbox_settings(sandbox.url), only="rest", limits=Limits(max_report_rows=50)) as launcher:
+    with running(sandbox_settings(sandbox.url), only="rest", max_report_rows=50) as launcher:
         rest = launcher.urls["rest"] + REST_PATH
         day = httpx.get(rest, params={"as_of": "2026-11-21", "days": 1})
         month = httpx.get(rest, params={"as_of": "2026-11-21", "days": 30})

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tomllib
 from pathlib import Path, PurePosixPath
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -30,6 +31,8 @@ CONTROLLER_CONFIGMAP = DEPLOY / "ingress-nginx" / "controller-configmap.yaml"
 #: (outside the base, which must apply where its CRDs do not exist; kustomize refuses an overlay nested in
 #: its base)
 MONITORING = DEPLOY / "prometheus-operator"
+#: the base plus a Redis the replicas share their state through
+REDIS = DEPLOY / "redis"
 #: custom resources, in files of their own: kubernetes-validate knows the built-in kinds only, so
 #: these are checked by the tests that read them, and listed here so that none is skipped unseen
 CUSTOM_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor"), ("monitoring.coreos.com/v1", "PrometheusRule")}
@@ -353,6 +356,66 @@ def test_the_monitoring_overlay_is_the_base_plus_the_servicemonitor_and_the_rule
     assert rendered == {d["kind"] for _, d in manifests()} - {"Kustomization", "Secret"} | custom
 
 
+def render(overlay: Path) -> list[dict]:
+    if shutil.which("kustomize"):
+        command = ["kustomize", "build", str(overlay)]
+    elif shutil.which("kubectl"):
+        command = ["kubectl", "kustomize", str(overlay)]
+    else:
+        pytest.skip("neither kustomize nor kubectl is installed to render it")
+    out = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return [d for d in yaml.safe_load_all(out.stdout) if d]
+
+
+def test_the_redis_overlay_gives_the_replicas_a_store_only_they_can_reach() -> None:
+    """The launcher reads the store's URL from the Secret as a read-only file (a valid `serve` flag);
+    Redis takes connections from the launcher's pods only, on its one port, and reaches nothing; the
+    launcher may reach it besides DNS and HTTPS; the example URL names the Service and its password
+    is the one Redis' config requires."""
+    from prime_billing.cli import build_parser
+    from prime_billing.serve.options import Options
+
+    docs = {(d["kind"], d["metadata"]["name"]): d for d in render(REDIS)}
+    base = {(d["kind"], d["metadata"]["name"]) for d in render(K8S)}
+    assert set(docs) - base == {
+        ("Deployment", "prime-billing-redis"), ("Service", "prime-billing-redis"),
+        ("NetworkPolicy", "prime-billing-redis"), ("NetworkPolicy", "prime-billing-to-redis"),
+    }  # fmt: skip
+    launcher = docs["Deployment", "prime-billing"]["spec"]["template"]
+    pod, (container,) = launcher["spec"], launcher["spec"]["containers"]
+    (entrypoint,) = [json.loads(rest) for word, rest in dockerfile() if word == "ENTRYPOINT"]
+    ns = build_parser().parse_args([*entrypoint[1:], *container["args"]])
+    (example,) = yaml.safe_load_all((REDIS / "secret.example.yaml").read_text(encoding="utf-8"))
+    files = secret_volume_files(pod, container)
+    assert files[ns.state_url_file] == ("url", True) and ns.token_file in files  # the base's mounts kept
+    state_volumes = {v["secret"]["secretName"] for v in pod["volumes"] if v["name"] == "state-url"}
+    assert state_volumes == {example["metadata"]["name"]}
+    assert not any("secretKeyRef" in e.get("valueFrom", {}) for e in container["env"])
+
+    redis_pod = docs["Deployment", "prime-billing-redis"]["spec"]["template"]
+    redis_labels, launcher_labels = redis_pod["metadata"]["labels"], launcher["metadata"]["labels"]
+    (redis_container,) = redis_pod["spec"]["containers"]
+    assert [p["containerPort"] for p in redis_container["ports"]] == [6379]
+    inbound = docs["NetworkPolicy", "prime-billing-redis"]["spec"]
+    assert inbound["podSelector"]["matchLabels"].items() <= redis_labels.items()
+    assert set(inbound["policyTypes"]) == {"Ingress", "Egress"} and inbound["egress"] == []
+    (rule,) = inbound["ingress"]
+    assert [set(peer) for peer in rule["from"]] == [{"podSelector"}]  # no namespace or address beside it
+    assert rule["from"][0]["podSelector"]["matchLabels"].items() <= launcher_labels.items()
+    assert {(p["protocol"], p["port"]) for p in rule["ports"]} == {("TCP", 6379)}
+    outbound = docs["NetworkPolicy", "prime-billing-to-redis"]["spec"]
+    assert outbound["podSelector"]["matchLabels"].items() <= launcher_labels.items()
+    (out_rule,) = outbound["egress"]
+    assert out_rule["to"][0]["podSelector"]["matchLabels"].items() <= redis_labels.items()
+
+    url = urlsplit(example["stringData"]["url"])
+    service = docs["Service", "prime-billing-redis"]["spec"]
+    assert (url.hostname, url.port) == ("prime-billing-redis", service["ports"][0]["port"])
+    assert example["stringData"]["redis.conf"].split() == ["requirepass", url.password]
+    assert Options(state_url=example["stringData"]["url"]).state_url  # a URL the launcher takes
+
+
 def millicores(value: str | int | float) -> float:
     text = str(value)
     return float(text[:-1]) if text.endswith("m") else float(text) * 1000
@@ -379,7 +442,8 @@ def tool(name: str, module: str) -> list[str] | None:
 
 
 def test_inline_skips_are_only_the_documented_ones() -> None:
-    text = "\n".join(p.read_text(encoding="utf-8") for p in [DEPLOY / "Dockerfile", *K8S.glob("*.yaml")])
+    files = [DEPLOY / "Dockerfile", *K8S.glob("*.yaml"), *REDIS.glob("*.yaml")]
+    text = "\n".join(p.read_text(encoding="utf-8") for p in files)
     skipped = set(re.findall(r"(?:checkov\.io/skip\d+:\s*>?-?\s*|checkov:skip=)(CKV2?_[A-Z0-9_]+)", text))
     assert skipped == CHECKOV_SKIPS
     ignored = {rule for line in re.findall(r"hadolint ignore=(\S+)", text) for rule in line.split(",")}
@@ -418,7 +482,7 @@ def test_hadolint_finds_nothing_in_the_dockerfile() -> None:
 
 def test_manifests_validate_against_the_kubernetes_schema() -> None:
     files, custom = [], set()
-    for path in [*K8S.glob("*.yaml"), CONTROLLER_CONFIGMAP, *MONITORING.glob("*.yaml")]:
+    for path in [*K8S.glob("*.yaml"), CONTROLLER_CONFIGMAP, *MONITORING.glob("*.yaml"), *REDIS.glob("*.yaml")]:
         if path.name == "kustomization.yaml":
             continue
         kinds = {(d["apiVersion"], d["kind"]) for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if d}

@@ -18,7 +18,6 @@ import pytest
 
 from conftest import LiveSandbox, all_rows, assert_one_line_error, run, script_env, upstream_body
 from prime_billing.config import SANDBOX_API_KEY
-from prime_billing.serve.limits import Limits
 from proxy_harness import RELEASED_WALLET, ForwardingProxy, HangingUpstream, ServeProcess, serving
 from serve_harness import PROBLEM, assert_problem, running, sandbox_settings, tool_call
 
@@ -157,7 +156,7 @@ def test_head_is_answered_by_the_launcher_process(home: Path) -> None:
 def test_one_credential_per_request_and_padding_buys_no_fresh_bucket(sandbox: LiveSandbox) -> None:
     """Two Authorization headers are refused; the token however padded is one caller; made-up
     tokens are limited by address, so neither buys a fresh rate bucket."""
-    with running(sandbox_settings(sandbox.url), token="tok", limits=Limits(rate=0.05, burst=2)) as launcher:
+    with running(sandbox_settings(sandbox.url), token="tok", rate_limit=0.05, rate_burst=2) as launcher:
         rest = launcher.urls["rest"]
         twice = exchange(
             rest, get_bytes(WALLET, "Host: 127.0.0.1", "Authorization: Bearer tok", "Authorization: Bearer tok")
@@ -183,7 +182,7 @@ def test_one_credential_per_request_and_padding_buys_no_fresh_bucket(sandbox: Li
 def test_passthrough_bearers_not_yet_accepted_are_limited_by_address(sandbox: LiveSandbox) -> None:
     """In passthrough a made-up key is no caller of its own until the upstream accepts it."""
     settings = sandbox_settings(sandbox.url, api_key=None)
-    with running(settings, passthrough=True, limits=Limits(rate=0.05, burst=2)) as launcher:
+    with running(settings, auth="passthrough", rate_limit=0.05, rate_burst=2) as launcher:
         rest = launcher.urls["rest"]
         codes = [
             httpx.get(rest + WALLET, headers={"Authorization": f"Bearer made-up-{i}"}).status_code for i in range(8)
@@ -202,7 +201,7 @@ def test_every_upstream_call_of_a_report_counts_against_the_callers_rate(sandbox
     pages = math.ceil(total / page)  # the personal wallet's 46 rows: 5 pages of at most 10
     assert pages < burst  # the report never waits for a token
     sandbox.faults(page_cap=page)
-    with running(sandbox_settings(sandbox.url), limits=Limits(rate=0.01, burst=burst)) as launcher:
+    with running(sandbox_settings(sandbox.url), rate_limit=0.01, rate_burst=burst) as launcher:
         rest = launcher.urls["rest"]
         before = sandbox.requests()
         report = httpx.get(rest + SPEND)
@@ -226,7 +225,7 @@ def test_a_report_over_the_row_cap_is_refused_and_a_narrower_one_served(sandbox:
     assert len(rows) > cap
     since = rows[4]["created_at"]  # five rows at or after it, all on the first page
     sandbox.faults(page_cap=page)
-    with running(sandbox_settings(sandbox.url), limits=Limits(max_report_rows=cap)) as launcher:
+    with running(sandbox_settings(sandbox.url), max_report_rows=cap) as launcher:
         rest, mcp = launcher.urls["rest"], launcher.urls["mcp"]
         with httpx.Client(trust_env=False, timeout=30) as client:
             before = sandbox.requests()
@@ -257,7 +256,7 @@ def test_a_since_report_is_bounded_by_the_rows_it_keeps(sandbox: LiveSandbox) ->
     """Five rows since the date, a cap of 30, the upstream's pages as large as they come: served."""
     rows = all_rows(sandbox)
     since = rows[4]["created_at"]
-    with running(sandbox_settings(sandbox.url), only="rest", limits=Limits(max_report_rows=30)) as launcher:
+    with running(sandbox_settings(sandbox.url), only="rest", max_report_rows=30) as launcher:
         narrow = httpx.get(launcher.urls["rest"] + SPEND, params={"since": since, "include_rows": "true"})
     assert narrow.status_code == 200, narrow.text
     assert [r["id"] for r in narrow.json()["rows"]] == [r["id"] for r in rows[:5]]

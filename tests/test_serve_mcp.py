@@ -148,7 +148,7 @@ def test_the_readme_gives_one_complete_claude_desktop_snippet() -> None:
 
 def test_passthrough_over_mcp_uses_the_callers_key(sandbox: LiveSandbox) -> None:
     async def go() -> None:
-        with running(sandbox_settings(sandbox.url, api_key=None), passthrough=True) as launcher:
+        with running(sandbox_settings(sandbox.url, api_key=None), auth="passthrough") as launcher:
             async with http_client(launcher.urls["mcp"], SANDBOX_API_KEY) as client:
                 ok = await client.call_tool(WALLET_TOOL, {})
             async with http_client(launcher.urls["mcp"], "not-my-key") as client:

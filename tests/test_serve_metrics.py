@@ -18,17 +18,14 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 import prime_billing
-from conftest import SCRIPTS, LiveSandbox, all_rows, cents, script_env, until, upstream_body
+from conftest import SCRIPTS, LiveSandbox, all_rows, cents, script_env, start_sandbox, until, upstream_body
 from prime_billing.config import SANDBOX_API_KEY
-from prime_billing.serve.limits import Limits
+from prime_billing.sandbox.faults import FaultySandbox
 from proxy_harness import ServeProcess
 from serve_harness import running, sandbox_settings, tool_call
 
 WALLET = "/v1/api/v1/billing/wallet"
 USAGE_ROUTE = "/v1/api/v1/billing/runs/{run_id}/usage"
-#: the sandbox's rows sit on fixed dates (the newest 2026-11-20T10:00Z): the burn window is measured
-#: back from two hours after it, so it holds some rows and not others
-CLOCK = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 Families = dict[str, Any]
 
 
@@ -94,26 +91,29 @@ def dead_port() -> int:
 # --------------------------------------------------------------------------- the wallet
 
 
-def test_balance_and_burn_are_the_upstreams_own_figures(sandbox: LiveSandbox) -> None:
+def test_balance_and_burn_are_the_upstreams_own_figures() -> None:
     """prime_wallet_balance_usd is the wallet body's balance_usd; the burn per hour is the rows of the
-    24 hours before the clock, summed by hand from the upstream's rows, over 24."""
-    body = upstream_body(sandbox, "/api/v1/billing/wallet")
-    since = CLOCK - timedelta(hours=24)
-    window = [r for r in all_rows(sandbox) if datetime.fromisoformat(r["created_at"]) >= since]
-    assert 1 < len(window) < body["total_billings"]  # the window decides what counts
-    burn = sum(cents(r["amount_usd"]) for r in window) / 100 / 24
-    clear_stats(sandbox)
-
-    with running(sandbox_settings(sandbox.url), only="rest") as launcher, httpx.Client(timeout=30) as client:
-        assert launcher.metrics is not None
-        launcher.metrics.wallet.now = lambda: CLOCK
-        got = scrape(client, launcher.urls["rest"])
-    wallet = {"wallet_id": body["wallet_id"]}
-    assert value(got, "prime_wallet_up") == 1
-    assert value(got, "prime_wallet_balance_usd", **wallet) == body["balance_usd"]
-    assert abs(value(got, "prime_wallet_burn_usd_per_hour", **wallet) - burn) < 1e-9
-    assert 0 <= value(got, "prime_wallet_reading_age_seconds") < 30
-    assert wallet_reads(sandbox) == 1  # fewer than 100 rows in the window: one page
+    24 hours before now, summed by hand from the upstream's rows, over 24."""
+    # the newest row two hours old: the window's edge falls 22 hours before it, an hour from the nearest rows
+    live, _ = start_sandbox(FaultySandbox(now=datetime.now(UTC) - timedelta(hours=2)))
+    try:
+        body = upstream_body(live, "/api/v1/billing/wallet")
+        since = datetime.now(UTC) - timedelta(hours=24)
+        window = [r for r in all_rows(live) if datetime.fromisoformat(r["created_at"]) >= since]
+        assert 1 < len(window) < body["total_billings"]  # the window decides what counts
+        burn = sum(cents(r["amount_usd"]) for r in window) / 100 / 24
+        clear_stats(live)
+        with running(sandbox_settings(live.url), only="rest") as launcher, httpx.Client(timeout=30) as client:
+            got = scrape(client, launcher.urls["rest"])
+        wallet = {"wallet_id": body["wallet_id"]}
+        assert value(got, "prime_wallet_up") == 1
+        assert value(got, "prime_wallet_balance_usd", **wallet) == body["balance_usd"]
+        assert abs(value(got, "prime_wallet_burn_usd_per_hour", **wallet) - burn) < 1e-9
+        assert 0 <= value(got, "prime_wallet_reading_age_seconds") < 30
+        assert wallet_reads(live) == 1  # fewer than 100 rows in the window: one page
+    finally:
+        live.server.shutdown()  # type: ignore[attr-defined]
+        live.server.server_close()  # type: ignore[attr-defined]
 
 
 def test_scrapes_within_the_ttl_cost_one_upstream_read(sandbox: LiveSandbox) -> None:
@@ -121,12 +121,13 @@ def test_scrapes_within_the_ttl_cost_one_upstream_read(sandbox: LiveSandbox) -> 
     balance = upstream_body(sandbox, "/api/v1/billing/wallet")["balance_usd"]
     clear_stats(sandbox)
     with running(sandbox_settings(sandbox.url), only="rest") as launcher, httpx.Client(timeout=30) as client:
-        assert launcher.metrics is not None
-        rest = launcher.urls["rest"]
+        rest, gateway = launcher.urls["rest"], launcher.gateway
+        assert gateway is not None
         control(sandbox, "/_sandbox/faults", {"hold": True})
         threads, answers = in_threads(*[lambda: httpx.get(rest + "/metrics", timeout=30)] * 8)
         until(lambda: wallet_reads(sandbox) == 1, "the first read reached the upstream")
-        until(lambda: launcher.metrics is not None and launcher.metrics.wallet.waiting == 8, "all eight joined it")
+        # all eight on the one reading, and its one report call upstream
+        until(lambda: gateway.waiting == 8 + 1, "all eight joined it")
         control(sandbox, "/_sandbox/release")
         for t in threads:
             t.join(30)
@@ -139,7 +140,7 @@ def test_scrapes_within_the_ttl_cost_one_upstream_read(sandbox: LiveSandbox) -> 
 
 
 def test_a_reading_older_than_the_ttl_is_read_again(sandbox: LiveSandbox) -> None:
-    with running(sandbox_settings(sandbox.url), only="rest", limits=Limits(metrics_ttl=0.05)) as launcher:
+    with running(sandbox_settings(sandbox.url), only="rest", metrics_ttl=0.05) as launcher:
         rest = launcher.urls["rest"]
         with httpx.Client(timeout=30) as client:
             scrape(client, rest)
@@ -174,8 +175,8 @@ def test_counters_show_exactly_the_traffic_sent(sandbox: LiveSandbox) -> None:
     """Three usage calls (one unknown run), two wallet calls sharing one held upstream call, one wallet
     call refused by the rate limit, three MCP tool calls: each counted, under its route template."""
     total = "prime_billing_http_requests_total"
-    limits = Limits(rate=0.001, burst=5)  # five requests per caller and port, none refilled during the test
-    with running(sandbox_settings(sandbox.url), limits=limits) as launcher, httpx.Client(timeout=30) as client:
+    limits = {"rate_limit": 0.001, "rate_burst": 5}  # five requests per caller and port, none refilled meanwhile
+    with running(sandbox_settings(sandbox.url), **limits) as launcher, httpx.Client(timeout=30) as client:
         rest, mcp, gateway = launcher.urls["rest"], launcher.urls["mcp"], launcher.gateway
         assert gateway is not None
         codes = [client.get(rest + f"/v1/api/v1/billing/runs/{run}/usage").status_code for run in
@@ -261,7 +262,7 @@ def test_passthrough_reads_the_scrapers_own_wallet_and_refuses_a_bad_key(sandbox
     401; the server's traffic is shown only to a key the upstream has accepted."""
     settings = sandbox_settings(sandbox.url, api_key=None)
     good, bad = {"Authorization": f"Bearer {SANDBOX_API_KEY}"}, {"Authorization": "Bearer made-up-key"}
-    with running(settings, only="rest", passthrough=True) as launcher, httpx.Client(timeout=30) as client:
+    with running(settings, only="rest", auth="passthrough") as launcher, httpx.Client(timeout=30) as client:
         rest = launcher.urls["rest"]
         sandbox.faults(next=[{"status": 503, "path": "/wallet"}])  # the good key's first read fails
         unproven = scrape(client, rest, **good)
@@ -281,7 +282,7 @@ def test_passthrough_shows_the_scrapers_balance_read_once_per_ttl(sandbox: LiveS
     clear_stats(sandbox)
     settings = sandbox_settings(sandbox.url, api_key=None)
     good = {"Authorization": f"Bearer {SANDBOX_API_KEY}"}
-    with running(settings, only="rest", passthrough=True) as launcher, httpx.Client(timeout=30) as client:
+    with running(settings, only="rest", auth="passthrough") as launcher, httpx.Client(timeout=30) as client:
         got = [scrape(client, launcher.urls["rest"], **good) for _ in range(3)]
     assert {value(g, "prime_wallet_balance_usd", wallet_id="wal_sbx_personal") for g in got} == {balance}
     assert all("prime_billing_http_requests" in g for g in got)  # the upstream accepted the key
@@ -327,5 +328,5 @@ def test_only_the_launcher_loads_prometheus_client() -> None:
     package = Path(prime_billing.__file__).parent
     files = [*package.rglob("*.py"), *SCRIPTS.glob("*.py")]
     users = {p.name for p in files if any(m.split(".")[0] == "prometheus_client" for m in imported(p))}
-    assert users == {"metrics.py"} and (package / "serve" / "metrics.py").exists()
-    assert {p.name for p in files if "metrics" in imported(p)} == {"runner.py"}
+    assert users == {"observe.py"} and (package / "serve" / "observe.py").exists()
+    assert {p.name for p in files if "observe" in imported(p)} == {"runner.py"}

@@ -18,7 +18,8 @@ from conftest import LiveSandbox, until, upstream_body
 from prime_billing.config import SANDBOX_API_KEY
 from prime_billing.errors import ConfigError
 from prime_billing.operations import OPERATIONS
-from prime_billing.serve.runner import Launcher, ServeOptions
+from prime_billing.serve.options import Options
+from prime_billing.serve.runner import Launcher
 from serve_harness import assert_problem, running, sandbox_settings
 
 USAGE = "/v1/api/v1/billing/runs/{}/usage"
@@ -177,7 +178,7 @@ def test_token_is_required_on_both_ports_when_set(sandbox: LiveSandbox) -> None:
 
 
 def test_passthrough_forwards_each_callers_key_and_never_mixes_them(sandbox: LiveSandbox) -> None:
-    with running(sandbox_settings(sandbox.url, api_key=None), passthrough=True) as launcher:
+    with running(sandbox_settings(sandbox.url, api_key=None), auth="passthrough") as launcher:
         rest = launcher.urls["rest"]
         assert_problem(httpx.get(rest + WALLET), 401)
         assert sandbox.requests() == 0
@@ -206,7 +207,7 @@ def test_passthrough_never_shows_the_callers_bare_key_from_an_upstream_403(sandb
     key = "pk-callers-own-key-7f3a9c2e51"
     echo = {"status": 403, "body": json.dumps({"detail": f"key {key} may not read this wallet"})}
     sandbox.faults(next=[echo, echo])
-    with running(sandbox_settings(sandbox.url, api_key=None), passthrough=True) as launcher:
+    with running(sandbox_settings(sandbox.url, api_key=None), auth="passthrough") as launcher:
         r = httpx.get(launcher.urls["rest"] + WALLET, headers={"Authorization": f"Bearer {key}"})
         body = assert_problem(r, 403)
         assert key not in r.text and "***" in body["detail"] and "may not read this wallet" in body["detail"]
@@ -226,8 +227,10 @@ def test_passthrough_never_shows_the_callers_bare_key_from_an_upstream_403(sandb
 def test_refuses_a_public_address_without_a_token(sandbox: LiveSandbox) -> None:
     settings = sandbox_settings(sandbox.url)
     with pytest.raises(ConfigError, match="without a token"):
-        Launcher(ServeOptions(host="0.0.0.0"), settings)
-    ServeOptions(host="0.0.0.0", token="t").check(settings)
-    ServeOptions(host="0.0.0.0", passthrough=True).check(settings)
+        Options(host="0.0.0.0")
+    Launcher(Options(host="0.0.0.0", token="t"), settings)
+    Launcher(Options(host="0.0.0.0", auth="passthrough"), settings.with_(api_key=None))
     with pytest.raises(ConfigError, match="exclude each other"):
-        ServeOptions(token="t", passthrough=True).check(settings)
+        Options(token="t", auth="passthrough")
+    with pytest.raises(ConfigError, match="no Prime API key"):
+        Launcher(Options(), settings.with_(api_key=None))

@@ -25,7 +25,7 @@ import math
 import random
 import threading
 import time
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Awaitable, Callable, Generator, Mapping
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any, Generic, NamedTuple, TypeVar
@@ -671,12 +671,19 @@ class Client(_Core):
         return self.call("get_wallet", {"limit": limit, "offset": offset, "team_id": team_id})
 
 
+#: awaited before each attempt of one call (`AsyncClient.call(on_send=...)`): a server paces or counts them
+OnSend = Callable[[Request], Awaitable[None]]
+
+
 class AsyncClient(_Core):
-    """Async client: same plan, same behaviour, for servers and agents sharing one pool."""
+    """Async client: same plan, same behaviour, for servers and agents sharing one pool.
+
+    Its httpx pool is made on the first `send`, so a subclass that sends another way
+    (overriding `send`) never pays for one it does not use."""
 
     def __init__(self, settings: Settings | None = None, **kwargs: Any) -> None:
         super().__init__(settings, **kwargs)
-        self._http = httpx.AsyncClient(**self._http_kwargs())
+        self._http: httpx.AsyncClient | None = None
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -685,7 +692,8 @@ class AsyncClient(_Core):
         await self.aclose()
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        if self._http is not None:
+            await self._http.aclose()
 
     async def call(
         self,
@@ -694,13 +702,18 @@ class AsyncClient(_Core):
         *,
         api_key: str | None = None,
         on_step: OnStep | None = None,
+        on_send: OnSend | None = None,
     ) -> Result[Any]:
+        """`on_send` is awaited before each attempt (retries and a report's pages included), outside
+        the attempt's deadline: a server paces a caller's upstream calls there, or counts them."""
         plan = self._plan(name, args or {}, api_key, on_step)
         # A report's steps (parsing pages, summing thousands of rows, building the answer) run
         # in a worker thread, so an event loop serving others is never held up by one report.
-        return await self._drive(plan, offload=ops.get(name).composite)
+        return await self._drive(plan, offload=ops.get(name).composite, on_send=on_send)
 
-    async def _drive(self, plan: Generator[Step, Outcome, Result[Any]], *, offload: bool) -> Any:
+    async def _drive(
+        self, plan: Generator[Step, Outcome, Result[Any]], *, offload: bool, on_send: OnSend | None = None
+    ) -> Any:
         """Run `plan` to its Result: its steps in a worker thread when `offload`, its I/O here."""
         import anyio
 
@@ -710,14 +723,18 @@ class AsyncClient(_Core):
             if done:
                 return step
             if isinstance(step, Request):
+                if on_send is not None:
+                    await on_send(step)
                 outcome = await self._attempt(step)
             elif isinstance(step, _Batch):
-                outcome = await self._gather(step.plans, offload=offload)
+                outcome = await self._gather(step.plans, offload=offload, on_send=on_send)
             else:
                 outcome = None
                 await anyio.sleep(step)
 
-    async def _gather(self, plans: list[Generator[Step, Outcome, Result[Any]]], *, offload: bool) -> list[Any]:
+    async def _gather(
+        self, plans: list[Generator[Step, Outcome, Result[Any]]], *, offload: bool, on_send: OnSend | None = None
+    ) -> list[Any]:
         """A batch, each sub-plan a task on this event loop (an anyio task group: each inherits
         the caller's context); the first failure cancels the others and is raised as itself."""
         import anyio
@@ -727,7 +744,7 @@ class AsyncClient(_Core):
 
         async def run(i: int) -> None:
             try:
-                results[i] = await self._drive(plans[i], offload=offload)
+                results[i] = await self._drive(plans[i], offload=offload, on_send=on_send)
             except Exception as exc:
                 failures.append(exc)
                 group.cancel_scope.cancel()
@@ -761,6 +778,8 @@ class AsyncClient(_Core):
         """One attempt: the seam a subclass overrides to send another way (see the module).
         `call` runs it under the attempt's deadline; it need not keep one itself."""
         url = url_for(self.base_url, request)
+        if self._http is None:
+            self._http = httpx.AsyncClient(**self._http_kwargs())
         async with self._http.stream(request.method, url, headers=request.headers) as response:
             check_size(response.headers)
             if response.is_stream_consumed:  # a transport that answered from memory (MockTransport)

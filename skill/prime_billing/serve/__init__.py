@@ -11,5 +11,11 @@ from __future__ import annotations
 REST_PORT = 8080
 MCP_PORT = 9090
 MCP_PATH = "/mcp"
-#: Prometheus metrics, on the REST port (serve/metrics.py)
+#: Prometheus metrics, on the REST port (serve/observe.py)
 METRICS_PATH = "/metrics"
+#: liveness and readiness, on both ports: never guarded, never calls upstream
+HEALTH_PATH = "/healthz"
+#: scope key: the request's `guard.Caller`, set by the guard for the routes
+CALLER = "prime_billing.caller"
+#: scope key: the upstream attempts a request made, set by its route for the access log
+UPSTREAM_CALLS = "prime_billing.upstream_calls"

@@ -1,128 +1,111 @@
-"""The REST server: one route per operation in the table, at its `rest_path`.
+"""The REST server: one route per operation in the table, at its `rest_path`, on Starlette's router.
 
-A success is the upstream body unchanged; every failure is problem+json with
-the error's own status. Nothing here knows any particular operation. HEAD on
-a route answers at once, with the headers a GET would have, and calls nothing.
-
-The table's routes are answered by a plain ASGI router (`Routes`) that builds
-no Request or Response objects on the way: every forwarded call pays for those.
-Whatever it does not match (other paths or methods, `/healthz`, `/openapi.json`,
-`/metrics`) goes to the Starlette app behind it, which also answers 404/405.
+A success is the upstream body unchanged; every failure, the guard's refusals too, is problem+json
+(RFC 9457) with its own status. HEAD on a route answers at once, with the headers a GET would have,
+and calls nothing. Each route is an ASGI app of its own: a forwarded call builds no Request or Response.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import re
+import math
 from collections.abc import Sequence
+from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qsl
 
 from pydantic import TypeAdapter
 from starlette.applications import Starlette
-from starlette.convertors import Convertor
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route, compile_path
+from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ..client import Result
-from ..errors import PrimeBillingError, redact
+from ..client import MAX_RETRY_AFTER, Result
+from ..errors import PrimeBillingError, RateLimitError, redact
 from ..operations import OPERATIONS, Operation
-from . import METRICS_PATH, openapi
+from . import CALLER, HEALTH_PATH, METRICS_PATH, UPSTREAM_CALLS, openapi
 from .gateway import Gateway
-from .problems import from_error, problem
-from .security import CREDENTIAL, HEALTH_PATH, UPSTREAM_USAGE
 
 _JSON = (b"content-type", b"application/json")
-_SANDBOX = (b"x-prime-sandbox", b"1")
-#: a success's headers and body, or the problem to answer instead
-_Outcome = Response | tuple[list[tuple[bytes, bytes]], bytes]
+#: the REST status for each kind of error: upstream 4xx kept, 502 unavailable (any other), 504 timeout
+STATUS = {"config": 500, "invalid_input": 422, "report_too_large": 422, "unauthorized": 401, "forbidden": 403,
+          "payment_required": 402, "not_found": 404, "upstream_validation": 422, "rate_limited": 429,
+          "upstream_timeout": 504}  # fmt: skip
+#: list items serialized per call: one call over thousands of rows holds the interpreter, and with it
+#: the event loop, long enough to stall every other request; a slice at a time keeps each hold short
+SLICE = 300
+
+
+def problem(status: int, code: str, detail: str, headers: dict[str, str] | None = None) -> Response:
+    title = next((s.phrase for s in HTTPStatus if s == status), "Error")
+    body = {"type": openapi.PROBLEM_TYPE + code, "title": title, "status": status, "detail": detail, "code": code}
+    return Response(json.dumps(body), status_code=status, media_type=openapi.PROBLEM_MEDIA_TYPE, headers=headers)
+
+
+def http_status(err: PrimeBillingError) -> int:
+    return STATUS.get(err.code, 502)
+
+
+def from_error(err: PrimeBillingError, detail: str | None = None) -> Response:
+    status, headers = http_status(err), {}
+    if status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    if (isinstance(err, RateLimitError) or status in (429, 502, 503)) and err.retry_after is not None:
+        headers["Retry-After"] = str(whole_seconds(err.retry_after))
+    return problem(status, err.code, detail if detail is not None else err.worded("rest"), headers)
+
+
+def whole_seconds(wait: float) -> int:
+    """A wait as a Retry-After header's whole seconds, within [0, MAX_RETRY_AFTER] however the error
+    carrying it was made: NaN and infinity are the ceiling, a wait in the past 0."""
+    return int(MAX_RETRY_AFTER) if math.isnan(wait) else math.ceil(min(max(0.0, wait), MAX_RETRY_AFTER))
 
 
 class _Endpoint:
     """One operation's route: arguments from path and query, one gateway call, the body."""
 
     def __init__(self, op: Operation, gateway: Gateway) -> None:
-        self.op = op
-        self.gateway = gateway
-        # the same matching as a Starlette Route at this path
-        self.regex: re.Pattern[str]
-        self.convertors: dict[str, Convertor[Any]]
-        self.regex, _, self.convertors = compile_path(op.rest_path)
+        self.op, self.gateway = op, gateway
         self.in_query = {p.wire: p.name for p in op.params if p.location != "path"}
         self.takes = ", ".join(self.in_query) or "none"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """As the ASGI app of a Starlette Route: HEAD, and any path `Routes` passed on."""
-        await _deliver(await self._outcome(scope, dict(scope.get("path_params", {}))), scope, receive, send)
+        answer = ([_JSON], b"") if scope["method"] == "HEAD" else await self.answer(scope)
+        await (answer(scope, receive, send) if isinstance(answer, Response) else respond(send, *answer))
 
-    async def _outcome(self, scope: Scope, args: dict[str, Any]) -> _Outcome:
+    async def answer(self, scope: Scope) -> Response | tuple[list[tuple[bytes, bytes]], bytes]:
         """The success's headers and body, or the problem to answer instead."""
-        query = scope["query_string"]
-        if query:
-            for key, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
-                name = self.in_query.get(key)
-                if name is None:
-                    return problem(
-                        422, "invalid_input", f"unknown query parameter {key!r}; this route takes {self.takes}"
-                    )
-                if value != "":  # `?teamId=` means not given, as upstream reads it
-                    args[name] = value
-        credential = scope.get(CREDENTIAL)
+        args = dict(scope["path_params"])
+        for key, value in parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True):
+            if key not in self.in_query:
+                return problem(422, "invalid_input", f"unknown query parameter {key!r}; this route takes {self.takes}")
+            if value != "":  # `?teamId=` means not given, as upstream reads it
+                args[self.in_query[key]] = value
+        caller, calls = scope.get(CALLER), 0
+
+        def sent() -> None:
+            nonlocal calls
+            calls += 1
+
         try:
-            result = await self.gateway.call(self.op, args, credential, scope.get(UPSTREAM_USAGE))
+            result = await self.gateway.call(self.op, args, caller, sent)
         except PrimeBillingError as exc:
-            return from_error(exc, redact(exc.worded("rest"), credential))
-        body = result.body  # the upstream's bytes, as they came
-        if body is None:  # a report's own answer, encoded off the event loop: it can be thousands of rows
-            body = await asyncio.to_thread(_encode, result)
-        headers = [_SANDBOX] if result.sandbox else []
-        headers += [(b"content-length", str(len(body)).encode()), _JSON]
-        return headers, body
+            return from_error(exc, redact(exc.worded("rest"), caller.credential if caller else None))
+        finally:
+            scope[UPSTREAM_CALLS] = calls
+        # the upstream's bytes as they came; a report's own answer, encoded off the event loop
+        body = result.body if result.body is not None else await asyncio.to_thread(_encode, result)
+        headers = [(b"x-prime-sandbox", b"1")] if result.sandbox else []
+        return [*headers, (b"content-length", str(len(body)).encode()), _JSON], body
 
 
-class Routes:
-    """ASGI: the table's routes first, everything else to `fallback` (a Starlette app)."""
-
-    def __init__(self, endpoints: Sequence[_Endpoint], fallback: ASGIApp) -> None:
-        self.endpoints = tuple(endpoints)
-        self.fallback = fallback
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and not scope.get("root_path"):
-            path, method = scope["path"], scope["method"]
-            for ep in self.endpoints:
-                if method == "HEAD" and ep.op.method == "GET" and ep.regex.match(path) is not None:
-                    await _deliver(([_JSON], b""), scope, receive, send)
-                    return
-                if ep.op.method == method and (m := ep.regex.match(path)) is not None:
-                    args = {k: ep.convertors[k].convert(v) for k, v in m.groupdict().items()}
-                    try:
-                        outcome = await ep._outcome(scope, args)
-                    except Exception:
-                        # as Starlette's error middleware does for the routes behind: answer, then raise
-                        await _failed()(scope, receive, send)
-                        raise
-                    await _deliver(outcome, scope, receive, send)
-                    return
-        await self.fallback(scope, receive, send)
-
-
-async def _deliver(outcome: _Outcome, scope: Scope, receive: Receive, send: Send) -> None:
-    if isinstance(outcome, Response):
-        await outcome(scope, receive, send)
-        return
-    headers, body = outcome
+async def respond(send: Send, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+    """A 200 with these headers and body, sent with no Response object made for it."""
     await send({"type": "http.response.start", "status": 200, "headers": headers})
     await send({"type": "http.response.body", "body": body})
-
-
-#: list items serialized per call: one call over thousands of rows holds the interpreter, and with
-#: it the event loop, long enough to stall every other request; a slice at a time keeps each hold short
-SLICE = 300
 
 
 def _encode(result: Result[Any]) -> bytes:
@@ -140,28 +123,18 @@ def _encode(result: Result[Any]) -> bytes:
     return ("".join(parts) + "}").encode()
 
 
-def _failed() -> Response:
-    return problem(500, "error", "the server failed to answer: try again; if it persists report it")
-
-
 async def _http_error(request: Request, exc: Exception) -> Response:
     status = exc.status_code if isinstance(exc, HTTPException) else 500
     if status == 404:
         return problem(404, "no_route", f"no route {request.url.path}: see /openapi.json")
     if status == 405:
-        allow = (exc.headers or {}).get("Allow") if isinstance(exc, HTTPException) else None
-        return problem(
-            405,
-            "method_not_allowed",
-            f"{request.method} is not allowed here: see /openapi.json",
-            {"Allow": allow} if allow else None,
-        )
+        allow = {"Allow": exc.headers["Allow"]} if isinstance(exc, HTTPException) and exc.headers else None
+        return problem(405, "method_not_allowed", f"{request.method} is not allowed here: see /openapi.json", allow)
     return problem(status, "error", "the server failed to answer: try again; if it persists report it")
 
 
-def route_templates(operations: Sequence[Operation] = OPERATIONS) -> list[str]:
-    """Every route this server answers, as its template (`{run_id}`, not an id): what metrics label a request by."""
-    return [HEALTH_PATH, "/openapi.json", METRICS_PATH, *(op.rest_path for op in operations)]
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
 
 
 def build_rest_app(
@@ -170,21 +143,15 @@ def build_rest_app(
     *,
     secured: bool = False,
     metrics: ASGIApp | None = None,
-) -> Routes:
-    """`secured`: callers must send a bearer token (a fixed token, or their own key);
-    `metrics`: the app answering GET /metrics (serve/metrics.py), none if not given."""
+) -> Starlette:
+    """`secured`: callers must send a bearer token (a fixed token, or their own key); `metrics`: the app
+    answering GET /metrics (serve/observe.py), none if not given."""
     doc = openapi.document(operations, secured=secured or gateway.passthrough, metrics=metrics is not None)
-
-    async def healthz(request: Request) -> Response:
-        return JSONResponse({"status": "ok"})
 
     async def openapi_json(request: Request) -> Response:
         return JSONResponse(doc)
 
-    endpoints = [_Endpoint(op, gateway) for op in operations]
     routes = [Route(HEALTH_PATH, healthz), Route("/openapi.json", openapi_json)]
-    if metrics is not None:
-        routes.append(Route(METRICS_PATH, metrics, methods=["GET"]))
-    routes += [Route(ep.op.rest_path, ep, methods=[ep.op.method]) for ep in endpoints]
-    app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error, Exception: _http_error})
-    return Routes(endpoints, app)
+    routes += [Route(METRICS_PATH, metrics, methods=["GET"])] if metrics is not None else []
+    routes += [Route(op.rest_path, _Endpoint(op, gateway), methods=[op.method]) for op in operations]
+    return Starlette(routes=routes, exception_handlers={HTTPException: _http_error, Exception: _http_error})

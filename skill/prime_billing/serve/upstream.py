@@ -1,24 +1,17 @@
-"""The launcher's one way upstream: the core client's plan, sent with aiohttp.
+"""The launcher's one way upstream: the core client's plan, each attempt sent with aiohttp.
 
-A server pays its client's cost on every request it forwards; of the clients
-that hang up at once when a call is cancelled, aiohttp costs the least per call
-(the comparison: `benchmarks/bench_upstream_clients.py`, reference/serve.md).
-It is set up from the environment once, as httpx reads it: the proxy for the
-base URL from `HTTP_PROXY`/`HTTPS_PROXY`/`ALL_PROXY` unless `NO_PROXY` says
-otherwise, and the trusted CAs from `SSL_CERT_FILE`/`SSL_CERT_DIR` (httpx's own
-`create_ssl_context`), not per request (aiohttp's `trust_env`), which would add
-that lookup to the cost of every call. Retries, error mapping and the
-per-attempt deadline stay the core client's.
+Of the clients that hang up at once when a call is cancelled, aiohttp costs the least per call
+(`benchmarks/bench_upstream_clients.py`). It reads the environment once, as httpx does: the proxy for
+the base URL from `HTTP_PROXY`/`HTTPS_PROXY`/`ALL_PROXY` unless `NO_PROXY` covers it, the trusted CAs
+from `SSL_CERT_FILE`/`SSL_CERT_DIR` (httpx's `create_ssl_context`); not per request (aiohttp's
+`trust_env`), which would cost every call. Retries, error mapping and the deadline stay the core's.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import urllib.request
-from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -27,24 +20,6 @@ import httpx
 from ..client import DEFAULT_HEADERS, AsyncClient, Reply, Request, check_size, url_for
 from ..config import Settings
 from ..errors import PrimeBillingError
-
-
-@dataclass
-class UpstreamUsage:
-    """What one inbound request uses upstream: its calls counted for the access log, paced by the caller's rate."""
-
-    #: upstream calls made on the request's behalf
-    calls: int = 0
-    #: spends one of the caller's rate tokens: 0, or the seconds until one is there
-    pace: Callable[[], float] | None = None
-    #: the upstream answered a call with the caller's own key (passthrough): the key is real
-    accepted: bool = False
-
-
-#: the usage of the inbound request on whose behalf a call runs
-REQUEST_USAGE: contextvars.ContextVar[UpstreamUsage | None] = contextvars.ContextVar(
-    "prime_billing_upstream_usage", default=None
-)
 
 
 def proxy_for(url: str) -> str | None:
@@ -56,16 +31,31 @@ def proxy_for(url: str) -> str | None:
     return proxies.get(parts.scheme) or proxies.get("all")
 
 
-class Upstream(AsyncClient):
-    """`AsyncClient` whose one attempt (`send`) goes through a shared aiohttp pool."""
+#: an aiohttp failure as its outcome (for /metrics) and the httpx error the core client maps, first match
+_ERRORS = (
+    (aiohttp.ConnectionTimeoutError, "timeout", httpx.ConnectTimeout),
+    ((aiohttp.SocketTimeoutError, aiohttp.ServerTimeoutError), "timeout", httpx.ReadTimeout),
+    (aiohttp.ClientConnectorError, "connect_error", httpx.ConnectError),
+    (aiohttp.ClientError, "read_error", httpx.ReadError),  # a reset, a truncated body, ...
+)
 
-    def __init__(self, settings: Settings, *, max_connections: int = 0) -> None:
+
+def _uncounted(outcome: str, status: str) -> None:
+    """`on_reply` when nothing counts the attempts (the stdio server)."""
+
+
+class Upstream(AsyncClient):
+    """`AsyncClient` whose one attempt (`send`) goes through a shared aiohttp pool; `on_reply` is
+    told of each attempt's outcome and HTTP status ("none" without one), for /metrics."""
+
+    def __init__(
+        self, settings: Settings, *, max_connections: int = 0, on_reply: Callable[[str, str], None] = _uncounted
+    ) -> None:
         super().__init__(settings)
         self._proxy = proxy_for(settings.base_url)
         self._limit = max_connections
         self._session: aiohttp.ClientSession | None = None
-        #: attempts sent since start, by (outcome, HTTP status or "none"): plain counts, read at /metrics
-        self.replies: Counter[tuple[str, str]] = Counter()
+        self.on_reply = on_reply
 
     def _pool(self) -> aiohttp.ClientSession:
         """Made on first use, inside the event loop that will drive it."""
@@ -87,12 +77,6 @@ class Upstream(AsyncClient):
             await self._session.close()
 
     async def send(self, request: Request) -> Reply:
-        usage = REQUEST_USAGE.get()
-        if usage is not None:
-            usage.calls += 1
-            # the request itself paid for its first call; a report's further pages are paid here
-            while usage.calls > 1 and usage.pace is not None and (wait := usage.pace()) > 0:
-                await asyncio.sleep(wait)
         url = url_for(self.settings.base_url, request)
         outcome, status = "error", "none"
         try:
@@ -107,18 +91,9 @@ class Upstream(AsyncClient):
                     check_size(response.headers, len(body))
                 outcome = "ok" if 200 <= response.status < 300 else "http_error"
                 return Reply(response.status, response.headers, bytes(body))
-        except aiohttp.ConnectionTimeoutError as exc:
-            outcome = "timeout"
-            raise httpx.ConnectTimeout(str(exc)) from None
-        except (aiohttp.SocketTimeoutError, aiohttp.ServerTimeoutError) as exc:
-            outcome = "timeout"
-            raise httpx.ReadTimeout(str(exc)) from None
-        except aiohttp.ClientConnectorError as exc:
-            outcome = "connect_error"
-            raise httpx.ConnectError(str(exc)) from None
-        except aiohttp.ClientError as exc:  # a reset, a truncated body, ...
-            outcome = "read_error"
-            raise httpx.ReadError(f"{type(exc).__name__}: {exc}") from None
+        except aiohttp.ClientError as exc:  # as httpx would have raised it, for the core client's mapping
+            outcome, error = next((o, e) for kind, o, e in _ERRORS if isinstance(exc, kind))
+            raise error(f"{type(exc).__name__}: {exc}") from None
         except PrimeBillingError:  # too large or compressed: refused unread
             outcome = "refused"
             raise
@@ -126,4 +101,4 @@ class Upstream(AsyncClient):
             outcome = "cancelled"
             raise
         finally:
-            self.replies[outcome, status] += 1
+            self.on_reply(outcome, status)
