@@ -1,6 +1,6 @@
 """The sandbox on a real socket: a threaded HTTP/1.1 server around a `FaultySandbox`.
 
-Imported only by tests, benchmarks, `prime-billing sandbox` and `serve --sandbox`.
+Imported only by tests, benchmarks, `prime-billing sandbox` and `serve --sandbox` (`running`).
 Over the socket a fault can do what it cannot in process: hold a request at the
 gate, reset the connection mid-body, or stream a body the client abandons.
 """
@@ -8,8 +8,10 @@ gate, reset the connection mid-body, or stream a body the client abandons.
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -94,6 +96,18 @@ class _Handler(BaseHTTPRequestHandler):
 def make_server(sandbox: FaultySandbox, host: str = "127.0.0.1", port: int = 0) -> SandboxServer:
     """A threaded HTTP/1.1 server on a real socket; `port=0` picks a free one."""
     return SandboxServer((host, port), sandbox)
+
+
+@contextmanager
+def running(sandbox: FaultySandbox | None = None, host: str = "127.0.0.1") -> Iterator[str]:
+    """The sandbox served from a background thread on a free port of `host` while this lasts: its base URL."""
+    server = make_server(sandbox or FaultySandbox(), host, 0)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True).start()
+    try:
+        yield f"http://{host}:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def serve(

@@ -1,6 +1,8 @@
-"""`prime-billing serve` and `prime-billing mcp`: parsers only (`serve`'s made from `options.Options`);
-the server stack loads when one of them runs. The CLI adds them (`cli.EXTRA_COMMANDS`), and so does
-`scripts/serve.py` (`cli.run_command`): this module imports nothing from the CLI."""
+"""`prime-billing serve` and `prime-billing mcp`: their parsers, `serve`'s made from `options.Options`.
+
+The server stack loads when one of them runs. The CLI adds them (`cli.EXTRA_COMMANDS`), and so does
+`scripts/serve.py`: this module imports nothing from the CLI.
+"""
 
 from __future__ import annotations
 
@@ -10,33 +12,35 @@ import os
 import sys
 from dataclasses import fields
 from pathlib import Path
+from typing import Any
 
 from ..errors import ConfigError
 from ..subcommand import Subcommand
 from .options import Options, flag_of
 
 SERVE_DESCRIPTION = (
-    "Serve the operations over REST (port 8080) and MCP streamable HTTP (port 9090, /mcp) from one "
-    "process, on 127.0.0.1 unless --host says otherwise. A non-loopback --host needs a token "
-    "(PRIME_BILLING_TOKEN or --token-file) or --auth passthrough."
+    "Serve the operations over REST (port 8080) and MCP streamable HTTP (port 9090, /mcp) from one process, on "
+    "127.0.0.1 unless --host says otherwise. A non-loopback --host needs a token (PRIME_BILLING_TOKEN or "
+    "--token-file) or --auth passthrough."
 )
 #: a token on the command line is readable by every local user (/proc/PID/cmdline, ps)
 TOKEN_WARNING = (
-    "warning: --token is visible to every user of this machine (ps, /proc); "
-    "use PRIME_BILLING_TOKEN or --token-file PATH instead"
+    "warning: --token is visible to every user of this machine (ps, /proc); use PRIME_BILLING_TOKEN or "
+    "--token-file PATH instead"
 )
-#: the Options fields that are flags
 FLAGGED = [f for f in fields(Options) if "help" in f.metadata]
-#: flags read into a field rather than being one: (after which field, flag, metavar, help)
-SECRET_FILES = {
+#: flags that read a secret into a field rather than being one, by the field they follow: (flag, metavar, help)
+SECRET_FLAGS = {
     "auth": [
-        ("--token-file", "PATH", "callers must send `Authorization: Bearer TOKEN`, TOKEN read from this file "
-         "(default: the PRIME_BILLING_TOKEN environment variable)"),
+        (
+            "--token-file",
+            "PATH",
+            "callers must send `Authorization: Bearer TOKEN`, TOKEN read from this file (default: PRIME_BILLING_TOKEN)",
+        ),
         ("--token", "TOKEN", "as --token-file, but visible to every local user: avoid"),
     ],
-    "state_url": [("--state-url-file", "PATH", "as --state-url, read from this file (a password in the URL stays "
-                   "out of ps and the environment)")],
-}  # fmt: skip
+    "state_url": [("--state-url-file", "PATH", "as --state-url, read from this file (a password stays out of ps)")],
+}
 
 
 def _upstream_args(p: argparse.ArgumentParser) -> None:
@@ -47,16 +51,18 @@ def _upstream_args(p: argparse.ArgumentParser) -> None:
 
 
 def _serve_arguments(p: argparse.ArgumentParser) -> None:
-    groups = {f.metadata["group"]: p.add_argument_group(f.metadata["group"]) for f in FLAGGED if "group" in f.metadata}
+    groups: dict[str, Any] = {}
     for f in FLAGGED:
-        m = f.metadata
-        kw = {k: m[k] for k in ("metavar", "choices", "action") if k in m}
+        m, kind = f.metadata, next((t for t in (float, int) if str(f.type).startswith(t.__name__)), str)
+        kw = {k: m[k] for k in ("choices", "action", "metavar") if k in m}
         if "action" not in kw:
-            kw["type"] = next((t for t in (float, int) if str(f.type).startswith(t.__name__)), str)
+            kw |= {"type": kind, "metavar": kw.get("metavar", {float: "S", int: "N"}.get(kind))}
+        if "group" in m and m["group"] not in groups:
+            groups[m["group"]] = p.add_argument_group(m["group"])
         default = None if m.get("action") == "append" else f.default
-        help = m["help"].format(default) if "{" in m["help"] else m["help"]
-        groups.get(m.get("group"), p).add_argument(flag_of(f.name), dest=f.name, default=default, help=help, **kw)
-        for flag, metavar, text in SECRET_FILES.get(f.name, []):
+        kw |= {"dest": f.name, "default": default, "help": m["help"].format(default)}
+        groups.get(m.get("group"), p).add_argument(flag_of(f.name), **kw)  # type: ignore[arg-type]
+        for flag, metavar, text in SECRET_FLAGS.get(f.name, []):
             p.add_argument(flag, metavar=metavar, help=text)
     _upstream_args(p)
 
@@ -66,12 +72,18 @@ def _mcp_arguments(p: argparse.ArgumentParser) -> None:
     _upstream_args(p)
 
 
-def _env_list(name: str) -> list[str]:
-    return [v for v in os.environ.get(name, "").split(",") if v.strip()]
+def _one_word(raw: str, where: str, fix: str) -> str:
+    """A secret (a token, a URL), the whitespace around it dropped. One that is blank, or holds a space or a control
+    character, could never arrive in an `Authorization` header: refused at start, never echoed."""
+    word = raw.strip()
+    if not word:
+        raise ConfigError(f"{where} is empty or only whitespace: {fix}")
+    if any(c.isspace() or not c.isprintable() for c in word):
+        raise ConfigError(f"{where} holds a line break, space or control character inside the token (one word): {fix}")
+    return word
 
 
 def _read(flag: str, path: str, what: str) -> str:
-    """A secret from a file named on the command line, as one word (`_one_word`)."""
     where = f"{flag} {path}"
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -80,18 +92,6 @@ def _read(flag: str, path: str, what: str) -> str:
     except UnicodeDecodeError:
         raise ConfigError(f"{where} is not UTF-8 text: put the {what} in it as text") from None
     return _one_word(text, where, f"put the {what} in it")
-
-
-def _one_word(raw: str, where: str, fix: str) -> str:
-    """The secret, around which whitespace is dropped. A token (or a URL) is one word: one that is blank,
-    or holds a line break, a space or a control character, could never arrive in an `Authorization`
-    header, so every caller would be refused; it is refused at start instead. Never echoes the secret."""
-    word = raw.strip()
-    if not word:
-        raise ConfigError(f"{where} is empty or only whitespace: {fix}")
-    if any(c.isspace() or not c.isprintable() for c in word):
-        raise ConfigError(f"{where} holds a line break, space or control character inside the token (one word): {fix}")
-    return word
 
 
 def _token(ns: argparse.Namespace) -> str | None:
@@ -107,8 +107,11 @@ def _token(ns: argparse.Namespace) -> str | None:
 def options_from(ns: argparse.Namespace) -> Options:
     """The parsed flags, with what the environment and the secret files add, as one checked `Options`."""
     values = {f.name: getattr(ns, f.name) for f in FLAGGED}
-    values["allow_hosts"] = (*(ns.allow_hosts or ()), *_env_list("PRIME_BILLING_ALLOWED_HOSTS"))
-    values["allow_origins"] = (*(ns.allow_origins or ()), *_env_list("PRIME_BILLING_ALLOWED_ORIGINS"))
+    for name, variable in (
+        ("allow_hosts", "PRIME_BILLING_ALLOWED_HOSTS"),
+        ("allow_origins", "PRIME_BILLING_ALLOWED_ORIGINS"),
+    ):
+        values[name] = (*(values[name] or ()), *(v for v in os.environ.get(variable, "").split(",") if v.strip()))
     state_file = ns.state_url_file and _read("--state-url-file", ns.state_url_file, "URL")
     values["state_url"] = ns.state_url or state_file or os.environ.get("PRIME_BILLING_STATE_URL") or None
     return Options(token=_token(ns), **values)
@@ -133,8 +136,18 @@ def _run_mcp(ns: argparse.Namespace) -> int:
     return 0
 
 
-SERVE = Subcommand("serve", "serve REST (8080) and MCP (9090) for other programs and agents", SERVE_DESCRIPTION,
-                   _serve_arguments, _run_serve)  # fmt: skip
-MCP = Subcommand("mcp", "MCP over stdio, for clients that launch a local command", "Run the MCP tools over stdio "
-                 "(for Claude Desktop and other clients that launch a command). For MCP over HTTP use `serve --only "
-                 "mcp`.", _mcp_arguments, _run_mcp)  # fmt: skip
+SERVE = Subcommand(
+    "serve",
+    "serve REST (8080) and MCP (9090) for other programs and agents",
+    SERVE_DESCRIPTION,
+    _serve_arguments,
+    _run_serve,
+)
+MCP = Subcommand(
+    "mcp",
+    "MCP over stdio, for clients that launch a local command",
+    "Run the MCP tools over stdio (for Claude Desktop and other clients that launch a command). For MCP over HTTP "
+    "use `serve --only mcp`.",
+    _mcp_arguments,
+    _run_mcp,
+)

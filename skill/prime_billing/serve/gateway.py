@@ -1,11 +1,9 @@
-"""The servers' one way upstream: argument checks, the cache key, shared calls, the report cap.
+"""The servers' one way upstream: argument checks, shared calls, the report cap.
 
-Both servers call `Gateway.call`: the arguments are checked before anything leaves, then everyone
-asking the same thing (keyed by a hash of the Prime key, the operation and its checked arguments, so
-different keys never share an answer) shares one upstream call. First in this process: one task each
-caller awaits shielded, so one hanging up cancels nothing for the others and the last one leaving
-cancels it. Then, with a cache, through the state store, by every replica; answers are stored as
-bytes and validated again when read. A report that would read more rows than one request may stops.
+Everyone asking the same thing (keyed by a hash of the Prime key, the operation and its checked arguments, so
+different keys never share an answer) shares one upstream call: first in this process, one task that each caller
+awaits shielded, so one hanging up cancels nothing for the others and the last one leaving cancels it; then, with
+a cache, through the state store by every replica, the answer stored as bytes and validated again when read.
 """
 
 from __future__ import annotations
@@ -14,17 +12,18 @@ import asyncio
 import hashlib
 from collections.abc import Awaitable, Callable, Hashable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
+from starlette.types import Scope
 
 from ..client import OnStep, Request, Result
 from ..config import Settings
 from ..dates import utc
 from ..errors import AuthenticationError, ReportTooLargeError
 from ..models import Wallet
-from ..operations import Inputs, Operation
+from ..operations import Operation
+from . import UPSTREAM_CALLS
 from .options import Options
 from .state import State
 from .upstream import Upstream
@@ -32,9 +31,9 @@ from .upstream import Upstream
 
 @dataclass(frozen=True)
 class Caller:
-    """Who sent a request, as the guard found it. `key`: its name for the rate limit (its credential's
-    hash once that is `verified`: the token, or a passthrough key the upstream accepted; else its
-    address); `credential`: in passthrough, its bearer, its own Prime key."""
+    """Who sent a request, as the guard found it. `key`: its name for the rate limit (its credential's hash once that
+    is `verified`: the token, or a passthrough key the upstream accepted; else its address); `credential`: in
+    passthrough, its bearer, its own Prime key."""
 
     key: str
     credential: str | None = field(default=None, repr=False)
@@ -46,32 +45,45 @@ def digest(*parts: str) -> str:
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
 
+def counted(scope: Scope) -> Callable[[], None]:
+    """`sent` for one request: its upstream attempts counted in its scope, for its access line."""
+    scope[UPSTREAM_CALLS] = 0
+
+    def sent() -> None:
+        scope[UPSTREAM_CALLS] += 1
+
+    return sent
+
+
 def _nothing(*args: str) -> None:
     """A callback nobody listens to."""
 
 
 class Gateway:
-    """`on_shared` is told "joined" (a caller shared another's call) or "hit" (a cached answer);
-    `on_reply` each upstream attempt's outcome and status."""
+    """`on_shared` is told "joined" (a caller shared another's call) or "hit" (a cached answer); `on_reply` each
+    upstream attempt's outcome and status."""
 
     def __init__(
-        self, settings: Settings, state: State | None = None, options: Options | None = None,
-        on_shared: Callable[[str], None] = _nothing, on_reply: Callable[[str, str], None] = _nothing,
-    ) -> None:  # fmt: skip
-        self.settings, self.state, self.on_shared = settings, state or State(), on_shared
-        self.options = o = options or Options()
-        self.passthrough, self.cache_ttl, self.max_report_rows = o.passthrough, o.cache_ttl, o.max_report_rows
-        self.client = Upstream(settings, max_connections=o.max_upstream, on_reply=on_reply)
-        self._calls: dict[Hashable, tuple[asyncio.Task[Any], list[int]]] = {}
+        self,
+        settings: Settings,
+        state: State | None = None,
+        options: Options | None = None,
+        on_shared: Callable[[str], None] = _nothing,
+        on_reply: Callable[[str, str], None] = _nothing,
+    ) -> None:
+        self.settings, self.state, self.options = settings, state or State(), options or Options()
+        self.passthrough, self.on_shared = self.options.passthrough, on_shared
+        self.client = Upstream(settings, max_connections=self.options.max_upstream, on_reply=on_reply)
+        #: the calls in progress in this process, by key: the task, and how many callers await it
+        self.calls: dict[Hashable, list[Any]] = {}
 
     async def aclose(self) -> None:
         await self.client.aclose()
 
     @property
     def waiting(self) -> int:
-        """Callers awaiting a shared call right now, over every key (/metrics shows it; a snapshot, readable
-        from any thread)."""
-        return sum(count[0] for _, count in list(self._calls.values()))
+        """Callers awaiting a shared call now, over every key (a snapshot, readable from any thread)."""
+        return sum(entry[1] for entry in list(self.calls.values()))
 
     def prime_key(self, caller: Caller | None) -> str:
         """The Prime key a caller's calls are made with: its own in passthrough, else the configured one."""
@@ -84,36 +96,35 @@ class Gateway:
     async def call(
         self, op: Operation, args: Mapping[str, Any], caller: Caller | None = None, sent: Callable[[], None] = _nothing
     ) -> Result[Any]:
-        """Check, then fetch once for everyone asking the same thing; `sent` is told of each upstream
-        attempt made for this caller (none when it shared another's call or a cached answer)."""
+        """Check, then fetch once for everyone asking the same thing; `sent` is told of each upstream attempt made
+        for this caller (none when it shared another's call or a cached answer)."""
         checked = self.client.checked(op, args)  # InvalidInputError here: nothing has left yet
         prime_key = self.prime_key(caller)
-        key = digest(prime_key, op.name, repr(sorted(checked.items())))
+        key, calls = digest(prime_key, op.name, repr(sorted(checked.items()))), 0
+
+        async def on_send(request: Request) -> None:
+            nonlocal calls
+            calls += 1
+            sent()
+            # the request itself paid for its first call; a report's further pages are paid here
+            while calls > 1 and caller is not None and (wait := await self.state.hit(caller.key)) > 0:
+                await asyncio.sleep(wait)
 
         async def fetch() -> Result[Any]:
-            calls = 0
-
-            async def on_send(request: Request) -> None:
-                nonlocal calls
-                calls += 1
-                sent()
-                # the request itself paid for its first call; a report's further pages are paid here
-                while calls > 1 and caller is not None and (wait := await self.state.hit(caller.key)) > 0:
-                    await asyncio.sleep(wait)
-
-            on_step = self._bounded(op.inputs.rows_since(checked), op.inputs) if op.composite else None
+            on_step = self._bounded(op, checked) if op.composite else None
             api_key = prime_key if self.passthrough else None
             return await self.client.call(op.name, checked, api_key=api_key, on_step=on_step, on_send=on_send)
 
-        result = await self.shared(key, lambda: self._cached(op, checked, key, fetch) if self.cache_ttl else fetch())
+        cached = self.options.cache_ttl > 0
+        result = await self.shared(key, lambda: self._cached(op, checked, key, fetch) if cached else fetch())
         if self.passthrough and caller is not None and not caller.verified:
-            await self.state.accept(digest(prime_key))  # the upstream answered this key: it is real
+            await self.state.put("accepted", digest(prime_key), b"1")  # the upstream answered this key: it is real
         return result
 
     async def _cached(
         self, op: Operation, checked: dict[str, Any], key: str, fetch: Callable[[], Awaitable[Result[Any]]]
     ) -> Result[Any]:
-        """Through the state store's cache: made once for every replica, bytes stored, validated when read."""
+        """Through the state store's cache: made once for every replica, stored as bytes, validated when read."""
         made: list[Result[Any]] = []
 
         async def produce() -> bytes:
@@ -132,34 +143,32 @@ class Gateway:
 
     async def shared(self, key: Hashable, call: Callable[[], Awaitable[Any]]) -> Any:
         """`call()`'s answer, one call at a time per key in this process, awaited by every caller of that key."""
-        entry = self._calls.get(key)
+
+        def settle(_: object = None) -> None:
+            if self.calls.get(key) is entry:
+                del self.calls[key]
+
+        entry = self.calls.get(key)
         if entry is None:
-            task = asyncio.ensure_future(call())
-            entry = self._calls[key] = (task, [0])
-            task.add_done_callback(lambda done: self._settle(key, done))
+            entry = self.calls[key] = [asyncio.ensure_future(call()), 0]
+            entry[0].add_done_callback(settle)
         else:
             self.on_shared("joined")
-        task, waiting = entry
-        waiting[0] += 1
+        task, entry[1] = entry[0], entry[1] + 1
         try:
             return await asyncio.shield(task)
         finally:
-            waiting[0] -= 1
-            if not waiting[0] and not task.done():
-                task.cancel()  # nobody is left to read its answer
+            entry[1] -= 1
+            if not entry[1] and not task.done():  # nobody is left to read its answer
+                settle()
+                task.cancel()
 
-    def _settle(self, key: Hashable, task: asyncio.Task[Any]) -> None:
-        if self._calls.get(key, (None,))[0] is task:
-            del self._calls[key]
-        if not task.cancelled():
-            task.exception()  # seen: every caller that waited has it already
-
-    def _bounded(self, since: datetime | None, inputs: type[Inputs]) -> OnStep:
-        """A report's step watcher: refuses once the rows it keeps exceed the cap (rows older than `since`,
-        its start, are read only to find the end). A report reading every row without a start is refused
-        at its first page, whose total says how many that is; the refusal advises the input that narrows it."""
-        cap, kept = self.max_report_rows, 0
-        whole = inputs.reads_every_row and since is None
+    def _bounded(self, op: Operation, checked: dict[str, Any]) -> OnStep:
+        """A report's step watcher: refuses once the rows it keeps pass the cap (rows older than its start are read
+        only to find the end). One reading every row with no start is refused at its first page, whose total says
+        how many that is; the refusal names the input that narrows it."""
+        cap, since, kept = self.options.max_report_rows, op.inputs.rows_since(checked), 0
+        whole = op.inputs.reads_every_row and since is None
 
         def step(result: Result[Any]) -> None:
             nonlocal kept
@@ -167,6 +176,6 @@ class Gateway:
                 page = result.data.recent_billings
                 kept += len(page) if since is None else sum(1 for r in page if utc(r.created_at) >= since)
                 if (rows := max(kept, result.data.total_billings) if whole else kept) > cap:
-                    raise ReportTooLargeError(rows, cap, narrowed_by=inputs.narrowed_by)
+                    raise ReportTooLargeError(rows, cap, narrowed_by=op.inputs.narrowed_by)
 
         return step

@@ -1,8 +1,8 @@
 """The REST server: one route per operation in the table, at its `rest_path`, on Starlette's router.
 
-A success is the upstream body unchanged; every failure, the guard's refusals too, is problem+json
-(RFC 9457) with its own status. HEAD on a route answers at once, with the headers a GET would have,
-and calls nothing. Each route is an ASGI app of its own: a forwarded call builds no Request or Response.
+A success is the upstream body unchanged; every failure, the guard's refusals too, is problem+json (RFC 9457)
+with its own status. HEAD on a route answers at once, with a GET's headers, and calls nothing. Each route is an
+ASGI app of its own: a forwarded call builds no Request or Response.
 """
 
 from __future__ import annotations
@@ -12,10 +12,9 @@ import json
 import math
 from collections.abc import Sequence
 from http import HTTPStatus
-from typing import Any
 from urllib.parse import parse_qsl
 
-from pydantic import TypeAdapter
+from pydantic import BaseModel, TypeAdapter
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -23,26 +22,35 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ..client import MAX_RETRY_AFTER, Result
+from ..client import MAX_RETRY_AFTER
 from ..errors import PrimeBillingError, RateLimitError, redact
 from ..operations import OPERATIONS, Operation
-from . import CALLER, HEALTH_PATH, METRICS_PATH, UPSTREAM_CALLS, openapi
-from .gateway import Gateway
+from . import CALLER, HEALTH_PATH, METRICS_PATH, openapi
+from .gateway import Gateway, counted
 
-_JSON = (b"content-type", b"application/json")
-#: the REST status for each kind of error: upstream 4xx kept, 502 unavailable (any other), 504 timeout
-STATUS = {"config": 500, "invalid_input": 422, "report_too_large": 422, "unauthorized": 401, "forbidden": 403,
-          "payment_required": 402, "not_found": 404, "upstream_validation": 422, "rate_limited": 429,
-          "upstream_timeout": 504}  # fmt: skip
-#: list items serialized per call: one call over thousands of rows holds the interpreter, and with it
-#: the event loop, long enough to stall every other request; a slice at a time keeps each hold short
+JSON = (b"content-type", b"application/json")
+#: the REST status of each kind of error: upstream 4xx kept, 502 unavailable (any other), 504 timeout
+STATUS = {
+    "config": 500,
+    "invalid_input": 422,
+    "report_too_large": 422,
+    "unauthorized": 401,
+    "forbidden": 403,
+    "payment_required": 402,
+    "not_found": 404,
+    "upstream_validation": 422,
+    "rate_limited": 429,
+    "upstream_timeout": 504,
+}
+#: list items encoded per call: one call over thousands of rows would hold the interpreter, and with it the event
+#: loop, long enough to stall every other request; a slice at a time keeps each hold short
 SLICE = 300
 
 
 def problem(status: int, code: str, detail: str, headers: dict[str, str] | None = None) -> Response:
     title = next((s.phrase for s in HTTPStatus if s == status), "Error")
-    body = {"type": openapi.PROBLEM_TYPE + code, "title": title, "status": status, "detail": detail, "code": code}
-    return Response(json.dumps(body), status_code=status, media_type=openapi.PROBLEM_MEDIA_TYPE, headers=headers)
+    body = openapi.Problem(type=openapi.PROBLEM_TYPE + code, title=title, status=status, detail=detail, code=code)
+    return Response(body.model_dump_json(), status, headers, openapi.PROBLEM_MEDIA_TYPE)
 
 
 def http_status(err: PrimeBillingError) -> int:
@@ -59,47 +67,9 @@ def from_error(err: PrimeBillingError, detail: str | None = None) -> Response:
 
 
 def whole_seconds(wait: float) -> int:
-    """A wait as a Retry-After header's whole seconds, within [0, MAX_RETRY_AFTER] however the error
-    carrying it was made: NaN and infinity are the ceiling, a wait in the past 0."""
+    """A wait as a Retry-After header's whole seconds, within [0, MAX_RETRY_AFTER] however the error carrying it was
+    made: NaN and infinity are the ceiling, a wait in the past 0."""
     return int(MAX_RETRY_AFTER) if math.isnan(wait) else math.ceil(min(max(0.0, wait), MAX_RETRY_AFTER))
-
-
-class _Endpoint:
-    """One operation's route: arguments from path and query, one gateway call, the body."""
-
-    def __init__(self, op: Operation, gateway: Gateway) -> None:
-        self.op, self.gateway = op, gateway
-        self.in_query = {p.wire: p.name for p in op.params if p.location != "path"}
-        self.takes = ", ".join(self.in_query) or "none"
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        answer = ([_JSON], b"") if scope["method"] == "HEAD" else await self.answer(scope)
-        await (answer(scope, receive, send) if isinstance(answer, Response) else respond(send, *answer))
-
-    async def answer(self, scope: Scope) -> Response | tuple[list[tuple[bytes, bytes]], bytes]:
-        """The success's headers and body, or the problem to answer instead."""
-        args = dict(scope["path_params"])
-        for key, value in parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True):
-            if key not in self.in_query:
-                return problem(422, "invalid_input", f"unknown query parameter {key!r}; this route takes {self.takes}")
-            if value != "":  # `?teamId=` means not given, as upstream reads it
-                args[self.in_query[key]] = value
-        caller, calls = scope.get(CALLER), 0
-
-        def sent() -> None:
-            nonlocal calls
-            calls += 1
-
-        try:
-            result = await self.gateway.call(self.op, args, caller, sent)
-        except PrimeBillingError as exc:
-            return from_error(exc, redact(exc.worded("rest"), caller.credential if caller else None))
-        finally:
-            scope[UPSTREAM_CALLS] = calls
-        # the upstream's bytes as they came; a report's own answer, encoded off the event loop
-        body = result.body if result.body is not None else await asyncio.to_thread(_encode, result)
-        headers = [(b"x-prime-sandbox", b"1")] if result.sandbox else []
-        return [*headers, (b"content-length", str(len(body)).encode()), _JSON], body
 
 
 async def respond(send: Send, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
@@ -108,18 +78,45 @@ async def respond(send: Send, headers: list[tuple[bytes, bytes]], body: bytes) -
     await send({"type": "http.response.body", "body": body})
 
 
-def _encode(result: Result[Any]) -> bytes:
-    """A report's answer as JSON (what `raw` holds), long lists written a slice at a time."""
-    data = result.data
+class Endpoint:
+    """One operation's route: arguments from path and query, one gateway call, the body."""
+
+    def __init__(self, op: Operation, gateway: Gateway) -> None:
+        self.op, self.gateway = op, gateway
+        self.in_query = {p.wire: p.name for p in op.params if p.location != "path"}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] == "HEAD":
+            return await respond(send, [JSON], b"")
+        args = dict(scope["path_params"])
+        for key, value in parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True):
+            if key not in self.in_query:
+                takes = ", ".join(self.in_query) or "none"
+                refused = problem(422, "invalid_input", f"unknown query parameter {key!r}; this route takes {takes}")
+                return await refused(scope, receive, send)
+            if value != "":  # `?teamId=` means not given, as upstream reads it
+                args[self.in_query[key]] = value
+        caller = scope.get(CALLER)
+        try:
+            result = await self.gateway.call(self.op, args, caller, counted(scope))
+        except PrimeBillingError as exc:
+            detail = redact(exc.worded("rest"), caller.credential if caller else None)
+            return await from_error(exc, detail)(scope, receive, send)
+        # the upstream's bytes as they came; a report's own answer, encoded off the event loop
+        body = result.body if result.body is not None else await asyncio.to_thread(encode, result.data)
+        sandbox = [(b"x-prime-sandbox", b"1")] if result.sandbox else []
+        await respond(send, [*sandbox, (b"content-length", str(len(body)).encode()), JSON], body)
+
+
+def encode(data: BaseModel) -> bytes:
+    """A report's answer as JSON, its long lists written a slice at a time."""
     long = [name for name, value in data if isinstance(value, list) and len(value) > SLICE]
-    head = data.model_dump_json(exclude=set(long))[:-1]
-    parts = [head]
+    parts = [data.model_dump_json(exclude=set(long))[:-1]]
     for name in long:
         items = getattr(data, name)
         adapter = TypeAdapter(list[type(items[0])])  # type: ignore[misc]
         slices = (adapter.dump_json(items[i : i + SLICE])[1:-1] for i in range(0, len(items), SLICE))
-        parts.append(("," if len(parts) > 1 or len(head) > 1 else "") + json.dumps(name) + ":[")
-        parts.append(b",".join(slices).decode() + "]")
+        parts.append(("," if parts[-1] != "{" else "") + json.dumps(name) + ":[" + b",".join(slices).decode() + "]")
     return ("".join(parts) + "}").encode()
 
 
@@ -144,8 +141,8 @@ def build_rest_app(
     secured: bool = False,
     metrics: ASGIApp | None = None,
 ) -> Starlette:
-    """`secured`: callers must send a bearer token (a fixed token, or their own key); `metrics`: the app
-    answering GET /metrics (serve/observe.py), none if not given."""
+    """`secured`: callers must send a bearer (a fixed token, or their own key); `metrics`: the app answering
+    GET /metrics (serve/observe.py), none if not given."""
     doc = openapi.document(operations, secured=secured or gateway.passthrough, metrics=metrics is not None)
 
     async def openapi_json(request: Request) -> Response:
@@ -153,5 +150,5 @@ def build_rest_app(
 
     routes = [Route(HEALTH_PATH, healthz), Route("/openapi.json", openapi_json)]
     routes += [Route(METRICS_PATH, metrics, methods=["GET"])] if metrics is not None else []
-    routes += [Route(op.rest_path, _Endpoint(op, gateway), methods=[op.method]) for op in operations]
+    routes += [Route(op.rest_path, Endpoint(op, gateway), methods=[op.method]) for op in operations]
     return Starlette(routes=routes, exception_handlers={HTTPException: _http_error, Exception: _http_error})

@@ -1,9 +1,8 @@
 """One process, two ports: REST and MCP on one event loop, one upstream client, one state store.
 
-The signal handlers are in place before any port listens, so a SIGTERM or SIGINT at any moment stops
-accepting, lets requests in progress finish (up to `--drain` seconds) and exits 0: a rolling deploy
-drops nothing. `--sandbox` serves the demo API on a loopback port of its own, so sandbox answers
-travel the same way as real ones.
+The signal handlers are in place before any port listens, so a SIGTERM or SIGINT at any moment stops accepting,
+lets requests in progress finish (up to `--drain` seconds) and exits 0: a rolling deploy drops nothing.
+`--sandbox` serves the demo API on a loopback port of its own, so its answers travel the way real ones do.
 """
 
 from __future__ import annotations
@@ -15,9 +14,7 @@ import os
 import signal
 import socket
 import sys
-import threading
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import uvicorn
 
@@ -27,10 +24,19 @@ from . import MCP_PATH
 from .gateway import Gateway
 from .options import Options
 
+#: how every server runs: the launcher logs, names and sizes things itself
+UVICORN = {
+    "log_level": "warning",
+    "access_log": False,
+    "lifespan": "on",
+    "server_header": False,
+    "proxy_headers": False,
+}
+
 
 class _Server(uvicorn.Server):
-    """uvicorn without its own signal handling (its public `capture_signals` hook): the launcher
-    stops both ports together, and exits 0 after draining instead of re-raising."""
+    """uvicorn without its own signal handling (its public `capture_signals` hook): the launcher stops both ports
+    together, and exits 0 after draining instead of re-raising."""
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -38,33 +44,24 @@ class _Server(uvicorn.Server):
 
 
 def _listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
-        return socket.create_server(
-            (host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET, backlog=2048
-        )
+        return socket.create_server((host, port), family=family, backlog=2048)
     except OSError as exc:
         raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}; pick another port") from None
 
 
-def sandbox_upstream(settings: Settings) -> tuple[Settings, Any]:
-    """With `--sandbox`, the demo API on a loopback port of its own (and its server, to stop), so the
-    one upstream client calls it as it calls Prime; otherwise the settings as they are."""
+@contextlib.contextmanager
+def upstream(settings: Settings) -> Iterator[Settings]:
+    """The settings to call upstream with: with `--sandbox`, the demo API served on a loopback port for as long as
+    this lasts, so the one upstream client calls it as it calls Prime."""
     if not settings.sandbox:
-        return settings, None
-    from ..sandbox.faults import FaultySandbox
-    from ..sandbox.server import make_server
+        yield settings
+        return
+    from ..sandbox.server import running
 
-    server = make_server(FaultySandbox(), "127.0.0.1", 0)
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True).start()
-    host, port = server.server_address[:2]
-    return settings.with_(base_url=f"http://{host}:{port}", api_key=SANDBOX_API_KEY, sandbox=False), server
-
-
-def stop_sandbox(server: Any) -> None:
-    """Stop and close what `sandbox_upstream` started, if it started anything."""
-    if server is not None:
-        server.shutdown()
-        server.server_close()
+    with running() as url:
+        yield settings.with_(base_url=url, api_key=SANDBOX_API_KEY, sandbox=False)
 
 
 class Launcher:
@@ -78,7 +75,7 @@ class Launcher:
         self.urls: dict[str, str] = {}
         self._servers: list[_Server] = []
         self._tasks: list[asyncio.Task[None]] = []
-        self._stopping, self._sandbox = False, None
+        self._stopping, self._resources = False, contextlib.AsyncExitStack()
 
     async def start(self) -> None:
         from .guard import Guard
@@ -88,14 +85,16 @@ class Launcher:
 
         o = self.options
         setup_logs(o.access_log)
-        upstream, self._sandbox = sandbox_upstream(self.settings)
-        state = State(o, lock_ttl=upstream.timeout)
+        settings = self._resources.enter_context(upstream(self.settings))
+        state = State(o, lock_ttl=settings.timeout)
+        self._resources.push_async_callback(state.aclose)
         m = Metrics(lambda: float(state.up), lambda: float(gateway.waiting))
-        self.gateway = gateway = Gateway(upstream, state, o, on_shared=m.shared, on_reply=m.reply)
+        self.gateway = gateway = Gateway(settings, state, o, on_shared=m.shared, on_reply=m.reply)
+        self._resources.push_async_callback(gateway.aclose)
         apps = {}
-        if o.only in (None, "rest"):
+        if o.only != "mcp":
             apps["rest"] = (o.rest_port, build_rest_app(gateway, secured=bool(o.token), metrics=Scrape(m, gateway)))
-        if o.only in (None, "mcp"):
+        if o.only != "rest":
             from .mcp_app import build_mcp_app  # the SDK loads only for the port that serves it
 
             apps["mcp"] = (o.mcp_port, build_mcp_app(gateway, on_call=m.tool_call, max_body=o.max_body))
@@ -103,18 +102,16 @@ class Launcher:
         for name, (_, app) in apps.items():
             app.add_middleware(Guard, options=o, state=state, surface=name, on_limited=m.rate_limited.labels(name).inc)
             app.add_middleware(Observe, surface=name, routes=app.routes, metrics=m)
-            server = _Server(uvicorn.Config(
-                app, log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=o.drain,
-                timeout_keep_alive=30, server_header=False, proxy_headers=False,
-                h11_max_incomplete_event_size=o.max_header or None,
-            ))  # fmt: skip
+            head = o.max_header or None
+            config = uvicorn.Config(
+                app, **UVICORN, timeout_graceful_shutdown=o.drain, h11_max_incomplete_event_size=head
+            )
+            server = _Server(config)
             server.should_exit = self._stopping
             self._servers.append(server)
             self._tasks.append(asyncio.ensure_future(server.serve(sockets=[sockets[name]])))
             host, port = sockets[name].getsockname()[:2]
-            self.urls[name] = f"http://{f'[{host}]' if ':' in host else host}:{port}" + (
-                MCP_PATH if name == "mcp" else ""
-            )
+            self.urls[name] = f"http://{f'[{host}]' if ':' in host else host}:{port}{MCP_PATH if name == 'mcp' else ''}"
         while not all(s.started for s in self._servers):
             if any(t.done() for t in self._tasks):
                 await asyncio.gather(*self._tasks)
@@ -129,13 +126,8 @@ class Launcher:
             s.should_exit, s.force_exit = True, s.force_exit or force
 
     async def wait(self) -> None:
-        try:
+        async with self._resources:
             await asyncio.gather(*self._tasks)
-        finally:
-            if self.gateway is not None:
-                await self.gateway.aclose()
-                await self.gateway.state.aclose()
-            stop_sandbox(self._sandbox)
 
     async def run(self, *, announce: Callable[[str], None] | None = None) -> None:
         loop = asyncio.get_running_loop()
@@ -143,8 +135,8 @@ class Launcher:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, lambda: self.stop(force=self._stopping))  # a second signal: no drain
         await self.start()
-        # what start-up made lives as long as the process: a full garbage collection need not scan it
-        # again, and pausing the loop for it would stall every request in the middle of a long report
+        # what start-up made lives as long as the process: a full garbage collection need not scan it again, and
+        # pausing the loop for it would stall every request in the middle of a long report
         gc.freeze()
         if announce is not None and not self._stopping:
             announce(self.describe())
@@ -170,35 +162,33 @@ def event_loop_runner() -> asyncio.Runner:
 
 def serve(options: Options, settings: Settings, *, announce: Callable[[str], None] | None = None) -> None:
     launcher = Launcher(options, settings)
-    # a report built in a worker thread hands the interpreter back to the event loop every
-    # 0.5 ms instead of every 5 ms, so requests keep being answered meanwhile
+    # a report built in a worker thread hands the interpreter back to the event loop every 0.5 ms instead of every
+    # 5 ms, so requests keep being answered meanwhile
     sys.setswitchinterval(0.0005)
     with event_loop_runner() as runner:
         runner.run(launcher.run(announce=announce))
 
 
 def serve_stdio(settings: Settings) -> None:
-    """Starts with or without a key: a client that launches the command shows only "failed to
-    connect" for a server that exits at start, so each tool call says what to set instead."""
+    """Starts with or without a key: a client that launches the command shows only "failed to connect" for a server
+    that exits at start, so each tool call says what to set instead."""
     from .mcp_app import run_stdio
 
     def stop() -> None:
-        # The client is done with us. The SDK reads stdin in a worker thread that no cancellation
-        # reaches, so a clean shutdown would wait for the client to close stdin: leave at once
-        # instead; no request of ours is worth finishing for nobody.
+        # The client is done with us. The SDK reads stdin in a worker thread that no cancellation reaches, so a
+        # clean shutdown would wait for the client to close stdin: leave at once; no request is worth finishing.
         sys.stdout.flush()
         os._exit(0)
 
     async def main() -> None:
-        upstream, sandbox = sandbox_upstream(settings)
-        gateway = Gateway(upstream)
         for sig in (signal.SIGTERM, signal.SIGINT):
             asyncio.get_running_loop().add_signal_handler(sig, stop)
-        try:
-            await run_stdio(gateway)
-        finally:
-            await gateway.aclose()
-            stop_sandbox(sandbox)
+        with upstream(settings) as reached:
+            gateway = Gateway(reached)
+            try:
+                await run_stdio(gateway)
+            finally:
+                await gateway.aclose()
 
     with event_loop_runner() as runner:
         runner.run(main())

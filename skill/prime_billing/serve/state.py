@@ -1,10 +1,10 @@
 """What replicas share: the per-caller rate, cached answers, accepted passthrough keys, wallet readings.
 
-In this process's memory (limits' memory storage, cachetools caches), or with `--state-url` in Redis:
-redis-py's asyncio client with the hiredis parser (the fastest measured: benchmarks/bench_state_clients.py)
-and limits' Redis storage on its pool, which counts a caller atomically across replicas. Every call to
-Redis has a short timeout; if one fails the replica goes on with its own memory, says so in one line
-per outage, and checks every second until Redis answers again. Redis never holds a key or a token.
+In this process's memory (limits' memory storage, cachetools caches), or with `--state-url` in Redis: redis-py's
+asyncio client with hiredis (the fastest measured: benchmarks/bench_state_clients.py), and limits' Redis storage on
+its pool, which counts a caller atomically across replicas. Every Redis call has a short timeout; when one fails the
+replica goes on with its own memory, says so once per outage and checks each second until Redis answers again.
+Redis never holds a key or a token.
 """
 
 from __future__ import annotations
@@ -14,26 +14,26 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from .options import Options
 
-T = TypeVar("T")
 logger = logging.getLogger("prime_billing.state")
 #: every key of the launcher's own: `prime-billing:<shelf>:<hash>` and `prime-billing:lock:<shelf>:<hash>`
 PREFIX = "prime-billing:"
-#: seconds one call to Redis may take; between checks while it is down; between looks for another's answer
+#: seconds one Redis call may take; between checks while it is down; between looks for another's answer
 TIMEOUT, PROBE, POLL = 0.25, 1.0, 0.01
 #: entries each in-memory shelf keeps at most (the least recently used go first)
 MAX_ITEMS = 10_000
 #: seconds a passthrough key the upstream accepted counts as proven
 ACCEPTED_TTL = 600.0
+#: what `_redis` answers when there is no Redis to share through, or it failed
 MISSING: Any = object()
 
 
 def window(rate: float, burst: int) -> tuple[int, int]:
-    """limits' item for a rate and a burst: `amount` requests per `seconds` (whole, at least 1), so a
-    caller may send its burst at once and then the rate; a burst below one second of rate is that rate."""
+    """limits' item for a rate and a burst: `amount` requests per `seconds` (whole, at least 1), so a caller may send
+    its burst at once and then the rate; a burst below one second of rate is that rate."""
     amount = max(burst, math.ceil(rate))
     return amount, max(1, math.ceil(amount / rate))
 
@@ -51,7 +51,7 @@ class State:
         self.item = RateLimitItemPerSecond(*window(o.rate, o.burst)) if o.rate > 0 else None
         self.local = Limiter(MemoryStorage())
         self.ttls = {"answers": o.cache_ttl, "accepted": ACCEPTED_TTL, "readings": o.metrics_ttl}
-        self.memory = {name: TTLCache(MAX_ITEMS, ttl) for name, ttl in self.ttls.items() if ttl > 0}
+        self.memory = {shelf: TTLCache(MAX_ITEMS, ttl) for shelf, ttl in self.ttls.items() if ttl > 0}
         self.lock_ms = max(1, int(lock_ttl * 1000))
         #: False while Redis does not answer (and without one: there is nothing to lose)
         self.up, self.redis, self._probe = True, None, None
@@ -62,26 +62,19 @@ class State:
             from redis.backoff import NoBackoff
 
             # one retry at once, on a fresh connection: one left from before an outage is dropped
-            kw: dict[str, Any] = {
-                "socket_timeout": TIMEOUT,
-                "socket_connect_timeout": TIMEOUT,
-                "retry": Retry(NoBackoff(), 1),
-            }
+            kw: dict[str, Any] = {"socket_timeout": TIMEOUT, "socket_connect_timeout": TIMEOUT}
+            kw["retry"] = Retry(NoBackoff(), 1)
             if o.state_url.startswith("redis+cluster://"):  # limits makes its own cluster client
                 self.redis = redis.RedisCluster.from_url(o.state_url.replace("+cluster", "", 1), **kw)
             else:
                 self.redis = redis.from_url(o.state_url, **kw)
                 kw = {"connection_pool": self.redis.connection_pool, "retry": kw["retry"]}
-            self.shared_limiter = Limiter(storage_from_string("async+" + o.state_url, implementation="redispy", **kw))
+            self.remote = Limiter(storage_from_string("async+" + o.state_url, implementation="redispy", **kw))
 
-    @property
-    def sharing(self) -> bool:
-        return self.redis is not None and self.up
-
-    async def _redis(self, call: Callable[[], Awaitable[T]]) -> T:
+    async def _redis(self, call: Callable[[], Awaitable[Any]]) -> Any:
         """`call()`'s answer from Redis, or MISSING when there is none to share through or it failed."""
-        if not self.sharing:
-            return MISSING  # type: ignore[no-any-return]
+        if self.redis is None or not self.up:
+            return MISSING
         try:
             async with asyncio.timeout(TIMEOUT):
                 return await call()
@@ -93,7 +86,7 @@ class State:
                     type(exc).__name__,
                 )
                 self._probe = asyncio.ensure_future(self._until_back())
-            return MISSING  # type: ignore[no-any-return]
+            return MISSING
 
     async def _until_back(self) -> None:
         while not self.up:
@@ -108,16 +101,17 @@ class State:
             self.up = True
             logger.warning("prime-billing: the state store is back; sharing with the other replicas again")
 
+    async def _limit(self, method: str, caller: str) -> Any:
+        """A limiter call on the shared limiter, or on this replica's when there is none to share."""
+        args = (self.item, "prime-billing", caller)
+        got = await self._redis(lambda: getattr(self.remote, method)(*args))
+        return await getattr(self.local, method)(*args) if got is MISSING else got
+
     async def hit(self, caller: str) -> float:
         """0 when `caller` may go on (one request counted), else the seconds until it may."""
-        if self.item is None or await self._either("hit", caller):
+        if self.item is None or await self._limit("hit", caller):
             return 0.0
-        return max(0.001, (await self._either("get_window_stats", caller)).reset_time - time.time())
-
-    async def _either(self, method: str, caller: str) -> Any:
-        """A limiter call on the shared limiter, or on this replica's when there is none to share."""
-        got = await self._redis(lambda: getattr(self.shared_limiter, method)(self.item, "prime-billing", caller))
-        return await getattr(self.local, method)(self.item, "prime-billing", caller) if got is MISSING else got
+        return max(0.001, (await self._limit("get_window_stats", caller)).reset_time - time.time())
 
     async def get(self, shelf: str, key: str) -> bytes | None:
         got = await self._redis(lambda: self.redis.get(f"{PREFIX}{shelf}:{key}"))
@@ -129,9 +123,9 @@ class State:
             self.memory[shelf][key] = value
 
     async def shared(self, shelf: str, key: str, produce: Callable[[], Awaitable[bytes]]) -> tuple[bytes, str]:
-        """The shelf's value for `key` and how it came ("hit", "waited" or "made"), made by `produce` once for
-        every replica: one takes a short lock and produces; the others wait for its value, or for its lock to
-        go (it failed, or its replica died), then try themselves."""
+        """The shelf's value for `key` and how it came ("hit", "waited" or "made"), made by `produce` once for every
+        replica: one takes a short lock and produces; the others wait for its value, or for its lock to go (it
+        failed, or its replica died), then try themselves."""
         lock, waited = f"{PREFIX}lock:{shelf}:{key}", False
         while (value := await self.get(shelf, key)) is None:
             mine = await self._redis(lambda: self.redis.set(lock, b"1", nx=True, px=self.lock_ms))
@@ -149,12 +143,6 @@ class State:
             waited = True
             await asyncio.sleep(POLL)
         return value, "waited" if waited else "hit"
-
-    async def accept(self, key_hash: str) -> None:
-        await self.put("accepted", key_hash, b"1")
-
-    async def accepted(self, key_hash: str) -> bool:
-        return await self.get("accepted", key_hash) is not None
 
     async def aclose(self) -> None:
         if self._probe is not None:
