@@ -12,7 +12,6 @@ import os
 import sys
 from dataclasses import fields
 from pathlib import Path
-from typing import Any
 
 from ..errors import ConfigError
 from ..subcommand import Subcommand
@@ -29,18 +28,8 @@ TOKEN_WARNING = (
     "--token-file PATH instead"
 )
 FLAGGED = [f for f in fields(Options) if "help" in f.metadata]
-#: flags that read a secret into a field rather than being one, by the field they follow: (flag, metavar, help)
-SECRET_FLAGS = {
-    "auth": [
-        (
-            "--token-file",
-            "PATH",
-            "callers must send `Authorization: Bearer TOKEN`, TOKEN read from this file (default: PRIME_BILLING_TOKEN)",
-        ),
-        ("--token", "TOKEN", "as --token-file, but visible to every local user: avoid"),
-    ],
-    "state_url": [("--state-url-file", "PATH", "as --state-url, read from this file (a password stays out of ps)")],
-}
+#: the variables whose comma-separated items the repeatable flags add to
+LISTS = {"allow_hosts": "PRIME_BILLING_ALLOWED_HOSTS", "allow_origins": "PRIME_BILLING_ALLOWED_ORIGINS"}
 
 
 def _upstream_args(p: argparse.ArgumentParser) -> None:
@@ -51,19 +40,23 @@ def _upstream_args(p: argparse.ArgumentParser) -> None:
 
 
 def _serve_arguments(p: argparse.ArgumentParser) -> None:
-    groups: dict[str, Any] = {}
+    bounds = p.add_argument_group("resource bounds")
     for f in FLAGGED:
         m, kind = f.metadata, next((t for t in (float, int) if str(f.type).startswith(t.__name__)), str)
         kw = {k: m[k] for k in ("choices", "action", "metavar") if k in m}
         if "action" not in kw:
             kw |= {"type": kind, "metavar": kw.get("metavar", {float: "S", int: "N"}.get(kind))}
-        if "group" in m and m["group"] not in groups:
-            groups[m["group"]] = p.add_argument_group(m["group"])
         default = None if m.get("action") == "append" else f.default
         kw |= {"dest": f.name, "default": default, "help": m["help"].format(default)}
-        groups.get(m.get("group"), p).add_argument(flag_of(f.name), **kw)  # type: ignore[arg-type]
-        for flag, metavar, text in SECRET_FLAGS.get(f.name, []):
-            p.add_argument(flag, metavar=metavar, help=text)
+        (bounds if m.get("bounds") else p).add_argument(flag_of(f.name), **kw)
+    # secrets read into a field rather than flags of their own
+    p.add_argument(
+        "--token-file",
+        metavar="PATH",
+        help="callers must send `Authorization: Bearer TOKEN`, TOKEN read from this file (default PRIME_BILLING_TOKEN)",
+    )
+    p.add_argument("--token", metavar="TOKEN", help="as --token-file, but visible to every local user: avoid")
+    p.add_argument("--state-url-file", metavar="PATH", help="as --state-url, read from this file (out of ps)")
     _upstream_args(p)
 
 
@@ -107,10 +100,7 @@ def _token(ns: argparse.Namespace) -> str | None:
 def options_from(ns: argparse.Namespace) -> Options:
     """The parsed flags, with what the environment and the secret files add, as one checked `Options`."""
     values = {f.name: getattr(ns, f.name) for f in FLAGGED}
-    for name, variable in (
-        ("allow_hosts", "PRIME_BILLING_ALLOWED_HOSTS"),
-        ("allow_origins", "PRIME_BILLING_ALLOWED_ORIGINS"),
-    ):
+    for name, variable in LISTS.items():
         values[name] = (*(values[name] or ()), *(v for v in os.environ.get(variable, "").split(",") if v.strip()))
     state_file = ns.state_url_file and _read("--state-url-file", ns.state_url_file, "URL")
     values["state_url"] = ns.state_url or state_file or os.environ.get("PRIME_BILLING_STATE_URL") or None
@@ -137,11 +127,7 @@ def _run_mcp(ns: argparse.Namespace) -> int:
 
 
 SERVE = Subcommand(
-    "serve",
-    "serve REST (8080) and MCP (9090) for other programs and agents",
-    SERVE_DESCRIPTION,
-    _serve_arguments,
-    _run_serve,
+    "serve", "serve REST (8080) and MCP (9090) for programs and agents", SERVE_DESCRIPTION, _serve_arguments, _run_serve
 )
 MCP = Subcommand(
     "mcp",

@@ -1,9 +1,8 @@
 """The servers' one way upstream: argument checks, shared calls, the report cap.
 
-Everyone asking the same thing (keyed by a hash of the Prime key, the operation and its checked arguments, so
-different keys never share an answer) shares one upstream call: first in this process, one task that each caller
-awaits shielded, so one hanging up cancels nothing for the others and the last one leaving cancels it; then, with
-a cache, through the state store by every replica, the answer stored as bytes and validated again when read.
+Callers asking the same thing (by a hash of the Prime key, the operation and its checked arguments) share one
+upstream call: in this process first, where only a shared task can be cancelled once its last caller leaves; then,
+with a cache, through the state store by every replica.
 """
 
 from __future__ import annotations
@@ -26,14 +25,13 @@ from ..operations import Operation
 from . import UPSTREAM_CALLS
 from .options import Options
 from .state import State
-from .upstream import Upstream
+from .upstream import Notify, Upstream, nothing
 
 
 @dataclass(frozen=True)
 class Caller:
-    """Who sent a request, as the guard found it. `key`: its name for the rate limit (its credential's hash once that
-    is `verified`: the token, or a passthrough key the upstream accepted; else its address); `credential`: in
-    passthrough, its bearer, its own Prime key."""
+    """Who sent a request: `key` names it for the rate limit (its credential's hash once `verified`, else its
+    address); `credential`, in passthrough, is its bearer, its own Prime key."""
 
     key: str
     credential: str | None = field(default=None, repr=False)
@@ -55,10 +53,6 @@ def counted(scope: Scope) -> Callable[[], None]:
     return sent
 
 
-def _nothing(*args: str) -> None:
-    """A callback nobody listens to."""
-
-
 class Gateway:
     """`on_shared` is told "joined" (a caller shared another's call) or "hit" (a cached answer); `on_reply` each
     upstream attempt's outcome and status."""
@@ -66,14 +60,14 @@ class Gateway:
     def __init__(
         self,
         settings: Settings,
-        state: State | None = None,
-        options: Options | None = None,
-        on_shared: Callable[[str], None] = _nothing,
-        on_reply: Callable[[str, str], None] = _nothing,
+        state: State,
+        options: Options,
+        on_shared: Notify = nothing,
+        on_reply: Notify = nothing,
     ) -> None:
-        self.settings, self.state, self.options = settings, state or State(), options or Options()
-        self.passthrough, self.on_shared = self.options.passthrough, on_shared
-        self.client = Upstream(settings, max_connections=self.options.max_upstream, on_reply=on_reply)
+        self.settings, self.state, self.options, self.on_shared = settings, state, options, on_shared
+        self.passthrough = options.passthrough
+        self.client = Upstream(settings, max_connections=options.max_upstream, on_reply=on_reply)
         #: the calls in progress in this process, by key: the task, and how many callers await it
         self.calls: dict[Hashable, list[Any]] = {}
 
@@ -94,7 +88,7 @@ class Gateway:
         return caller.credential
 
     async def call(
-        self, op: Operation, args: Mapping[str, Any], caller: Caller | None = None, sent: Callable[[], None] = _nothing
+        self, op: Operation, args: Mapping[str, Any], caller: Caller | None = None, sent: Notify = nothing
     ) -> Result[Any]:
         """Check, then fetch once for everyone asking the same thing; `sent` is told of each upstream attempt made
         for this caller (none when it shared another's call or a cached answer)."""
@@ -124,7 +118,7 @@ class Gateway:
     async def _cached(
         self, op: Operation, checked: dict[str, Any], key: str, fetch: Callable[[], Awaitable[Result[Any]]]
     ) -> Result[Any]:
-        """Through the state store's cache: made once for every replica, stored as bytes, validated when read."""
+        """Through the state store: made once for every replica, stored as bytes, validated again when read."""
         made: list[Result[Any]] = []
 
         async def produce() -> bytes:
@@ -142,7 +136,8 @@ class Gateway:
         return Result(op, data, checked, stored[:1] == b"s", 0, None if op.composite else stored[1:])
 
     async def shared(self, key: Hashable, call: Callable[[], Awaitable[Any]]) -> Any:
-        """`call()`'s answer, one call at a time per key in this process, awaited by every caller of that key."""
+        """`call()`'s answer, one call at a time per key in this process: each caller awaits it shielded, so one
+        hanging up cancels nothing for the others, and the last one leaving cancels it."""
 
         def settle(_: object = None) -> None:
             if self.calls.get(key) is entry:
@@ -164,9 +159,8 @@ class Gateway:
                 task.cancel()
 
     def _bounded(self, op: Operation, checked: dict[str, Any]) -> OnStep:
-        """A report's step watcher: refuses once the rows it keeps pass the cap (rows older than its start are read
-        only to find the end). One reading every row with no start is refused at its first page, whose total says
-        how many that is; the refusal names the input that narrows it."""
+        """A report's step watcher, refusing once the rows it keeps pass the cap (older rows are read only to find
+        the end); one reading every row with no start is refused at its first page, whose total says how many."""
         cap, since, kept = self.options.max_report_rows, op.inputs.rows_since(checked), 0
         whole = op.inputs.reads_every_row and since is None
 

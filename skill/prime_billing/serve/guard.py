@@ -1,11 +1,8 @@
-"""Who may call, and how much: checked the same on both ports, before any route runs or any body is read.
+"""Who may call, and how much: checked alike on both ports before any route runs or any body is read.
 
-In turn: the head's size; one Host, Origin and Authorization each (two parsers could disagree on which counts);
-Host and Origin naming this server, parsed strictly (DNS rebinding: a browser page must not reach a loopback server
-holding a key); the caller, its credential once known good (the token, compared in constant time; a passthrough key
-the upstream accepted), else its address, so made-up credentials buy no fresh allowance; its rate. Then the route
-runs with its body bounded as it reads it, and is cancelled if its caller hangs up. `/healthz` is exempt: it
-reveals and touches nothing, and probes call it by address.
+Host and Origin are parsed strictly (DNS rebinding: a browser page must not reach a loopback server holding a key);
+a caller is its credential once known good, else its address, so made-up credentials buy no fresh allowance.
+`/healthz` is exempt: it reveals and touches nothing, and probes call it by address.
 """
 
 from __future__ import annotations
@@ -68,8 +65,7 @@ def _unauthorized(detail: str) -> Response:
 
 
 class Guard:
-    """ASGI middleware (`app.add_middleware(Guard, ...)`); `surface`: the port's server, whose callers are counted
-    on their own; `on_limited`: told of each 429 it answers."""
+    """ASGI middleware; `surface`: the port's server (its callers counted on their own); `on_limited`: told of 429s."""
 
     def __init__(
         self, app: ASGIApp, *, options: Options, state: State, surface: str, on_limited: Callable[[], None]
@@ -88,7 +84,8 @@ class Guard:
         await watched(self.app, scope, receive, send, self.surface == "mcp", self.options)
 
     async def check(self, scope: Scope) -> Caller | Response:
-        """The request's caller, or the refusal it earns."""
+        """The request's caller, or the refusal it earns: one Host, Origin and Authorization each (two parsers could
+        disagree on which counts), naming this server; a valid credential; the rate; a body of allowed size."""
         o, found, repeated = self.options, {}, None
         size = len(scope.get("raw_path") or b"") + len(scope["query_string"])
         for name, value in scope["headers"]:
@@ -98,6 +95,7 @@ class Guard:
                 found[name] = value
         host, origin = found.get(b"host"), found.get(b"origin")
         m = _ORIGIN.fullmatch(origin.decode("latin-1").lower()) if origin is not None else None
+        named = f"{m[1]}://{host_name(m[2])}" if m else None
         if o.max_header and size > o.max_header:
             detail = f"request line and headers larger than {o.max_header} bytes: send smaller ones"
             return problem(431, "headers_too_large", detail)
@@ -105,11 +103,7 @@ class Guard:
             return problem(400, "bad_request", f"more than one {repeated.decode().title()} header: send exactly one")
         if "*" not in self.hosts and (host is None or host_name(host.decode("latin-1")) not in self.hosts):
             return problem(421, "bad_host", "Host header does not name this server: call it by an allowed name")
-        if (
-            origin is not None
-            and "*" not in self.origins
-            and (m is None or f"{m[1]}://{host_name(m[2])}" not in self.origins)
-        ):
+        if origin is not None and "*" not in self.origins and named not in self.origins:
             return problem(403, "bad_origin", "requests from this Origin are not allowed")
         authorization = found.get(b"authorization", b"")
         bearer = authorization[7:].strip() if authorization[:7].lower() == b"bearer " else b""
@@ -140,9 +134,8 @@ class Refused(Exception):
 
 
 async def watched(app: ASGIApp, scope: Scope, receive: Receive, send: Send, reads_body: bool, o: Options) -> None:
-    """Run the route with its body bounded (`--max-body` bytes within `--client-timeout`, counted as it reads them),
-    and cancel it if its caller hangs up: once the body is read (at once for a route that reads none), the
-    connection's next word is that the caller left, and a watcher waits for it."""
+    """Run the route with its body bounded as it reads it (`--max-body` bytes within `--client-timeout`), cancelled
+    if its caller hangs up: once the body is read, the connection's next word is that, and a watcher waits for it."""
     task = asyncio.current_task()
     assert task is not None
     deadline, left = asyncio.get_running_loop().time() + o.client_timeout, asyncio.Event()

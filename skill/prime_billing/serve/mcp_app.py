@@ -9,7 +9,7 @@ own, which the guard and the observer wrap as on the REST port. The same server 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import mcp_types as types
@@ -27,15 +27,10 @@ from ..wording import mark, phrase
 from . import CALLER, HEALTH_PATH, MCP_PATH
 from .gateway import Gateway, counted
 from .rest import healthz
+from .upstream import Notify, nothing
 
-#: told of every tool call: (tool, outcome), the outcome "ok" or the error's code (metrics)
-OnCall = Callable[[str, str], None]
 #: the tool name counted for calls to a tool that does not exist (the names asked for are unbounded)
 UNKNOWN_TOOL = "unknown"
-
-
-def _uncounted(tool: str, outcome: str) -> None:
-    """`on_call` when nothing counts the calls (no /metrics)."""
 
 
 def instructions(operations: Sequence[Operation] = OPERATIONS) -> str:
@@ -84,7 +79,7 @@ def output_schema(op: Operation) -> dict[str, Any]:
 
 
 def build_server(
-    gateway: Gateway, operations: Sequence[Operation] = OPERATIONS, *, on_call: OnCall = _uncounted
+    gateway: Gateway, operations: Sequence[Operation] = OPERATIONS, *, on_call: Notify = nothing
 ) -> Server[Any]:
     tools = [tool_for(op) for op in operations]
     by_tool = {op.mcp_tool: op for op in operations}
@@ -131,7 +126,7 @@ def build_mcp_app(
     gateway: Gateway,
     operations: Sequence[Operation] = OPERATIONS,
     *,
-    on_call: OnCall = _uncounted,
+    on_call: Notify = nothing,
     max_body: int = 1 << 22,
 ) -> Starlette:
     """Streamable HTTP at /mcp, stateless, JSON answers. Host/Origin, the token and the body's bounds are the

@@ -1,9 +1,7 @@
-"""What the launcher tells of itself: one middleware for the access log and the traffic, and `/metrics`.
+"""What the launcher tells of itself: one middleware for the access log and the traffic counts, and `/metrics`.
 
-`Observe` times each request once, then writes its access line (never a header, query string or body: no key or
-token reaches a log) and counts it under its route's template (never the path asked for, so an id cannot grow the
-label set), in prometheus_client metrics on the launcher's own registry. `/metrics` adds the wallet, read at most
-once per `--metrics-ttl` per Prime key for all replicas, failures included.
+An access line holds no header, query string or body (no key or token reaches a log); a count, its route's template,
+never the path asked for (an id cannot grow the label set). The wallet is read at most once per `--metrics-ttl`.
 """
 
 from __future__ import annotations
@@ -50,8 +48,7 @@ READ = {
 
 
 def setup_logs(access_log: bool) -> None:
-    """Lines go to stderr as they are, so a collector can parse them: the state store's outages always, the access
-    lines unless turned off."""
+    """Lines go to stderr as they are, for a collector to parse: the state store's outages, the access lines."""
     if not logger.handlers:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(message)s"))
@@ -67,39 +64,19 @@ class Metrics:
     def __init__(self, state_up: Callable[[], float], waiting: Callable[[], float]) -> None:
         r = self.registry = CollectorRegistry()
 
-        def made(kind: Any, name: str, text: str, *labels: str, **kw: Any) -> Any:
+        def made(kind: Any, name: str, text: str, labels: tuple[str, ...] = (), **kw: Any) -> Any:
             return kind("prime_billing_" + name, text, labels, registry=r, **kw)
 
         made(Info, "build", "The launcher's version.").info({"version": __version__})
-        self.requests = made(
-            Counter,
-            "http_requests",
-            "Requests answered, by surface, route template, method and status.",
-            "surface",
-            "route",
-            "method",
-            "status",
-        )
-        self.latency = made(
-            Histogram,
-            "http_request_duration_seconds",
-            "Time from a request's arrival to the end of its answer.",
-            "surface",
-            "route",
-            buckets=BUCKETS,
-        )
-        self.in_progress = made(Gauge, "http_requests_in_progress", "Requests being answered now.", "surface")
-        self.upstream = made(
-            Counter,
-            "upstream_requests",
-            "Requests sent upstream (each attempt), by outcome and HTTP status.",
-            "outcome",
-            "status",
-        )
+        route = ("surface", "route")
+        self.requests = made(Counter, "http_requests", "Requests answered.", (*route, "method", "status"))
+        self.latency = made(Histogram, "http_request_duration_seconds", "Time to answer.", route, buckets=BUCKETS)
+        self.in_progress = made(Gauge, "http_requests_in_progress", "Requests being answered now.", ("surface",))
+        self.upstream = made(Counter, "upstream_requests", "Attempts upstream.", ("outcome", "status"))
         self.coalesced = made(Counter, "coalesced", "Callers who shared an upstream call already in progress.")
         self.cache_hits = made(Counter, "cache_hits", "Callers answered from the --cache-ttl cache.")
-        self.rate_limited = made(Counter, "rate_limited", "Requests refused by the per-caller rate limit.", "surface")
-        self.tool_calls = made(Counter, "mcp_tool_calls", "MCP tool calls, by tool and outcome.", "tool", "outcome")
+        self.rate_limited = made(Counter, "rate_limited", "Requests refused by the per-caller rate.", ("surface",))
+        self.tool_calls = made(Counter, "mcp_tool_calls", "MCP tool calls by outcome.", ("tool", "outcome"))
         made(Gauge, "state_up", "1 while the state store answers (or there is none), else 0.").set_function(state_up)
         made(Gauge, "upstream_waiting", "Callers waiting on a shared upstream call now.").set_function(waiting)
 
@@ -153,8 +130,8 @@ class Observe:
 
 
 class Reading(Collector):
-    """One read of the wallet, kept for the TTL whether it succeeded or not: when it was made (`at`), the failure's
-    code (`error`) and whether the upstream refused the credential itself (`refused`), or the gauges' samples."""
+    """One read of the wallet, kept for the TTL even if it failed (`error`: the failure's code; `refused`: the upstream
+    refused the credential), its gauges' `samples` as (name, labels, value)."""
 
     def __init__(self, at: float, error: str | None = None, refused: bool = False, samples: Sequence = ()) -> None:
         self.at, self.error, self.refused, self.samples = at, error, refused, samples

@@ -1,7 +1,7 @@
-"""The launcher's options: one frozen declaration, checked once, when made.
+"""The launcher's options, declared once: each field with its flag's help (`{}`: its default) and least value.
 
-Each field carries its flag's help (`{}` is its default) and its least value; `command.py` makes `serve`'s
-flags from them. Imported with every `prime-billing` command: nothing of the server stack here.
+`command.py` makes `serve`'s flags from them; they are checked once, when made. Imported with every
+`prime-billing` command: nothing of the server stack here.
 """
 
 from __future__ import annotations
@@ -18,11 +18,10 @@ from . import MCP_PORT, REST_PORT
 LOOPBACK = frozenset(("127.0.0.1", "localhost", "[::1]"))
 #: the per-caller rate off loopback when none is given
 PUBLIC_RATE = 50.0
-BOUNDS = "resource bounds"
 
 
 def _flag(default: Any, help: str, low: float | None = None, *, above: bool = False, **kw: Any) -> Any:
-    """A field with its flag's help; `low`: its least value (`above`: it must be more); `kw`: more for argparse."""
+    """A field with its flag; `low`: its least value (`above`: it must be more); `kw`: more for argparse."""
     return field(default=default, repr=kw.pop("repr", True), metadata={"help": help, "low": low, "above": above, **kw})
 
 
@@ -34,25 +33,21 @@ class Options:
     only: str | None = _flag(None, "serve REST only or MCP only", choices=("rest", "mcp"))
     auth: str = _flag(
         "key",
-        "key: spend the configured Prime key (default); passthrough: each caller's bearer is its own Prime key",
+        "key: spend the configured Prime key (default); passthrough: each caller's bearer is its own",
         choices=("key", "passthrough"),
     )
     #: callers must send `Authorization: Bearer <token>` (--token-file, PRIME_BILLING_TOKEN or --token)
     token: str | None = field(default=None, repr=False)
     cache_ttl: float = _flag(0.0, "reuse a success for S seconds (default 0: off)", 0)
-    state_url: str | None = _flag(
+    state_url: str | None = _flag(  # not shown: it may hold the store's password
         None,
-        "share rate limits, the --cache-ttl cache, accepted keys and the wallet reading with the other replicas "
-        "through this Redis (redis://, rediss:// or redis+cluster://; default: PRIME_BILLING_STATE_URL, else memory)",
-        repr=False,  # it may hold the store's password
+        "share rate limits, the cache, accepted keys and wallet readings with the other replicas through this Redis "
+        "(redis://, rediss:// or redis+cluster://; default: PRIME_BILLING_STATE_URL, else this process's memory)",
         metavar="URL",
+        repr=False,
     )
     allow_hosts: tuple[str, ...] = _flag(
-        (),
-        "also accept this Host name (repeatable; '*': any; default: loopback names and --host)",
-        flag="--allow-host",
-        action="append",
-        metavar="NAME",
+        (), "also accept this Host name (repeatable; '*': any)", flag="--allow-host", action="append", metavar="NAME"
     )
     allow_origins: tuple[str, ...] = _flag(
         (), "also accept this browser Origin (repeatable)", flag="--allow-origin", action="append", metavar="ORIGIN"
@@ -60,32 +55,23 @@ class Options:
     drain: float = _flag(30.0, "on SIGTERM, wait up to S seconds for requests in progress (default {:g})", 0)
     access_log: bool = _flag(True, "no JSON access log lines on stderr", flag="--no-access-log", action="store_false")
     max_upstream: int = _flag(
-        64, "upstream requests in progress at once, all callers together (default {}; 0: unbounded)", 0, group=BOUNDS
+        64, "upstream requests at once, all callers together (default {}; 0: no limit)", 0, bounds=True
     )
     rate_limit: float | None = _flag(
         None,
-        f"requests (and upstream calls) per second per caller, then 429 (default: off on loopback, {PUBLIC_RATE:g} "
-        "elsewhere; 0: off)",
+        f"requests and upstream calls per second per caller, then 429 (default {PUBLIC_RATE:g} off loopback; 0: off)",
         0,
-        metavar="R",
-        group=BOUNDS,
+        bounds=True,
     )
-    rate_burst: int | None = _flag(None, "burst above the rate (default 2x rate)", 1, group=BOUNDS)
-    max_body: int = _flag(256 * 1024, "largest request body, then 413 (default {})", 0, metavar="BYTES", group=BOUNDS)
-    max_header: int = _flag(
-        16 * 1024, "largest request line plus headers, then 431 (default {})", 0, metavar="BYTES", group=BOUNDS
-    )
+    rate_burst: int | None = _flag(None, "burst above the rate (default 2x rate)", 1, bounds=True)
+    max_body: int = _flag(256 * 1024, "largest request body, then 413 (default {})", 0, metavar="BYTES", bounds=True)
+    max_header: int = _flag(16 * 1024, "largest request head, then 431 (default {})", 0, metavar="BYTES", bounds=True)
     client_timeout: float = _flag(
-        10.0, "seconds a client has to send its request body, then 408 (default {:g})", 0, above=True, group=BOUNDS
+        10.0, "seconds to send the request body, then 408 (default {:g})", 0, above=True, bounds=True
     )
-    max_report_rows: int = _flag(10_000, "wallet rows one report may read, then 422 (default {})", 1, group=BOUNDS)
+    max_report_rows: int = _flag(10_000, "wallet rows one report may read, then 422 (default {})", 1, bounds=True)
     metrics_ttl: float = _flag(
-        60.0,
-        "seconds /metrics reuses its wallet reading: at most one upstream read per S, all replicas together "
-        "(default {:g})",
-        0,
-        above=True,
-        group=BOUNDS,
+        60.0, "seconds /metrics reuses its wallet reading, for all replicas (default {:g})", 0, above=True, bounds=True
     )
 
     def __post_init__(self) -> None:

@@ -1,8 +1,7 @@
 """The REST server: one route per operation in the table, at its `rest_path`, on Starlette's router.
 
-A success is the upstream body unchanged; every failure, the guard's refusals too, is problem+json (RFC 9457)
-with its own status. HEAD on a route answers at once, with a GET's headers, and calls nothing. Each route is an
-ASGI app of its own: a forwarded call builds no Request or Response.
+A success is the upstream body unchanged, every failure problem+json (RFC 9457); HEAD answers at once and calls
+nothing. Each route is a plain ASGI app: a forwarded call builds no Request or Response.
 """
 
 from __future__ import annotations
@@ -30,18 +29,9 @@ from .gateway import Gateway, counted
 
 JSON = (b"content-type", b"application/json")
 #: the REST status of each kind of error: upstream 4xx kept, 502 unavailable (any other), 504 timeout
-STATUS = {
-    "config": 500,
-    "invalid_input": 422,
-    "report_too_large": 422,
-    "unauthorized": 401,
-    "forbidden": 403,
-    "payment_required": 402,
-    "not_found": 404,
-    "upstream_validation": 422,
-    "rate_limited": 429,
-    "upstream_timeout": 504,
-}
+STATUS = {"config": 500, "unauthorized": 401, "payment_required": 402, "forbidden": 403, "not_found": 404}
+STATUS |= {"rate_limited": 429, "upstream_timeout": 504}
+STATUS |= dict.fromkeys(("invalid_input", "report_too_large", "upstream_validation"), 422)
 #: list items encoded per call: one call over thousands of rows would hold the interpreter, and with it the event
 #: loop, long enough to stall every other request; a slice at a time keeps each hold short
 SLICE = 300

@@ -1,8 +1,7 @@
 """One process, two ports: REST and MCP on one event loop, one upstream client, one state store.
 
-The signal handlers are in place before any port listens, so a SIGTERM or SIGINT at any moment stops accepting,
-lets requests in progress finish (up to `--drain` seconds) and exits 0: a rolling deploy drops nothing.
-`--sandbox` serves the demo API on a loopback port of its own, so its answers travel the way real ones do.
+Signal handlers are in place before any port listens, so SIGTERM or SIGINT at any moment stops accepting, lets the
+requests in progress finish (up to `--drain` seconds) and exits 0: a rolling deploy drops nothing.
 """
 
 from __future__ import annotations
@@ -25,13 +24,7 @@ from .gateway import Gateway
 from .options import Options
 
 #: how every server runs: the launcher logs, names and sizes things itself
-UVICORN = {
-    "log_level": "warning",
-    "access_log": False,
-    "lifespan": "on",
-    "server_header": False,
-    "proxy_headers": False,
-}
+UVICORN = dict(log_level="warning", access_log=False, lifespan="on", server_header=False, proxy_headers=False)
 
 
 class _Server(uvicorn.Server):
@@ -53,8 +46,8 @@ def _listen(host: str, port: int) -> socket.socket:
 
 @contextlib.contextmanager
 def upstream(settings: Settings) -> Iterator[Settings]:
-    """The settings to call upstream with: with `--sandbox`, the demo API served on a loopback port for as long as
-    this lasts, so the one upstream client calls it as it calls Prime."""
+    """The settings to call upstream with; with `--sandbox`, the demo API's on a loopback port of its own while this
+    lasts, so its answers travel the way Prime's do."""
     if not settings.sandbox:
         yield settings
         return
@@ -99,14 +92,11 @@ class Launcher:
 
             apps["mcp"] = (o.mcp_port, build_mcp_app(gateway, on_call=m.tool_call, max_body=o.max_body))
         sockets = {name: _listen(o.host, port) for name, (port, _) in apps.items()}
+        config = dict(UVICORN, timeout_graceful_shutdown=o.drain, h11_max_incomplete_event_size=o.max_header or None)
         for name, (_, app) in apps.items():
             app.add_middleware(Guard, options=o, state=state, surface=name, on_limited=m.rate_limited.labels(name).inc)
             app.add_middleware(Observe, surface=name, routes=app.routes, metrics=m)
-            head = o.max_header or None
-            config = uvicorn.Config(
-                app, **UVICORN, timeout_graceful_shutdown=o.drain, h11_max_incomplete_event_size=head
-            )
-            server = _Server(config)
+            server = _Server(uvicorn.Config(app, **config))
             server.should_exit = self._stopping
             self._servers.append(server)
             self._tasks.append(asyncio.ensure_future(server.serve(sockets=[sockets[name]])))
@@ -173,6 +163,7 @@ def serve_stdio(settings: Settings) -> None:
     """Starts with or without a key: a client that launches the command shows only "failed to connect" for a server
     that exits at start, so each tool call says what to set instead."""
     from .mcp_app import run_stdio
+    from .state import State
 
     def stop() -> None:
         # The client is done with us. The SDK reads stdin in a worker thread that no cancellation reaches, so a
@@ -184,7 +175,7 @@ def serve_stdio(settings: Settings) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             asyncio.get_running_loop().add_signal_handler(sig, stop)
         with upstream(settings) as reached:
-            gateway = Gateway(reached)
+            gateway = Gateway(reached, State(), Options())
             try:
                 await run_stdio(gateway)
             finally:

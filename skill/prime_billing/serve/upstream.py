@@ -1,10 +1,8 @@
-"""The launcher's one way upstream: the core client's plan, each attempt sent with aiohttp.
+"""The launcher's one way upstream: the core client's plan (retries, error mapping, deadline), each attempt sent
+with aiohttp, the cheapest client that hangs up at once when cancelled (`benchmarks/bench_upstream_clients.py`).
 
-Of the clients that hang up at once when a call is cancelled, aiohttp costs the least per call
-(`benchmarks/bench_upstream_clients.py`). The environment is read once, as httpx reads it: the proxy for the base
-URL (`HTTP_PROXY`/`HTTPS_PROXY`/`ALL_PROXY` unless `NO_PROXY` covers it) and the trusted CAs (`SSL_CERT_FILE`/
-`SSL_CERT_DIR`, through httpx's `create_ssl_context`); not per request, as aiohttp's `trust_env` would, at a cost
-to every call. Retries, error mapping and the deadline stay the core's.
+The environment is read once, as httpx reads it (the proxy for the base URL unless `NO_PROXY` covers it; the CAs of
+`SSL_CERT_FILE`/`SSL_CERT_DIR` through httpx's `create_ssl_context`), not per request as aiohttp's `trust_env` would.
 """
 
 from __future__ import annotations
@@ -39,15 +37,19 @@ def proxy_for(url: str) -> str | None:
     return proxies.get(parts.scheme) or proxies.get("all")
 
 
-def _uncounted(outcome: str, status: str) -> None:
-    """`on_reply` when nothing counts the attempts (the stdio server)."""
+#: a callback told what happened, for /metrics
+Notify = Callable[..., None]
+
+
+def nothing(*args: str) -> None:
+    """A callback nobody listens to (the stdio server counts nothing)."""
 
 
 class Upstream(AsyncClient):
-    """`AsyncClient` whose one attempt (`send`) goes through a shared aiohttp pool, made inside the event loop that
-    drives it; `on_reply` is told of each attempt's outcome and HTTP status ("none" without one), for /metrics."""
+    """`AsyncClient` sending through one aiohttp pool (made in the running event loop); `on_reply` is told each
+    attempt's outcome and HTTP status ("none" without one)."""
 
-    def __init__(self, settings: Settings, *, max_connections: int = 0, on_reply: Callable = _uncounted) -> None:
+    def __init__(self, settings: Settings, *, max_connections: int = 0, on_reply: Notify = nothing) -> None:
         super().__init__(settings)
         self.proxy, self.on_reply = proxy_for(settings.base_url), on_reply
         self.session = aiohttp.ClientSession(
