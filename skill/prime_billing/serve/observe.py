@@ -138,7 +138,7 @@ class Reading(Collector):
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         yield GaugeMetricFamily(
-            "prime_wallet_up", "1 if the last wallet read succeeded, 0 if it failed.", self.error is None
+            "prime_wallet_up", "1 if the last wallet read succeeded, 0 if it failed.", float(self.error is None)
         )
         age = "Seconds since the wallet was read (readings are reused for --metrics-ttl)."
         yield GaugeMetricFamily("prime_wallet_reading_age_seconds", age, max(0.0, time.time() - self.at))

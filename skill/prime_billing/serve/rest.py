@@ -7,13 +7,11 @@ nothing. Each route is a plain ASGI app: a forwarded call builds no Request or R
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 from collections.abc import Sequence
 from http import HTTPStatus
 from urllib.parse import parse_qsl
 
-from pydantic import BaseModel, TypeAdapter
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -32,9 +30,6 @@ JSON = (b"content-type", b"application/json")
 STATUS = {"config": 500, "unauthorized": 401, "payment_required": 402, "forbidden": 403, "not_found": 404}
 STATUS |= {"rate_limited": 429, "upstream_timeout": 504}
 STATUS |= dict.fromkeys(("invalid_input", "report_too_large", "upstream_validation"), 422)
-#: list items encoded per call: one call over thousands of rows would hold the interpreter, and with it the event
-#: loop, long enough to stall every other request; a slice at a time keeps each hold short
-SLICE = 300
 
 
 def problem(status: int, code: str, detail: str, headers: dict[str, str] | None = None) -> Response:
@@ -93,21 +88,9 @@ class Endpoint:
             detail = redact(exc.worded("rest"), caller.credential if caller else None)
             return await from_error(exc, detail)(scope, receive, send)
         # the upstream's bytes as they came; a report's own answer, encoded off the event loop
-        body = result.body if result.body is not None else await asyncio.to_thread(encode, result.data)
+        body = result.body if result.body is not None else (await asyncio.to_thread(result.json)).encode()
         sandbox = [(b"x-prime-sandbox", b"1")] if result.sandbox else []
         await respond(send, [*sandbox, (b"content-length", str(len(body)).encode()), JSON], body)
-
-
-def encode(data: BaseModel) -> bytes:
-    """A report's answer as JSON, its long lists written a slice at a time."""
-    long = [name for name, value in data if isinstance(value, list) and len(value) > SLICE]
-    parts = [data.model_dump_json(exclude=set(long))[:-1]]
-    for name in long:
-        items = getattr(data, name)
-        adapter = TypeAdapter(list[type(items[0])])  # type: ignore[misc]
-        slices = (adapter.dump_json(items[i : i + SLICE])[1:-1] for i in range(0, len(items), SLICE))
-        parts.append(("," if parts[-1] != "{" else "") + json.dumps(name) + ":[" + b",".join(slices).decode() + "]")
-    return ("".join(parts) + "}").encode()
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -133,12 +116,12 @@ def build_rest_app(
 ) -> Starlette:
     """`secured`: callers must send a bearer (a fixed token, or their own key); `metrics`: the app answering
     GET /metrics (serve/observe.py), none if not given."""
-    doc = openapi.document(operations, secured=secured or gateway.passthrough, metrics=metrics is not None)
+    doc = openapi.document(OPERATIONS, secured=secured or gateway.passthrough, metrics=metrics is not None)
 
     async def openapi_json(request: Request) -> Response:
         return JSONResponse(doc)
 
     routes = [Route(HEALTH_PATH, healthz), Route("/openapi.json", openapi_json)]
     routes += [Route(METRICS_PATH, metrics, methods=["GET"])] if metrics is not None else []
-    routes += [Route(op.rest_path, Endpoint(op, gateway), methods=[op.method]) for op in operations]
+    routes += [Route(op.rest_path, Endpoint(op, gateway), methods=[op.method]) for op in OPERATIONS]
     return Starlette(routes=routes, exception_handlers={HTTPException: _http_error, Exception: _http_error})

@@ -90,7 +90,7 @@ class Launcher:
         if o.only != "rest":
             from .mcp_app import build_mcp_app  # the SDK loads only for the port that serves it
 
-            apps["mcp"] = (o.mcp_port, build_mcp_app(gateway, on_call=m.tool_call, max_body=o.max_body))
+            apps["mcp"] = (o.mcp_port, build_mcp_app(gateway, m.tool_call, o.max_body))
         sockets = {name: _listen(o.host, port) for name, (port, _) in apps.items()}
         config = dict(UVICORN, timeout_graceful_shutdown=o.drain, h11_max_incomplete_event_size=o.max_header or None)
         for name, (_, app) in apps.items():
@@ -175,7 +175,7 @@ def serve_stdio(settings: Settings) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             asyncio.get_running_loop().add_signal_handler(sig, stop)
         with upstream(settings) as reached:
-            gateway = Gateway(reached, State(), Options())
+            gateway = Gateway(reached, State(Options()), Options())
             try:
                 await run_stdio(gateway)
             finally:

@@ -1,10 +1,8 @@
 """What replicas share: the per-caller rate, cached answers, accepted passthrough keys, wallet readings.
 
-In this process's memory (limits' memory storage, cachetools caches), or with `--state-url` in Redis: redis-py's
-asyncio client with hiredis (the fastest measured: benchmarks/bench_state_clients.py), and limits' Redis storage on
-its pool, which counts a caller atomically across replicas. Every Redis call has a short timeout; when one fails the
-replica goes on with its own memory, says so once per outage and checks each second until Redis answers again.
-Redis never holds a key or a token.
+In memory (limits' memory storage, cachetools), or with `--state-url` in Redis through redis-py with hiredis (the
+fastest measured: benchmarks/bench_state_clients.py) and limits' Redis storage on its pool. A Redis call that fails
+or is slow leaves the replica on its own memory, said once per outage, until a check each second finds Redis back.
 """
 
 from __future__ import annotations
@@ -32,8 +30,7 @@ MISSING: Any = object()
 
 
 def window(rate: float, burst: int) -> tuple[int, int]:
-    """limits' item for a rate and a burst: `amount` requests per `seconds` (whole, at least 1), so a caller may send
-    its burst at once and then the rate; a burst below one second of rate is that rate."""
+    """limits' window for a rate and burst (amount, whole seconds): a caller may send its burst, then the rate."""
     amount = max(burst, math.ceil(rate))
     return amount, max(1, math.ceil(amount / rate))
 
@@ -41,13 +38,13 @@ def window(rate: float, burst: int) -> tuple[int, int]:
 class State:
     """`lock_ttl`: how long one replica may hold a call for the others before they try it too."""
 
-    def __init__(self, options: Options | None = None, lock_ttl: float = 30.0) -> None:
+    def __init__(self, options: Options, lock_ttl: float = 30.0) -> None:
         from cachetools import TTLCache
         from limits import RateLimitItemPerSecond
         from limits.aio.storage import MemoryStorage
         from limits.aio.strategies import SlidingWindowCounterRateLimiter as Limiter
 
-        o = options or Options()
+        o = options
         self.item = RateLimitItemPerSecond(*window(o.rate, o.burst)) if o.rate > 0 else None
         self.local = Limiter(MemoryStorage())
         self.ttls = {"answers": o.cache_ttl, "accepted": ACCEPTED_TTL, "readings": o.metrics_ttl}
@@ -62,13 +59,13 @@ class State:
             from redis.backoff import NoBackoff
 
             # one retry at once, on a fresh connection: one left from before an outage is dropped
-            kw: dict[str, Any] = {"socket_timeout": TIMEOUT, "socket_connect_timeout": TIMEOUT}
-            kw["retry"] = Retry(NoBackoff(), 1)
+            retry = Retry(NoBackoff(), 1)
+            kw: dict[str, Any] = dict(socket_timeout=TIMEOUT, socket_connect_timeout=TIMEOUT, retry=retry)
             if o.state_url.startswith("redis+cluster://"):  # limits makes its own cluster client
                 self.redis = redis.RedisCluster.from_url(o.state_url.replace("+cluster", "", 1), **kw)
             else:
                 self.redis = redis.from_url(o.state_url, **kw)
-                kw = {"connection_pool": self.redis.connection_pool, "retry": kw["retry"]}
+                kw = {"connection_pool": self.redis.connection_pool, "retry": retry}
             self.remote = Limiter(storage_from_string("async+" + o.state_url, implementation="redispy", **kw))
 
     async def _redis(self, call: Callable[[], Awaitable[Any]]) -> Any:
