@@ -42,8 +42,7 @@ class Problem(BaseModel):
     code: str = Field(description="Stable error code for programs.")
 
 
-def document(operations: Sequence[Operation], *, secured: bool, metrics: bool = True) -> dict[str, Any]:
-    """`metrics`: the server answers /metrics (the launcher always does)."""
+def document(operations: Sequence[Operation], *, secured: bool) -> dict[str, Any]:
     models = sorted({(op.model, op.answer_mode) for op in operations}, key=lambda m: m[0].__name__)
     refs, defs = models_json_schema([*models, (Problem, "serialization")], ref_template="#/components/schemas/{model}")
 
@@ -54,18 +53,18 @@ def document(operations: Sequence[Operation], *, secured: bool, metrics: bool = 
     errors = {str(status): error(text, status) for status, text in ERRORS.items()}
     healthz = {"operationId": "healthz", "summary": "Liveness and readiness; never calls upstream.", "security": []}
     paths: dict[str, Any] = {HEALTH_PATH: {"get": {**healthz, "responses": {"200": {"description": "Serving."}}}}}
-    if metrics:  # no operation: no upstream call of its own but a wallet reading, reused for --metrics-ttl
-        text = {"description": "The metrics.", "content": {METRICS_MEDIA_TYPE: {"schema": {"type": "string"}}}}
-        limited = error("Too many requests from this caller; see Retry-After.", 429)
-        paths[METRICS_PATH] = {
-            "get": {
-                "operationId": "metrics",
-                "summary": "Prometheus metrics: this server's traffic, the wallet's balance and burn per hour.",
-                "description": "Prometheus text format. The wallet is read at most once per --metrics-ttl seconds "
-                "(per key in passthrough); if that read fails the answer is still 200, with prime_wallet_up 0.",
-                "responses": {"200": text, "401": errors["401"], "429": limited},
-            }
+    # /metrics is no operation: no upstream call of its own but a wallet reading, reused for --metrics-ttl
+    text = {"description": "The metrics.", "content": {METRICS_MEDIA_TYPE: {"schema": {"type": "string"}}}}
+    limited = error("Too many requests from this caller; see Retry-After.", 429)
+    paths[METRICS_PATH] = {
+        "get": {
+            "operationId": "metrics",
+            "summary": "Prometheus metrics: this server's traffic, the wallet's balance and burn per hour.",
+            "description": "Prometheus text format. The wallet is read at most once per --metrics-ttl seconds (per "
+            "key in passthrough); if that read fails the answer is still 200, with prime_wallet_up 0.",
+            "responses": {"200": text, "401": errors["401"], "429": limited},
         }
+    }
     for op in operations:
         inputs = op.input_schema()
         ok = {"description": UNCHANGED, "content": {"application/json": {"schema": refs[(op.model, op.answer_mode)]}}}

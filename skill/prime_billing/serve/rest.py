@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Sequence
 from http import HTTPStatus
 from urllib.parse import parse_qsl
 
@@ -107,21 +106,17 @@ async def healthz(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
 
-def build_rest_app(
-    gateway: Gateway,
-    operations: Sequence[Operation] = OPERATIONS,
-    *,
-    secured: bool = False,
-    metrics: ASGIApp | None = None,
-) -> Starlette:
-    """`secured`: callers must send a bearer (a fixed token, or their own key); `metrics`: the app answering
-    GET /metrics (serve/observe.py), none if not given."""
-    doc = openapi.document(OPERATIONS, secured=secured or gateway.passthrough, metrics=metrics is not None)
+def build_rest_app(gateway: Gateway, metrics: ASGIApp, secured: bool) -> Starlette:
+    """`metrics` answers GET /metrics (observe.py); `secured`: callers send a bearer (a token, or their own key)."""
+    doc = openapi.document(OPERATIONS, secured=secured or gateway.passthrough)
 
     async def openapi_json(request: Request) -> Response:
         return JSONResponse(doc)
 
-    routes = [Route(HEALTH_PATH, healthz), Route("/openapi.json", openapi_json)]
-    routes += [Route(METRICS_PATH, metrics, methods=["GET"])] if metrics is not None else []
+    routes = [
+        Route(HEALTH_PATH, healthz),
+        Route("/openapi.json", openapi_json),
+        Route(METRICS_PATH, metrics, methods=["GET"]),
+    ]
     routes += [Route(op.rest_path, Endpoint(op, gateway), methods=[op.method]) for op in OPERATIONS]
     return Starlette(routes=routes, exception_handlers={HTTPException: _http_error, Exception: _http_error})

@@ -86,7 +86,7 @@ class Launcher:
         self._resources.push_async_callback(gateway.aclose)
         apps = {}
         if o.only != "mcp":
-            apps["rest"] = (o.rest_port, build_rest_app(gateway, secured=bool(o.token), metrics=Scrape(m, gateway)))
+            apps["rest"] = (o.rest_port, build_rest_app(gateway, Scrape(m, gateway), bool(o.token)))
         if o.only != "rest":
             from .mcp_app import build_mcp_app  # the SDK loads only for the port that serves it
 
