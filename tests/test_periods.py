@@ -25,11 +25,12 @@ from langchain_core.messages import ToolCall
 from conftest import SCRIPTS, LiveSandbox, all_rows, cents, run, script_env
 from prime_billing.client import Client, Result
 from prime_billing.config import SANDBOX_API_KEY, Settings
+from prime_billing.dates import period_of
 from prime_billing.errors import InvalidInputError
 from prime_billing.langchain import PrimeBillingToolkit
 from prime_billing.operations import get
 from prime_billing.render import render
-from prime_billing.spend import MAX_PERIODS, SpendReport, period_of
+from prime_billing.spend import MAX_PERIODS, SpendReport
 from serve_harness import running, sandbox_settings
 
 SPEND = str(SCRIPTS / "spend.py")

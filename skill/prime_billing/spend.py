@@ -11,14 +11,14 @@ from __future__ import annotations
 import csv
 from collections import defaultdict
 from collections.abc import Callable, Iterable
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import IO, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
 from .compose import scan_wallet, total, write_rows_csv
-from .dates import Period, parse_when, utc
+from .dates import Period, named_period, parse_when, period_start, utc
 from .models import RUN_TYPE, BillingEntry
 from .money import money, usd_float
 from .plan import Plan
@@ -142,51 +142,10 @@ def _groups(rows: Iterable[BillingEntry], key: Callable[[BillingEntry], Any]) ->
 # --------------------------------------------------------------------------- periods
 
 
-def period_of(when: datetime, by: Period) -> tuple[str, datetime, datetime]:
-    """The UTC period holding `when` (naive means UTC): its label, first moment and the next period's."""
-    return _named(_period_start(utc(when).date(), by), by)
-
-
-def _named(start: date, by: Period) -> tuple[str, datetime, datetime]:
-    """The period from `start`: its label, first moment and the next period's."""
-    return _label(start, by), _midnight(start), _midnight(_following(start, by))
-
-
-def _period_start(day: date, by: Period) -> date:
-    if by == "day":
-        return day
-    if by == "week":
-        return day - timedelta(days=day.weekday())  # back to Monday (ISO)
-    return day.replace(day=1)
-
-
-def _label(start: date, by: Period) -> str:
-    if by == "day":
-        return start.isoformat()
-    if by == "week":
-        iso = start.isocalendar()  # the ISO year: the week of 2024-12-30 is 2025-W01
-        return f"{iso.year:04d}-W{iso.week:02d}"
-    return f"{start.year:04d}-{start.month:02d}"
-
-
-def _following(start: date, by: Period) -> date:
-    """The next period's start; the calendar's last day at its very edge."""
-    try:
-        if by == "month":
-            return (start + timedelta(days=31)).replace(day=1)
-        return start + timedelta(days=7 if by == "week" else 1)
-    except OverflowError:
-        return date.max
-
-
 def _preceding(start: date, by: Period) -> date:
     if by == "month":
         return (start - timedelta(days=1)).replace(day=1)
     return start - timedelta(days=7 if by == "week" else 1)
-
-
-def _midnight(day: date) -> datetime:
-    return datetime(day.year, day.month, day.day, tzinfo=UTC)
 
 
 def _span(newest: date, oldest: date, by: Period) -> int:
@@ -201,7 +160,7 @@ def periods(rows: Iterable[BillingEntry], by: Period) -> tuple[list[SpendPeriod]
     are unless the span holds more than MAX_PERIODS)."""
     found: dict[date, list[BillingEntry]] = defaultdict(list)
     for r in rows:
-        found[_period_start(utc(r.created_at).date(), by)].append(r)
+        found[period_start(utc(r.created_at).date(), by)].append(r)
     if not found:
         return [], True
     newest, oldest = max(found), min(found)
@@ -215,7 +174,7 @@ def periods(rows: Iterable[BillingEntry], by: Period) -> tuple[list[SpendPeriod]
 
 
 def _period(start: date, by: Period, rows: list[BillingEntry]) -> SpendPeriod:
-    label, begins, ends = _named(start, by)
+    label, begins, ends = named_period(start, by)
     return SpendPeriod(
         period=label,
         start=begins,
