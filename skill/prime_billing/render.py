@@ -1,7 +1,7 @@
 """Compact text for people and agents: the figures that matter, few tokens.
 
 The one place results become text: run usage, a wallet page and the reports
-(reconciliation, spend, budget check, runway). The models hold data only; every
+(reconciliation, spend, budget check, runway, pace). The models hold data only; every
 surface (CLI, LangChain content, MCP text) shows the lines built here, so an
 answer read from one can be checked against another. A check's verdict is its
 first line. Advice is left as `[[name]]` markers (see `wording`): each surface
@@ -10,8 +10,10 @@ words them. A report made without its rows (`include_rows`) says where they are.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from decimal import ROUND_DOWN, Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +25,7 @@ if TYPE_CHECKING:  # the reports' modules load when a report is asked for, not w
     from datetime import datetime
 
     from .budget import BudgetCheck
+    from .pace import Pace
     from .reconcile import Reconciliation
     from .runway import Runway
     from .spend import SpendGroup, SpendPeriod, SpendReport
@@ -231,6 +234,66 @@ def _days(days: float) -> str:
     return f"{money(days).quantize(Decimal('0.1'), ROUND_DOWN):,}"
 
 
+def _pace(p: Pace) -> Rendered:
+    from .pace import reached_when  # loaded already: this is its report
+
+    budget = money(p.budget_usd)
+    spent = f"{usd(p.spend_usd)} of {usd(p.budget_usd)} ({_percent(p.spent_percent)})"
+    start, as_of = utc(p.period_start), utc(p.as_of)
+    elapsed = as_of - start
+    if p.period == "day":  # "day 1 of 1" says nothing: the hour of the day
+        at = f"on hour {elapsed // timedelta(hours=1) + 1} of 24"
+        done = f"{_down(elapsed / timedelta(hours=1))} of the day's 24 hours"
+    else:
+        at = f"on day {elapsed.days + 1} of {p.period_days}"
+        done = f"{_down(elapsed / timedelta(days=1))} of the {p.period}'s {p.period_days} days"
+    if p.projected_usd is None or p.projected_percent is None:
+        first = f"at the {p.period}'s first moment ({start:%Y-%m-%d %H:%M} UTC)"
+        verdict = f"NO PACE YET: {spent} {first}; no time has passed, so no projection"
+    else:
+        projected = f"on pace for {usd(p.projected_usd)} ({_percent(p.projected_percent)})"
+        if p.status == "over_budget":
+            verdict = f"OVER BUDGET: {spent} {at}, {usd(float(money(p.spend_usd) - budget))} over; {projected}"
+        elif p.status == "over_pace":
+            crossing = (
+                f"crossing {usd(p.budget_usd)} {reached_when(p.crossing_at, p.period)}"
+                if p.crossing_at is not None
+                else f"{usd(p.budget_usd)} reached already"
+            )
+            verdict = f"OVER PACE: {spent} {at}; {projected}, {crossing}"
+        else:
+            verdict = f"ON PACE: {spent} {at}; {projected}, {usd(float(budget - money(p.projected_usd)))} under"
+    lines = [
+        f"  wallet {p.wallet_id} ({_owner(p.team_id)}) · balance {usd(p.balance_usd)} {p.currency}"
+        f" · budget {usd(p.budget_usd)} for the {p.period} {p.period_label}",
+        f"  {usd(p.spend_usd)} spent in {_plural(p.rows, 'row')} from {start:%Y-%m-%d %H:%M} to "
+        f"{as_of:%Y-%m-%d %H:%M} UTC: {done}",
+    ]
+    if p.thresholds:
+        marks = []
+        for t in p.thresholds:
+            if t.crossed:
+                when = "crossed"
+            elif t.at is not None:
+                when = reached_when(t.at, p.period)
+            else:
+                when = "no pace yet" if p.projected_usd is None else f"not this {p.period}"
+            marks.append(f"{t.percent:g}% ({usd(t.usd)}) {when}")
+        lines.append("  thresholds: " + " · ".join(marks))
+    lines.append(f"  method: {p.method}")
+    return Rendered(verdict=verdict, summary=lines)
+
+
+def _percent(value: float) -> str:
+    """A percent as the verdict shows it: whole, rounded down (the report's own is to 1/100, also down)."""
+    return f"{math.floor(value):,}%"
+
+
+def _down(value: float) -> str:
+    """Elapsed time to 1/100, rounded down."""
+    return f"{Decimal(math.floor(value * 100)).scaleb(-2):,}"
+
+
 def _budget(check: BudgetCheck, offset: int) -> Rendered:
     if check.ok:
         verdict = (
@@ -263,4 +326,5 @@ _TEXT: dict[str, Callable[[Any], Rendered]] = {
     "Reconciliation": _reconciliation,
     "SpendReport": _spend,
     "Runway": _runway,
+    "Pace": _pace,
 }
