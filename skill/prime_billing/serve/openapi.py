@@ -130,6 +130,10 @@ def _parameter(p: Param, inputs: dict[str, Any]) -> dict[str, Any]:
         "description": description,
         "schema": schema,
     }
+    if schema.get("type") == "array":
+        # one value, its items joined by commas (`?warn=50,80,100`), as the inputs model reads the text;
+        # OpenAPI's default for a query array is the name repeated per item
+        param["style"], param["explode"] = "form", False
     if not param["required"]:
         param["allowEmptyValue"] = True  # `?teamId=` means not given, as upstream reads it
     return param
