@@ -635,7 +635,8 @@ def explain(op: Operation, exc: ValidationError) -> str:
         return f"{name} is required"
     refusal = _marker(info, Refusal)
     if refusal is not None and len(err["loc"]) > 1:  # one value of a list: its field's words, that value
-        return refusal.template.format(name=name, value=_shown(value))
+        got = f"{value:g}" if isinstance(value, float) else _shown(value)
+        return refusal.template.format(name=name, value=got)
     if kind in _BOUNDS:
         # pydantic's own bound markers (`Field(ge=..., le=...)`), read by name: importing their
         # classes from the package pydantic takes them from would make it a dependency of ours
