@@ -726,6 +726,10 @@ def test_the_demo_wallet_as_the_reference_shows_it(home: Path) -> None:
     505.959 h = 21 d 1 h 57.6 min -> 11-22 01:57."""
     out = run([PACE, "--sandbox", "--budget", "300", "--as-of", "2026-11-20T11:00:00Z"], script_env(home))
     assert out.returncode == 3
+    assert out.stderr == (  # $341.53 - $300 = $41.53
+        "pace.py: alert: wallet wal_sbx_personal is on pace to spend $341.53 in the month 2026-11, $41.53 over its "
+        "budget $300.00 (reached on 2026-11-27)\n"
+    )
     assert out.stdout.splitlines()[1:5] == [
         "OVER PACE: $221.52 of $300.00 (73%) on day 20 of 30; on pace for $341.53 (113%), "
         "crossing $300.00 on 2026-11-27",
