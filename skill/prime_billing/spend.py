@@ -1,7 +1,8 @@
 """What did we spend, and on what? Every wallet row (or every row of a window), totalled.
 
 Totals by resource type, the runs and other resources that cost most, totals
-per UTC day, ISO week or month when asked (`by`); and, with `include_rows`,
+per UTC day, ISO week or month when asked (`by`), a day that spent far more than
+the days before it marked (a spike); and, with `include_rows`,
 every resource id's total, every period and the rows themselves (for export).
 Sums are exact to the cent (Decimal), and paging reads every row exactly once.
 """
@@ -12,7 +13,7 @@ import csv
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from datetime import date, datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_FLOOR, Decimal
 from typing import IO, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
@@ -30,7 +31,11 @@ MAX_PERIODS = 1000
 #: periods an answer without `include_rows` lists (the newest), and a summary shows
 PERIODS_LISTED = 31
 #: the columns of the CSV by period (`by` given): one line per period and resource type
-PERIOD_CSV_COLUMNS = ("period", "start", "resource_type", "rows", "total_usd")
+PERIOD_CSV_COLUMNS = ("period", "start", "resource_type", "rows", "total_usd", "spike")
+#: a day is a spike when it spent more than SPIKE_FACTOR x the median of the days that spent anything
+#: among the SPIKE_DAYS before it (in the report: rows older than `since` are not read)
+SPIKE_DAYS = 14
+SPIKE_FACTOR = 3
 
 
 class SpendGroup(BaseModel):
@@ -58,6 +63,9 @@ class SpendPeriod(BaseModel):
     rows: int
     #: most spent first; empty for a period with no rows
     by_resource_type: list[SpendGroup]
+    #: by day only: the day's spend over the median of the days with spend among the 14 before it, to 0.1
+    #: rounded down, when it is more than 3; else None
+    spike: float | None = None
 
 
 class SpendReport(WalletReport):
@@ -115,7 +123,7 @@ class SpendReport(WalletReport):
         for p in self.periods:
             start = p.start.strftime("%Y-%m-%dT%H:%M:%SZ")
             for g in p.by_resource_type or [SpendGroup(key=None, total_usd=0.0, rows=0)]:
-                writer.writerow([p.period, start, g.key or "", g.rows, g.total_usd])
+                writer.writerow([p.period, start, g.key or "", g.rows, g.total_usd, "" if p.spike is None else p.spike])
                 n += 1
         return n
 
@@ -157,7 +165,8 @@ def _span(newest: date, oldest: date, by: Period) -> int:
 
 def periods(rows: Iterable[BillingEntry], by: Period) -> tuple[list[SpendPeriod], bool]:
     """Totals per period, newest first, and whether the empty periods between are listed (they
-    are unless the span holds more than MAX_PERIODS)."""
+    are unless the span holds more than MAX_PERIODS). By day, spikes are marked from every day
+    of the report, listed or not."""
     found: dict[date, list[BillingEntry]] = defaultdict(list)
     for r in rows:
         found[period_start(utc(r.created_at).date(), by)].append(r)
@@ -170,18 +179,39 @@ def periods(rows: Iterable[BillingEntry], by: Period) -> tuple[list[SpendPeriod]
         starts = [newest]
         while starts[-1] > oldest:
             starts.append(_preceding(starts[-1], by))
-    return [_period(s, by, found.get(s, [])) for s in starts], filled
+    totals = {day: total(kept) for day, kept in found.items()}
+    marked = spikes(totals) if by == "day" else {}
+    return [_period(s, by, found.get(s, []), totals.get(s, Decimal(0)), marked.get(s)) for s in starts], filled
 
 
-def _period(start: date, by: Period, rows: list[BillingEntry]) -> SpendPeriod:
+def spikes(days: dict[date, Decimal]) -> dict[date, float]:
+    """The days (of `days`: each one's spend) that spent more than SPIKE_FACTOR x the median of the days
+    with any spend among the SPIKE_DAYS before it, with that ratio, to 0.1 rounded down. A day with no
+    such day before it is never one."""
+    found = {}
+    for day, spent in days.items():
+        before = sorted(
+            days[d] for n in range(1, SPIKE_DAYS + 1) if days.get(d := day - timedelta(days=n), Decimal(0)) > 0
+        )
+        if spent <= 0 or not before:
+            continue
+        half = len(before) // 2
+        median = before[half] if len(before) % 2 else (before[half - 1] + before[half]) / 2
+        if spent > SPIKE_FACTOR * median:
+            found[day] = float((spent * 10 / median).to_integral_value(ROUND_FLOOR) / 10)
+    return found
+
+
+def _period(start: date, by: Period, rows: list[BillingEntry], spent: Decimal, spike: float | None) -> SpendPeriod:
     label, begins, ends = named_period(start, by)
     return SpendPeriod(
         period=label,
         start=begins,
         end=ends,
-        total_usd=usd_float(total(rows)),
+        total_usd=usd_float(spent),
         rows=len(rows),
         by_resource_type=_groups(rows, lambda r: r.resource_type),
+        spike=spike,
     )
 
 
