@@ -222,7 +222,8 @@ def _run_operation(op: Any, ns: argparse.Namespace) -> int:
     elif done:
         from .render import SANDBOX_BANNER
 
-        text = "\n\n".join(o.summary(banner=False, surface="cli") for o in done)
+        bars = sys.stdout.isatty()  # a person reads it: a bar per period; piped, none
+        text = "\n\n".join(o.summary(banner=False, surface="cli", bars=bars) for o in done)
         print(f"{SANDBOX_BANNER}\n{text}" if any(o.sandbox for o in done) else text)
     for e in errors:
         _fail(prog, e, exit_code(e))

@@ -53,13 +53,16 @@ class Rendered:
         return "\n".join(lines)
 
 
-def render(data: Any, *, offset: int = 0) -> Rendered:
-    """`data` (an operation's result model) as text; `offset` is where a wallet page starts."""
+def render(data: Any, *, offset: int = 0, bars: bool = False) -> Rendered:
+    """`data` (an operation's result model) as text; `offset` is where a wallet page starts; `bars`: draw
+    a bar per period (a person at a terminal: the CLI says so; never for programs and models)."""
     if isinstance(data, Wallet):
         return _wallet(data, offset)
     kind = type(data).__name__
     if kind == "BudgetCheck":
         return _budget(data, offset)
+    if kind == "SpendReport":
+        return _spend(data, bars)
     if kind not in _TEXT:
         raise TypeError(f"no text for {kind}")
     return _TEXT[kind](data)
@@ -141,7 +144,7 @@ def _reconciliation(rec: Reconciliation) -> Rendered:
     return Rendered(verdict=verdict, summary=lines, rows=[billing_row(r, r.id, indent="    ") for r in rec.rows])
 
 
-def _spend(report: SpendReport) -> Rendered:
+def _spend(report: SpendReport, bars: bool = False) -> Rendered:
     span = _window(report.since, report.until)
     lines = [
         f"spend of wallet {report.wallet_id} ({_owner(report.team_id)}) · {span} · {usd(report.total_usd)}"
@@ -154,7 +157,7 @@ def _spend(report: SpendReport) -> Rendered:
     rest = "all in [[all_rows]]" if report.rows is not None else "all with [[include_rows=true]]"
     if report.by and report.periods is not None:
         count = report.period_count or len(report.periods)
-        lines += _periods(report.by, report.periods, count, rest, report.empty_periods_listed is not False)
+        lines += _periods(report.by, report.periods, count, rest, report.empty_periods_listed is not False, bars)
     lines.append("  by resource type")
     for g in report.by_resource_type:
         lines.append(f"    {g.key or '-':<22} {usd(g.total_usd):>10}  {_count(g.rows)}")
@@ -182,10 +185,11 @@ def _window(since: datetime | None, until: datetime | None) -> str:
     return f"since {utc(since):%Y-%m-%d %H:%M} UTC" if since else "all time"
 
 
-def _periods(by: str, periods: list[SpendPeriod], count: int, rest: str, filled: bool) -> list[str]:
-    """A line per period, newest first: its total, rows and what it went on (`count`: the periods in all);
-    as many as an answer without every row holds (the rest are in the JSON and the CSV)."""
-    from .spend import PERIODS_LISTED  # loaded already: this is its report
+def _periods(by: str, periods: list[SpendPeriod], count: int, rest: str, filled: bool, bars: bool) -> list[str]:
+    """A line per period, newest first: its total (and a bar, if asked), rows, what it went on and a spike's
+    mark (`count`: the periods in all); as many as an answer without every row holds (the rest are in the
+    JSON and the CSV)."""
+    from .spend import PERIODS_LISTED, SPIKE_DAYS  # loaded already: this is its report
 
     shown = periods[:PERIODS_LISTED]
     head = f"  by {by} (UTC{', weeks from Monday' if by == 'week' else ''}), newest first"
@@ -194,10 +198,28 @@ def _periods(by: str, periods: list[SpendPeriod], count: int, rest: str, filled:
     if not filled:
         head += "; periods with no rows left out (too many to list)"
     lines = [head]
+    most = max((p.total_usd for p in shown), default=0.0)
     for p in shown:
-        line = f"    {p.period:<22} {usd(p.total_usd):>10}  {_count(p.rows)}  {_types(p.by_resource_type)}"
+        bar = f"  {_bar(p.total_usd, most):<{BAR_WIDTH}}" if bars else ""
+        line = f"    {p.period:<22} {usd(p.total_usd):>10}{bar}  {_count(p.rows)}  {_types(p.by_resource_type)}"
+        if p.spike is not None:
+            line += f"  ▲ {p.spike:.1f}x the {SPIKE_DAYS}-day median"
         lines.append(line.rstrip())
     return lines
+
+
+#: a bar's length at the largest total shown, in character cells
+BAR_WIDTH = 20
+_EIGHTHS = "▏▎▍▌▋▊▉"
+
+
+def _bar(value: float, most: float) -> str:
+    """`value` against `most` as a bar of BAR_WIDTH cells at most, to the nearest eighth of a cell (any spend at
+    least one eighth); none for nothing spent."""
+    if value <= 0 or most <= 0:
+        return ""
+    full, part = divmod(max(1, int(value / most * BAR_WIDTH * 8 + 0.5)), 8)
+    return "█" * full + (_EIGHTHS[part - 1] if part else "")
 
 
 def _types(groups: list[SpendGroup]) -> str:
@@ -324,7 +346,6 @@ def _count(n: int) -> str:
 _TEXT: dict[str, Callable[[Any], Rendered]] = {
     "RunUsage": _run,
     "Reconciliation": _reconciliation,
-    "SpendReport": _spend,
     "Runway": _runway,
     "Pace": _pace,
 }
