@@ -754,3 +754,23 @@ def test_now_is_the_default_as_of(home: Path) -> None:
     as_of = datetime.fromisoformat(doc["as_of"])
     assert before <= as_of <= after
     assert doc["period_label"] == f"{as_of:%Y-%m-%d}"
+
+
+def test_a_time_ago_is_counted_from_the_calls_one_now(home: Path, calendar: LiveSandbox) -> None:
+    """`today` is this UTC day's midnight: the day period's first moment, so no pace yet, on the CLI and in a
+    tool alike (the day asked for is bracketed by the clock, in case midnight passes meanwhile)."""
+    before = datetime.now(UTC)
+    out = run([PACE, "--json", "--budget", "5", "--period", "day", "--as-of", "today"], script_env(home, calendar.url))
+    toolkit = PrimeBillingToolkit(base_url=calendar.url, api_key=SANDBOX_API_KEY)
+    try:
+        tool = {t.name: t for t in toolkit.get_tools()}["pace"]
+        message = tool.invoke(
+            ToolCall(name="pace", args={"budget": 5, "period": "day", "as_of": "today"}, id="1", type="tool_call")
+        )
+    finally:
+        toolkit.close()
+    after = datetime.now(UTC)
+    midnights = {f"{before:%Y-%m-%d}T00:00:00Z", f"{after:%Y-%m-%d}T00:00:00Z"}
+    for doc in (json.loads(out.stdout), message.artifact.model_dump(mode="json")):
+        assert doc["status"] == "no_pace_yet" and doc["projected_usd"] is None
+        assert doc["as_of"] == doc["period_start"] and doc["as_of"] in midnights
