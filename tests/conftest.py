@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -205,3 +207,81 @@ def start_sandbox_command(home: Path) -> tuple[subprocess.Popen[str], str]:
     line = proc.stdout.readline()  # type: ignore[union-attr]
     assert line.startswith("sandbox serving on http://127.0.0.1:"), line
     return proc, line.split()[3]
+
+
+# --------------------------------------------------------------------------- a newcomer's clone, uv, Claude Code
+
+UV = shutil.which("uv", path=str(Path(sys.executable).parent)) or shutil.which("uv")
+
+
+def fresh_clone(dest: Path) -> Path:
+    """`git clone` of this repository into `dest`, with the working tree's edits to tracked files
+    laid over it: what a newcomer's clone holds (no venv, no build output, no untracked file), as
+    of the code under test. Skips where this is no git checkout (an unpacked sdist)."""
+    git = shutil.which("git")
+    if git is None or not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout: nothing to clone")
+    subprocess.run([git, "clone", "--quiet", "--no-hardlinks", str(ROOT), str(dest)], check=True, capture_output=True)
+    tracked = subprocess.run([git, "ls-files", "-z"], cwd=ROOT, check=True, capture_output=True).stdout
+    for name in filter(None, tracked.split(b"\0")):
+        src, dst = ROOT / os.fsdecode(name), dest / os.fsdecode(name)
+        if src.is_symlink() or src.is_file():
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            dst.unlink(missing_ok=True)
+            shutil.copy2(src, dst, follow_symlinks=False)
+        else:  # deleted in the working tree, not yet committed
+            dst.unlink(missing_ok=True)
+    return dest
+
+
+def uv_cache_env() -> dict[str, str]:
+    """The machine's own uv and pip caches, for a subprocess whose HOME is a scratch folder: the
+    packages come from there instead of the registry each time."""
+    return dict(_cache_dirs())
+
+
+@functools.cache
+def _cache_dirs() -> tuple[tuple[str, str], ...]:
+    found: list[tuple[str, str]] = []
+    if UV:
+        uv = subprocess.run([UV, "cache", "dir"], capture_output=True, text=True, env=dict(os.environ))
+        if uv.returncode == 0 and uv.stdout.strip():
+            found.append(("UV_CACHE_DIR", uv.stdout.strip()))
+    pip = subprocess.run([sys.executable, "-m", "pip", "cache", "dir"], capture_output=True, text=True)
+    if pip.returncode == 0 and pip.stdout.strip():
+        found.append(("PIP_CACHE_DIR", pip.stdout.strip()))
+    return tuple(found)
+
+
+#: what Claude Code's CLI needs to run in a test: no updates, no traffic beyond what the command asks
+CLAUDE_ENV = {"DISABLE_AUTOUPDATER": "1", "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1"}
+
+
+@pytest.fixture(scope="session")
+def claude_cli(tmp_path_factory: pytest.TempPathFactory) -> Path | str:
+    """Claude Code's own CLI, from npm into a scratch prefix; or why it could not be had."""
+    npm = shutil.which("npm")
+    if npm is None:
+        return "npm is not installed: run Claude Code's commands by hand"
+    prefix = tmp_path_factory.mktemp("claude-code")
+    try:
+        out = subprocess.run(
+            [npm, "install", "--prefix", str(prefix), "--no-audit", "--no-fund", "@anthropic-ai/claude-code@latest"],
+            capture_output=True,
+            text=True,
+            timeout=240,
+        )
+    except subprocess.TimeoutExpired:
+        return "npm did not install @anthropic-ai/claude-code within 240 s"
+    binary = prefix / "node_modules" / ".bin" / "claude"
+    if out.returncode != 0 or not binary.exists():
+        return f"npm could not install @anthropic-ai/claude-code: {out.stderr.strip()[-300:]}"
+    return binary
+
+
+@pytest.fixture(scope="session")
+def claude(claude_cli: Path | str) -> Path:
+    """Claude Code's CLI, or the test is skipped saying why."""
+    if isinstance(claude_cli, str):
+        pytest.skip(claude_cli)
+    return claude_cli

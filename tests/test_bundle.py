@@ -7,27 +7,40 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import stat
+import struct
 import subprocess
 import sys
 import tomllib
 import zipfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import anyio
 import httpx
 import pydantic
 import pytest
+from mcp import Client
+from mcp.client.stdio import StdioServerParameters
 from skills_ref.validator import validate
 
 import prime_billing
-from conftest import ROOT, SCRIPTS, assert_one_line_error, run, script_env
+from conftest import (
+    CLAUDE_ENV,
+    ROOT,
+    SCRIPTS,
+    UV,
+    LiveSandbox,
+    assert_one_line_error,
+    fresh_clone,
+    run,
+    script_env,
+    upstream_body,
+    uv_cache_env,
+)
 from prime_billing import bundle
 from prime_billing.sandbox import FORBIDDEN_RUNS, RUNS
 
-UV = shutil.which("uv", path=str(Path(sys.executable).parent)) or shutil.which("uv")
 SKILL = bundle.SKILL_NAME
 #: what an installed bundle holds, no more (the manifest is the installer's own record)
 EXPECTED = {
@@ -269,20 +282,21 @@ def test_reinstall_updates_in_place_and_removes_only_what_it_wrote(tmp_path: Pat
     assert first.written and not first.unchanged
     assert set(_manifest(folder)["files"]) == set(first.written)
 
-    # the person's own files, an older SKILL.md, and files an earlier version wrote
-    # that this one no longer ships: one untouched since, one edited since
+    # the person's own files, an older SKILL.md, and a file an earlier version wrote that
+    # this one no longer ships, untouched since
+    (retired,) = bundle.RETIRED
     (folder / "notes.md").write_text("mine")
     (folder / "scripts" / "mine.py").write_text("print('mine')")
     (folder / "SKILL.md").write_text("an older SKILL.md")
-    (folder / "reference" / "old").mkdir()
-    (folder / "reference" / "old" / "gone.md").write_text("shipped before")
+    (folder / retired).write_text("shipped before")
     (folder / "reference" / "edited.md").write_text("edited by the person")
     (tmp_path / "outside.txt").write_text("not the installer's")
     (folder / "linked").symlink_to(tmp_path)  # a link out of the folder: nothing is removed through it
     manifest = _manifest(folder)
     manifest["files"].update(
         {
-            "reference/old/gone.md": _sha256(b"shipped before"),
+            "SKILL.md": _sha256(b"an older SKILL.md"),
+            retired: _sha256(b"shipped before"),
             "reference/edited.md": _sha256(b"as shipped"),
             "../outside.txt": _sha256(b"not the installer's"),
             "linked/outside.txt": _sha256(b"not the installer's"),
@@ -293,17 +307,15 @@ def test_reinstall_updates_in_place_and_removes_only_what_it_wrote(tmp_path: Pat
     again = bundle.install(tmp_path)
     assert again.written == ["SKILL.md"]
     assert len(again.unchanged) == len(first.written) - 1
-    assert again.removed == ["reference/old/gone.md"]
-    assert again.kept == ["reference/edited.md"]
+    assert again.removed == [retired]
+    assert again.kept == []
     assert (folder / "SKILL.md").read_bytes() == (ROOT / "SKILL.md").read_bytes()
-    assert not (folder / "reference" / "old").exists()  # emptied by the removal, so removed too
     for left in (folder / "notes.md", folder / "scripts" / "mine.py", folder / "reference" / "edited.md"):
         assert left.is_file(), left
     assert (tmp_path / "outside.txt").is_file()  # a manifest never reaches out of the folder
     assert set(_manifest(folder)["files"]) == set(first.written)
     assert again.summary() == (
-        f"installed {SKILL} into {folder} (1 files written, {len(again.unchanged)} unchanged, "
-        "1 removed: reference/old/gone.md, 1 no longer shipped but edited, kept: reference/edited.md)"
+        f"installed {SKILL} into {folder} (1 files written, {len(again.unchanged)} unchanged, 1 removed: {retired})"
     )
 
 
@@ -372,43 +384,73 @@ def test_plugin_and_marketplace_agree_with_the_package() -> None:
     assert plugin["name"] == SKILL and plugin["version"] == version and plugin["license"] == "MIT"
     assert plugin["description"] and plugin["author"]["name"]
     assert plugin["skills"] == ["./"]
-    (server,) = plugin["mcpServers"].values()
-    assert server["command"] == "uvx"
-    assert server["args"] == ["--from", f"prime-billing-skill[serve]=={version}", "prime-billing", "mcp", "--stdio"]
     (entry,) = market["plugins"]
     assert (entry["name"], entry["source"], entry["version"]) == (SKILL, "./", version)
     assert market["owner"]["name"]
 
 
-@pytest.fixture(scope="session")
-def claude(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """Claude Code's own CLI, from npm into a scratch prefix (skipped without npm)."""
-    npm = shutil.which("npm")
-    if npm is None:
-        pytest.skip("npm is not installed: run `claude plugin validate --profile directory .` by hand")
-    prefix = tmp_path_factory.mktemp("claude-code")
-    try:
-        out = subprocess.run(
-            [npm, "install", "--prefix", str(prefix), "--no-audit", "--no-fund", "@anthropic-ai/claude-code@latest"],
-            capture_output=True,
-            text=True,
-            timeout=240,
-        )
-    except subprocess.TimeoutExpired:
-        pytest.skip("npm did not install @anthropic-ai/claude-code within 240 s")
-    binary = prefix / "node_modules" / ".bin" / "claude"
-    if out.returncode != 0 or not binary.exists():
-        pytest.skip(f"npm could not install @anthropic-ai/claude-code: {out.stderr.strip()[-300:]}")
-    yield binary
+def test_plugin_icon_is_a_square_png_the_directory_takes() -> None:
+    icon = ROOT / _json(".claude-plugin/plugin.json")["icon"]
+    data = icon.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR"
+    width, height = struct.unpack(">II", data[16:24])
+    assert width == height and 512 <= width <= 2048 and len(data) < 2 * 1024 * 1024
+
+
+PLUGIN_ROOT = "${CLAUDE_PLUGIN_ROOT}"
+
+
+def _plugin_server(root: Path) -> tuple[str, list[str]]:
+    """The plugin's MCP server command as Claude Code runs it from `root`: ${CLAUDE_PLUGIN_ROOT} expanded."""
+    (server,) = json.loads((root / ".claude-plugin" / "plugin.json").read_text())["mcpServers"].values()
+    return server["command"], [a.replace(PLUGIN_ROOT, str(root)) for a in server["args"]]
+
+
+def test_plugin_mcp_server_runs_from_the_plugins_own_files() -> None:
+    """No package index in the command: what runs is a file of the plugin, its own copy of the package."""
+    plugin = _json(".claude-plugin/plugin.json")
+    (server,) = plugin["mcpServers"].values()
+    assert set(re.findall(r"\$\{[^}]*\}", json.dumps(server))) == {PLUGIN_ROOT}
+    command, args = _plugin_server(ROOT)
+    assert command == "uv" and args[:3] == ["run", "--quiet", "--script"]
+    (script,) = args[3:]
+    assert Path(script).resolve().is_relative_to(ROOT) and Path(script).is_file()
+    assert Path(script).relative_to(ROOT).as_posix() == "scripts/mcp_server.py"
+    assert "mcp_server.py" not in bundle.SCRIPTS  # the server stack stays out of the skill folder
+    assert "--from" not in args and "--with" not in args
+
+
+def test_plugin_mcp_server_answers_from_a_fresh_clone(sandbox: LiveSandbox, tmp_path: Path) -> None:
+    """Run as written, CLAUDE_PLUGIN_ROOT at a clone: initialize, tools/list and one call, through
+    the official MCP client over stdio."""
+    assert UV
+    clone = fresh_clone(tmp_path / "clone")
+    home = tmp_path / "home"
+    home.mkdir()
+    command, args = _plugin_server(clone)
+    env = {
+        **script_env(home, sandbox.url),  # a key, until the stdio server starts without one
+        **uv_cache_env(),
+        "CLAUDE_PLUGIN_ROOT": str(clone),
+        "PATH": os.pathsep.join([str(Path(UV).parent), os.environ.get("PATH", "")]),
+    }
+    env.pop("VIRTUAL_ENV", None)
+    params = StdioServerParameters(command=command, args=args, env=env, cwd=tmp_path)
+
+    async def go() -> None:
+        async with Client(params, mode="legacy") as client:  # the initialize handshake, as Claude Code does
+            assert client.server_info is not None and client.server_info.version == prime_billing.__version__
+            tools = {t.name for t in (await client.list_tools()).tools}
+            wallet = await client.call_tool("prime-intellect-getwallet", {"limit": 1})
+        assert {"prime-intellect-getrunusage", "prime-intellect-getwallet"} <= tools
+        assert not wallet.is_error
+        assert wallet.structured_content == upstream_body(sandbox, "/api/v1/billing/wallet", limit=1)
+
+    anyio.run(go)
 
 
 def test_claude_plugin_validate_passes_with_the_directory_profile(claude: Path, tmp_path: Path) -> None:
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        "HOME": str(tmp_path),
-        "DISABLE_AUTOUPDATER": "1",
-        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
-    }
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path), **CLAUDE_ENV}
     cmd = [str(claude), "plugin", "validate", "--profile", "directory", "--json", "."]
     out = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
     if "--profile" in out.stderr and "unknown option" in out.stderr:
@@ -420,4 +462,5 @@ def test_claude_plugin_validate_passes_with_the_directory_profile(claude: Path, 
     assert [f["code"] for f in report["directory"]["findings"] if f["blocking"]] == []
     assert report["provides"]["skills"] == [f"{SKILL}:{SKILL}"]
     (server,) = report["provides"]["mcpServers"]
-    assert (server["name"], server["type"], server["target"]) == ("prime-billing", "stdio", "uvx")
+    assert (server["name"], server["type"], server["target"]) == ("prime-billing", "stdio", "uv")
+    assert server["args"][-1] == "${CLAUDE_PLUGIN_ROOT}/scripts/mcp_server.py"

@@ -110,8 +110,11 @@ def test_the_cycles_this_package_had_stay_broken() -> None:
     assert "prime_billing.serve.command" in graph["prime_billing.cli"]
     # the advice words come down to wording, which imports nothing above it
     assert graph["prime_billing.wording"] == set() and "prime_billing.wording" in graph["prime_billing.operations"]
-    # the version is a leaf every module may read
+    # the version is a leaf every module may read, and so is the escaping of upstream text
     assert graph["prime_billing.__version__"] == set()
+    assert graph["prime_billing.untrusted"] == set()
+    # the CSV writing is the reports' own: the plans that page through a wallet know nothing of it
+    assert "prime_billing.export" not in graph["prime_billing.compose"]
 
 
 def test_the_serve_script_still_answers_under_its_own_name(home: Path) -> None:
@@ -162,7 +165,8 @@ def test_a_sandbox_command_runs_without_loading_them(home: Path) -> None:
 
 #: what only the reports need: a script answering a wallet page or a run never loads them
 REPORT_MODULES = frozenset(
-    f"prime_billing.{m}" for m in ("compose", "spend", "reconcile", "runway", "pace", "budget", "report", "render")
+    f"prime_billing.{m}"
+    for m in ("compose", "spend", "reconcile", "runway", "pace", "budget", "report", "render", "export")
 )
 
 
@@ -187,6 +191,7 @@ def test_a_script_answering_one_page_loads_no_report_and_no_bar(home: Path, scri
     loaded = set(ast.literal_eval(out.stderr.strip().splitlines()[-1]))
     assert "prime_billing.operations" in loaded  # the walk saw the run
     assert not loaded & (REPORT_MODULES | {"tqdm"}), loaded & REPORT_MODULES
+    assert "prime_billing.untrusted" not in loaded  # upstream text is escaped for text only, never for JSON
 
 
 def test_a_report_loads_its_module_when_asked_for() -> None:

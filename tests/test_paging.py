@@ -12,7 +12,6 @@ arrive at the head after the first wallet request.
 from __future__ import annotations
 
 import fcntl
-import itertools
 import json
 import os
 import pty
@@ -23,7 +22,8 @@ import tempfile
 import termios
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -32,11 +32,13 @@ import anyio
 import httpx
 import pytest
 
-from conftest import ROOT, SCRIPTS, LiveSandbox, all_rows, cents, run, script_env, until
+from conftest import ROOT, SCRIPTS, LiveSandbox, all_rows, cents, run, script_env, start_sandbox, until
+from prime_billing import compose
 from prime_billing.client import AsyncClient, Client, Result, RetryPolicy
 from prime_billing.compose import PAGES_IN_FLIGHT
 from prime_billing.config import SANDBOX_API_KEY, Settings
 from prime_billing.errors import BadResponseError, PaymentRequiredError
+from prime_billing.sandbox.faults import FaultySandbox
 
 SPEND = str(SCRIPTS / "spend.py")
 DEMO_CENTS, DEMO_ROWS = 22152, 46
@@ -118,22 +120,45 @@ def test_every_row_once_and_the_exact_total(sandbox: LiveSandbox, mode: str, kno
     assert report.pages == sandbox.requests("/wallet") == pages
 
 
+@dataclass
+class GrowingHead(FaultySandbox):
+    """A live wallet whose head grows while it is read: before each wallet request after the first,
+    0, 2, 4, 1 or 3 more rows arrive (by turns), so the pages of one batch, answered in any order,
+    each see a different head, and every batch a new one. Arrivals are rows `bill_new_N` ($0.50,
+    dated as the newest row), the latest at the head."""
+
+    arrived: int = 0
+    requests_seen: int = 0
+    counting: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def wallet_page(self, wallet: Mapping[str, Any], offset: int, limit: int) -> tuple[int, list[dict[str, Any]]]:
+        with self.counting:
+            self.arrived += self.requests_seen * 7 % 5
+            self.requests_seen += 1
+            n = self.arrived
+        newest = wallet["rows"][0]
+        head = [{**newest, "id": f"bill_new_{i:04d}", "amount_usd": 0.5} for i in reversed(range(n))]
+        head = head[offset : offset + limit]
+        total, rest = super().wallet_page(wallet, max(offset - n, 0), limit - len(head))
+        return total + n, head + rest
+
+
 @BOTH_MODES
-def test_the_head_changing_between_and_within_batches_still_gives_each_row_once(
-    sandbox: LiveSandbox, rows: list[dict[str, Any]], mode: str
+def test_the_head_growing_between_and_within_batches_still_gives_each_row_once(
+    rows: list[dict[str, Any]], mode: str
 ) -> None:
-    # After every batch, a different number of rows is at the head, and the first request of the
-    # next batch still sees none (the knob counts from it): pages of one batch are shifted by
-    # different amounts, answered in any order, so some places are read twice and some not at
-    # all until read again. Whatever the order, the report is the wallet as it stood.
-    sandbox.faults(page_cap=30)
-    arrivals = itertools.count(1)
-
-    def shake(result: Result[Any]) -> None:
-        sandbox.faults(new_rows=7 * next(arrivals) % 45)
-
-    report = spend(sandbox, mode, on_step=shake).data
+    # Pages of one batch are shifted by different amounts and answered in any order, so some
+    # places are read twice and some not at all until read again. Whatever the order, the report
+    # is the wallet as it stood at the first page.
+    live, _ = start_sandbox(GrowingHead(rows=1000, page_cap=30))
+    try:
+        report = spend(live, mode).data
+    finally:
+        live.server.shutdown()  # type: ignore[attr-defined]
+        live.server.server_close()  # type: ignore[attr-defined]
     assert_exact(report, rows, 1000)
+    assert report.total_billings == 1000
+    assert live.box.arrived > 30  # more rows arrived while paging than a page holds
 
 
 @BOTH_MODES
@@ -247,11 +272,14 @@ def upstream(total: int, served: int, *, follows_offset: bool = True) -> tuple[h
     return httpx.MockTransport(answer), asked
 
 
-def test_a_wallet_serving_fewer_rows_than_its_total_ends_at_its_first_empty_page() -> None:
+def test_a_wallet_serving_fewer_rows_than_its_total_is_a_bad_response() -> None:
     transport, asked = upstream(total=1000, served=250)
-    with Client(Settings(api_key="k"), transport=transport) as client:
-        report = client.call("spend_report", {}).data
-    assert report.row_count == 250 and cents(report.total_usd) == 250
+    with Client(Settings(api_key="k"), transport=transport) as client, pytest.raises(BadResponseError) as caught:
+        client.call("spend_report", {})
+    assert str(caught.value) == (
+        "the wallet reports 1,000 rows but ends after 250 (its page at offset 200 held 50 rows, not 100): "
+        "the upstream paging looks broken; report it"
+    )
     assert sorted(asked) == list(range(0, 1000, 100))  # the first, the second, then the other 8 at once
 
 
@@ -259,8 +287,29 @@ def test_an_upstream_that_ignores_the_offset_is_a_bad_response_at_once() -> None
     transport, asked = upstream(total=1000, served=1000, follows_offset=False)
     with Client(Settings(api_key="k"), transport=transport) as client, pytest.raises(BadResponseError) as caught:
         client.call("spend_report", {})
-    assert "do not follow their offsets" in str(caught.value)
+    # the second page (offset 100) holds the first page's rows again: row 1 as row 101
+    assert str(caught.value).startswith("the wallet's pages overlap: its row 1 came again as row 101")
     assert asked == [0, 100]  # the second page, alone, held only rows already read
+
+
+@BOTH_MODES
+@pytest.mark.parametrize(("rows", "ends"), [(500, True), (501, False)])
+def test_a_wallet_ends_within_max_pages_or_is_a_bad_response(
+    sandbox: LiveSandbox, monkeypatch: pytest.MonkeyPatch, mode: str, rows: int, ends: bool
+) -> None:
+    """The bound patched to 5 pages: 500 rows are exactly 5 pages of 100 (the first, the second alone,
+    then 3 at once) and pass; 501 would take a 6th, refused before the batch is asked for."""
+    monkeypatch.setattr(compose, "MAX_PAGES", 5)
+    sandbox.faults(rows=rows)
+    if ends:
+        report = spend(sandbox, mode).data
+        assert report.pages == sandbox.requests("/wallet") == 5
+        assert report.row_count == 500 and cents(report.total_usd) == expected_cents(500)
+        return
+    with pytest.raises(BadResponseError) as caught:
+        spend(sandbox, mode)
+    assert str(caught.value) == ("the wallet did not end after 5 pages: the upstream paging looks broken; report it")
+    assert sandbox.requests("/wallet") == 2  # the first two pages; the batch of 4 was never sent
 
 
 # --------------------------------------------------------------------------- the progress bar

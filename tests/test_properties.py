@@ -318,8 +318,8 @@ def bodies(base: dict[str, Any]) -> st.SearchStrategy[bytes]:
 
 @dataclass(frozen=True)
 class F:
-    #: "string", "integer" (within 64 bits), "number" (finite), "date-time", an object spec (dict)
-    #: or a list of one object spec (an array of such objects)
+    #: "string", "integer" (within 64 bits), "count" (an integer >= 0), "number" (finite), "date-time",
+    #: an object spec (dict) or a list of one object spec (an array of such objects)
     kind: Any
     required: bool = False
     nullable: bool = False
@@ -370,7 +370,7 @@ WALLET_SPEC = {
     "team_id": F("string", nullable=True),
     "balance_usd": F("number", required=True),
     "currency": F("string", required=True),
-    "total_billings": F("integer", default=0),
+    "total_billings": F("count", default=0),
     "recent_billings": F([ROW], default=[]),
 }
 
@@ -412,6 +412,8 @@ def fits(value: Any, kind: Any) -> bool:
     if kind == "integer":
         # a count beyond 64 bits is a broken answer (the client refuses it as drift)
         return type(value) is int and -(2**63) <= value <= 2**63 - 1
+    if kind == "count":  # how many things there are: an integer, and never below 0
+        return type(value) is int and 0 <= value <= 2**63 - 1
     if kind == "number":
         try:
             return type(value) in (int, float) and math.isfinite(float(value))
@@ -459,7 +461,13 @@ def assert_holds(model: Any, obj: dict[str, Any], spec: dict[str, F]) -> None:
                 assert_holds(row, given, f.kind[0])
         elif f.kind == "date-time":
             when = date_time(value)
-            assert held == when and held.utcoffset() == when.utcoffset(), (name, value, held)  # type: ignore[union-attr]
+            assert when is not None
+            moment = when if when.tzinfo is not None else when.replace(tzinfo=UTC)  # no offset means UTC
+            try:
+                in_utc = moment.astimezone(UTC)  # every moment is held in UTC...
+            except OverflowError:
+                in_utc = moment  # ...but at the calendar's edge, where it keeps its offset
+            assert held == in_utc and held.utcoffset() == in_utc.utcoffset(), (name, value, held)
         elif f.kind == "number":
             assert type(held) is float and held == float(value), (name, value, held)
         else:

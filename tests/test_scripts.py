@@ -189,7 +189,7 @@ def test_a_key_that_cannot_be_a_key_is_refused_naming_where_it_is(sandbox: LiveS
         ({"status": 403}, "access denied (403"),
         (
             {"status": 422, "body": '{"detail": [{"loc": ["query", "limit"], "msg": "too big"}]}'},
-            "(422: limit: too big)",
+            '(422: "limit: too big")',  # the upstream's words, quoted
         ),
         ({"status": 500}, "unavailable (500)"),
         ({"status": 200, "body": "<html>oops</html>", "content_type": "text/html"}, "not JSON (text/html)"),

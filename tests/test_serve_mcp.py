@@ -136,7 +136,8 @@ def test_the_readme_gives_one_complete_claude_desktop_snippet() -> None:
     assert readme.count('"command"') == 1 and readme.count("claude_desktop_config.json") == 1
     (server,) = snippets[0]["mcpServers"].values()
     assert set(server) == {"command", "args", "env"} and list(server["env"]) == ["PRIME_API_KEY"]
-    command = " ".join([server["command"], *server["args"]])
+    # the snippet names the clone by its absolute path, which the README's commands run from
+    command = " ".join([server["command"], *server["args"]]).replace("/path/to/prime-billing/", "")
     shown = {
         line.replace("'", "")
         for block in re.findall(r"```\n(.*?)```", readme, flags=re.S)

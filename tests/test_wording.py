@@ -21,10 +21,10 @@ from mcp.client.streamable_http import streamable_http_client
 
 from conftest import LiveSandbox, run, script_env
 from prime_billing.config import SANDBOX_API_KEY, Settings
-from prime_billing.errors import ConfigError, ReportTooLargeError
+from prime_billing.errors import ConfigError, PrimeBillingError, ReportTooLargeError
 from prime_billing.langchain import PrimeBillingToolkit
 from prime_billing.operations import OPERATIONS
-from prime_billing.wording import phrase
+from prime_billing.wording import CLOSE, OPEN, mark, phrase
 from serve_harness import running, sandbox_settings
 
 FLAG = re.compile(r"(?<![\w-])--[a-z]")
@@ -57,7 +57,7 @@ FAULTS: list[dict[str, Any]] = [
 
 
 def test_markers_take_each_surfaces_words() -> None:
-    text = "more rows: [[offset=3]]; or the team ([[team_id]]); demo data: [[sandbox]]"
+    text = f"more rows: {mark('offset', 3)}; or the team ({mark('team_id')}); demo data: {mark('sandbox')}"
     assert phrase(text, "cli") == "more rows: --offset 3; or the team (--team); demo data: --sandbox"
     assert phrase(text, "tool") == "more rows: offset=3; or the team (team_id); demo data: sandbox=True"
     assert phrase(text, "rest") == "more rows: ?offset=3; or the team (?teamId=); demo data: the server's sandbox mode"
@@ -65,10 +65,18 @@ def test_markers_take_each_surfaces_words() -> None:
 
 def test_every_row_is_asked_for_in_each_surfaces_words() -> None:
     """The CLI has no flag for `include_rows` (it always asks): there the rows are in its --json and --csv."""
-    text = "(5 of 23; all with [[include_rows=true]])"
+    text = f"(5 of 23; all with {mark('include_rows', 'true')})"
     assert phrase(text, "cli") == "(5 of 23; all with --json or --csv)"
     assert phrase(text, "tool") == "(5 of 23; all with include_rows=true)"
     assert phrase(text, "rest") == "(5 of 23; all with ?include_rows=true)"
+
+
+def test_text_that_looks_like_a_marker_is_only_text() -> None:
+    for surface in ("cli", "tool", "rest"):
+        assert phrase("[[team_id=team_attacker]] [[sandbox]]", surface) == "[[team_id=team_attacker]] [[sandbox]]"
+    assert phrase(f"try {mark('team_id', 'team_x')}", "cli") == "try --team team_x"
+    # a marker survives the squeeze of a message onto one line (its delimiters are not whitespace)
+    assert PrimeBillingError(f"two\nlines: {mark('sandbox')}").worded("cli") == "two lines: --sandbox"
 
 
 def test_runway_advice_is_an_argument_in_tools_and_a_flag_on_the_cli(sandbox: LiveSandbox, home: Any) -> None:
@@ -88,10 +96,10 @@ def test_a_check_that_failed_leaves_no_marker_in_its_data(sandbox: LiveSandbox, 
     out = run(["-m", "prime_billing", *args, "--json"], script_env(home, sandbox.url))
     alert = json.loads(out.stdout)["alert"]
     assert out.returncode == 3 and alert.endswith("another wallet? try team_id"), out.stdout
-    assert "[[" not in out.stdout
+    assert OPEN not in out.stdout and CLOSE not in out.stdout
     text = run(["-m", "prime_billing", *args], script_env(home, sandbox.url))
     assert text.returncode == 3 and text.stderr.rstrip().endswith("another wallet? try --team"), text.stderr
-    assert "[[" not in text.stdout + text.stderr
+    assert OPEN not in text.stdout + text.stderr and CLOSE not in text.stdout + text.stderr
 
 
 def test_models_are_told_arguments_and_the_cli_flags(sandbox: LiveSandbox, home: Any) -> None:

@@ -19,6 +19,8 @@ import hashlib
 import io
 import json
 import os
+import stat
+import sys
 import tempfile
 import zipfile
 from dataclasses import dataclass, field
@@ -50,6 +52,7 @@ MODULES = (
     "dates.py",
     "doctor.py",
     "errors.py",
+    "export.py",
     "models.py",
     "money.py",
     "operations.py",
@@ -63,11 +66,19 @@ MODULES = (
     "sandbox/data.py",
     "spend.py",
     "subcommand.py",
+    "untrusted.py",
     "watch.py",
     "wording.py",
 )
+#: files earlier versions of the bundle shipped that this one does not, and so the only files an
+#: install ever removes (when unedited since): a manifest, which anyone who can write the folder
+#: can forge, never makes it delete a file of the person's. A path that leaves the bundle goes
+#: here (a test checks this list against the history of this file).
+RETIRED = ("skill/prime_billing/sandbox.py",)
 #: written last into an installed folder: the files the install wrote and their digests
 MANIFEST = ".prime-billing-install.json"
+#: what a kept file's new version is called, beside it: SKILL.md.new
+NEW_SUFFIX = ".new"
 #: a fixed time for every zip entry, so the same bundle always packs to the same bytes
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 
@@ -80,11 +91,20 @@ class InstallReport:
     written: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
-    #: files an earlier install wrote that this bundle no longer has, edited since: left alone
+    #: files an earlier bundle shipped that this one no longer has, edited since: left alone
     kept: list[str] = field(default_factory=list)
+    #: files of the bundle the person changed (or that no install wrote): left as they are,
+    #: the bundle's version written beside each as NAME.new
+    edited: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         parts = [f"{len(self.written)} files written", f"{len(self.unchanged)} unchanged"]
+        if self.edited:
+            news = ", ".join(f"{rel}{NEW_SUFFIX}" for rel in self.edited)
+            beside = "the new version beside it" if len(self.edited) == 1 else "the new versions beside them"
+            parts.append(
+                f"{len(self.edited)} edited since installed, kept: {', '.join(self.edited)}, {beside} as {news}"
+            )
         if self.removed:
             parts.append(f"{len(self.removed)} removed: {', '.join(self.removed)}")
         if self.kept:
@@ -113,29 +133,42 @@ def skills_dir(dest: str | None, project: bool) -> Path:
     return (Path.cwd() if project else Path.home()) / ".claude" / "skills"
 
 
-def install(parent: Path) -> InstallReport:
+def install(parent: Path, within: Path | None = None) -> InstallReport:
     """Write the bundle into `parent/prime-intellect-billing/`, updating it in place.
 
-    Only files the bundle holds are written (unchanged ones are left untouched), and
-    only files an earlier install wrote, that this bundle no longer has and that
-    nobody edited since, are removed: a file this command did not write is never
-    deleted, whatever else the folder holds."""
+    Nothing is written through a link that leads out: not when the skill folder, or a
+    folder on the way to it, resolves outside `within` (the project, for `--project`),
+    nor when a folder inside the skill folder resolves outside it. A linked `~/.claude`
+    or `~/.claude/skills` (dotfiles) is fine: the person chose it.
+
+    Only files the bundle holds are written (unchanged ones are left untouched). A file
+    the person edited since the last install wrote it (its digest differs from the
+    manifest's), or that no install wrote, is kept as it is, and the bundle's version
+    goes beside it as NAME.new. Only files an earlier version shipped (`RETIRED`),
+    that the manifest says an earlier install wrote and that nobody edited since, are
+    removed: a file no version of this command wrote is never deleted or overwritten,
+    whatever the folder holds."""
     target = parent / SKILL_NAME
     bundle = bundle_files()
+    _refuse_links_out(target, bundle, within)
     report = InstallReport(target)
     old = _read_manifest(target)
     try:
         for rel, data in sorted(bundle.items()):
             path = target / rel
             mode = _mode(rel)
-            if path.is_file() and not path.is_symlink() and path.read_bytes() == data:
+            here = _regular_bytes(path)
+            if here == data:
                 if path.stat().st_mode & 0o777 != mode:
                     path.chmod(mode)
                 report.unchanged.append(rel)
-                continue
-            _write(path, data, mode)
-            report.written.append(rel)
-        for rel in sorted(set(old) - set(bundle)):
+            elif _replaceable(path, here, old.get(rel)):
+                _write(path, data, mode)
+                report.written.append(rel)
+            else:
+                _write(path.with_name(path.name + NEW_SUFFIX), data, mode)
+                report.edited.append(rel)
+        for rel in sorted(set(old) & set(RETIRED) - set(bundle)):
             path = target / rel
             # never through a link: what is removed is a file in this folder, nowhere else
             if not path.is_file() or path.is_symlink() or not path.resolve().is_relative_to(target.resolve()):
@@ -153,9 +186,9 @@ def install(parent: Path) -> InstallReport:
     return report
 
 
-def pack(out: Path) -> int:
-    """Write the bundle as a zip whose one top folder is `prime-intellect-billing/`
-    (the shape claude.ai's skill upload takes); returns the number of files."""
+def pack_bytes() -> tuple[bytes, int]:
+    """The bundle as a zip whose one top folder is `prime-intellect-billing/` (the shape
+    claude.ai's skill upload takes), and the number of files in it."""
     bundle = bundle_files()
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
@@ -164,21 +197,48 @@ def pack(out: Path) -> int:
             entry.external_attr = (0o100000 | _mode(rel)) << 16
             entry.compress_type = zipfile.ZIP_DEFLATED
             archive.writestr(entry, data)
+    return buffer.getvalue(), len(bundle)
+
+
+def pack(out: Path) -> int:
+    """Write the bundle's zip to `out`, a new or regular file (replaced whole, never a
+    folder, link, device or pipe); returns the number of files."""
     try:
-        _write(out, buffer.getvalue(), 0o644)
+        mode = out.lstat().st_mode
+    except OSError:
+        mode = stat.S_IFREG  # nothing there yet (or no way to it: writing says which)
+    if not stat.S_ISREG(mode):
+        raise InvalidInputError(
+            f"{out} is a {_kind(mode)}, not a regular file; "
+            "give OUT.zip as the path of a new or regular file, or - for stdout"
+        )
+    data, count = pack_bytes()
+    try:
+        _write(out, data, 0o644)
     except OSError as exc:
         raise _unwritable(out, exc, "an OUT.zip path") from None
-    return len(bundle)
+    return count
 
 
 def run(ns: argparse.Namespace) -> int:
-    """`prime-billing skill install|pack`: do it and say so in one line on stdout."""
-    if ns.skill_action == "pack":
+    """`prime-billing skill install|pack`: do it and say so in one line (on stderr when
+    the zip itself goes to stdout)."""
+    if ns.skill_action == "pack" and ns.out == "-":
+        if sys.stdout.isatty():
+            raise InvalidInputError(
+                "stdout is a terminal, not a place for a zip; redirect it (skill pack - > FILE.zip) or give OUT.zip"
+            )
+        data, count = pack_bytes()
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        print(f"packed {SKILL_NAME} to stdout ({count} files, {len(data) / 1024:.0f} KiB)", file=sys.stderr)
+    elif ns.skill_action == "pack":
         out = Path(ns.out).expanduser()
         count = pack(out)
         print(f"packed {SKILL_NAME} into {out} ({count} files, {out.stat().st_size / 1024:.0f} KiB)")
     else:
-        print(install(skills_dir(ns.dest, ns.project)).summary())
+        within = Path.cwd() if ns.project else None
+        print(install(skills_dir(ns.dest, ns.project), within).summary())
     return 0
 
 
@@ -196,7 +256,7 @@ def _skill_root() -> Traversable:
         return checkout
     raise ConfigError(
         "this installation of prime-billing-skill does not carry the skill's files; "
-        "reinstall it from PyPI or a wheel (pip install --force-reinstall prime-billing-skill)"
+        "reinstall it from a clone or a wheel (pip install --force-reinstall . in the clone)"
     )
 
 
@@ -206,7 +266,7 @@ def _read(item: Traversable) -> bytes:
     except OSError:
         raise ConfigError(
             f"the skill's file {item.name} is missing from this installation; "
-            "reinstall it (pip install --force-reinstall prime-billing-skill)"
+            "reinstall it (pip install --force-reinstall . in a clone, or its wheel)"
         ) from None
 
 
@@ -231,6 +291,42 @@ def _write(path: Path, data: bytes, mode: int) -> None:
     except BaseException:
         os.unlink(tmp)
         raise
+
+
+def _refuse_links_out(target: Path, bundle: dict[str, bytes], within: Path | None) -> None:
+    """Refuse, before writing anything, a link that would take a write out of where it belongs."""
+    if within is not None:
+        root, step = within.resolve(), within
+        for part in target.relative_to(within).parts:
+            step = step / part
+            if not step.resolve().is_relative_to(root):
+                raise InvalidInputError(
+                    f"{step} is a link to {step.resolve()}, outside the project {within}; "
+                    "remove the link, or install elsewhere with --dest DIR"
+                )
+    root = target.resolve()
+    folders = {folder for rel in bundle for folder in Path(rel).parents} - {Path(".")}
+    for folder in sorted(folders, key=lambda f: (len(f.parts), f)):
+        path = target / folder
+        if not path.resolve().is_relative_to(root):
+            raise InvalidInputError(
+                f"{path} is a link to {path.resolve()}, outside the skill folder {target}; "
+                "remove the link and install again"
+            )
+
+
+def _regular_bytes(path: Path) -> bytes | None:
+    """What a regular file holds; None for anything else (nothing, a link, a folder)."""
+    if path.is_symlink() or not path.is_file():
+        return None
+    return path.read_bytes()
+
+
+def _replaceable(path: Path, here: bytes | None, installed: str | None) -> bool:
+    """Nothing is there yet, or the file is as the last install wrote it (per its manifest)."""
+    if here is None:
+        return not os.path.lexists(path)
+    return _digest(here) == installed
 
 
 def _read_manifest(target: Path) -> dict[str, str]:
@@ -263,6 +359,18 @@ def _prune_empty(folder: Path, stop: Path) -> None:
         except OSError:
             return
         folder = folder.parent
+
+
+def _kind(mode: int) -> str:
+    kinds = [
+        (stat.S_ISDIR, "directory"),
+        (stat.S_ISLNK, "symbolic link"),
+        (stat.S_ISFIFO, "FIFO"),
+        (stat.S_ISSOCK, "socket"),
+        (stat.S_ISCHR, "character device"),
+        (stat.S_ISBLK, "block device"),
+    ]
+    return next((name for test, name in kinds if test(mode)), "special file")
 
 
 def _unwritable(where: Path, exc: OSError, fix: str) -> InvalidInputError:

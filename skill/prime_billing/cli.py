@@ -366,7 +366,8 @@ def _skill_arguments(p: argparse.ArgumentParser) -> None:
         "install",
         help="write DIR/prime-intellect-billing/, updating it in place",
         description="Write DIR/prime-intellect-billing/ (default DIR: ~/.claude/skills). Re-running updates it "
-        "in place; files this command did not write are never deleted.",
+        "in place: a file edited since is kept and the new version written beside it as NAME.new, and files "
+        "this command did not write are never deleted.",
     )
     where = install.add_mutually_exclusive_group()
     where.add_argument("--dest", metavar="DIR", help="skills folder to install into (default ~/.claude/skills)")
@@ -377,7 +378,9 @@ def _skill_arguments(p: argparse.ArgumentParser) -> None:
         description="Write the skill as a zip whose top folder is prime-intellect-billing/, "
         "the shape claude.ai's skill upload takes.",
     )
-    pack.add_argument("out", metavar="OUT.zip", help="the zip to write (replaced if it exists)")
+    pack.add_argument(
+        "out", metavar="OUT.zip", help="the zip to write: a new or regular file (replaced), or - for stdout"
+    )
 
 
 def _run_skill(ns: argparse.Namespace) -> int:

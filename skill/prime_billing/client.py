@@ -19,14 +19,16 @@ validation stay here.
 from __future__ import annotations
 
 import contextvars
+import functools
 import json
+import math
 import random
 import threading
 import time
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
-from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 from urllib.parse import quote, urlencode
 
 import httpx
@@ -51,10 +53,7 @@ from .errors import (
 )
 from .models import RunUsage, Wallet
 from .plan import SubCall
-from .wording import Surface, phrase
-
-if TYPE_CHECKING:
-    from concurrent.futures import ThreadPoolExecutor
+from .wording import Surface, mark, phrase
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -62,6 +61,8 @@ RETRY_STATUSES = frozenset({429, 502, 503, 504})
 #: bodies above this are refused without being read whole
 MAX_BODY_BYTES = 8 * 1024 * 1024
 SANDBOX_HEADER = "x-prime-sandbox"
+#: most characters of an upstream error detail an error quotes (escapes count whole)
+DETAIL_CHARS = 200
 USER_AGENT = f"prime-billing/{__version__}"
 #: sent with every request. No compression: a compressed body's size on the wire says nothing
 #: of its size once inflated (1 MB of gzip can be 1 GiB), so the body cap could not hold.
@@ -106,8 +107,10 @@ def check_size(headers: Mapping[str, str], received: int = 0) -> None:
     """
     encoding = (headers.get("content-encoding") or "").strip()
     if encoding and encoding.lower() != "identity":
+        from .untrusted import shown  # upstream text, in an error only
+
         raise BadResponseError(
-            f"Prime API answered with a compressed body (Content-Encoding: {encoding[:40]}) though none was "
+            f"Prime API answered with a compressed body (Content-Encoding: {shown(encoding, 40)}) though none was "
             "asked for: refused unread; if it persists check PRIME_API_BASE_URL"
         )
     length = headers.get("content-length") or ""
@@ -191,20 +194,26 @@ def _summary_context(args: Mapping[str, Any]) -> dict[str, Any]:
     return {"offset": args["offset"]} if "offset" in args else {}
 
 
+#: the longest wait a `Retry-After` is read as: a day, a daily quota's window. Longer (`1e308`, a
+#: date centuries ahead) or not a number at all (`inf`, `nan`) is garbage, read as this, so every
+#: wait is a finite number of seconds to print or pass on; the retry budget still ends the retries.
+MAX_RETRY_AFTER = 86_400.0
+
+
 def retry_after_seconds(value: str | None) -> float | None:
-    """Parse `Retry-After` as seconds or an HTTP date; None when absent or garbled."""
+    """Parse `Retry-After` as seconds or an HTTP date, within [0, MAX_RETRY_AFTER]; None when absent
+    or neither."""
     if not value:
         return None
     value = value.strip()
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
+        try:
+            seconds = parsedate_to_datetime(value).timestamp() - time.time()
+        except (TypeError, ValueError, OverflowError):
+            return None
+    return MAX_RETRY_AFTER if math.isnan(seconds) else min(max(0.0, seconds), MAX_RETRY_AFTER)
 
 
 def _detail(body: bytes) -> str:
@@ -308,8 +317,10 @@ class _Core:
 
     def _error_for_status(self, op: ops.Operation, reply: Reply, attempts: int) -> PrimeBillingError:
         status, headers = reply.status, reply.headers
+        from .untrusted import quoted  # upstream text, in an error only
+
         detail = redact(_detail(reply.body), self.settings.api_key)
-        said = f": {detail}" if detail else ""
+        said = f": {quoted(detail, DETAIL_CHARS)}" if detail else ""
         tried = f" after {attempts} attempts" if attempts > 1 else ""
         if 300 <= status < 400:
             # never followed: a redirect would carry the key to wherever it points
@@ -327,7 +338,7 @@ class _Core:
                 status=status,
             )
         if status == 403:
-            team = ", or the team ([[team_id]])" if any(p.name == "team_id" for p in op.params) else ""
+            team = f", or the team ({mark('team_id')})" if any(p.name == "team_id" for p in op.params) else ""
             return PermissionDeniedError(
                 f"access denied (403{said}): this key cannot read it; check the id{team}", status=status
             )
@@ -390,9 +401,12 @@ class _Core:
                 status=status,
             ) from None
         except ValueError:
-            shown = (reply.headers.get("content-type") or "").split(";")[0].strip() or "no content type"
+            from .untrusted import shown
+
+            kind = (reply.headers.get("content-type") or "").split(";")[0].strip()
+            said = shown(kind, 60) if kind else "no content type"
             raise BadResponseError(
-                f"Prime API answered {status} with a body that is not JSON ({shown[:60]}): "
+                f"Prime API answered {status} with a body that is not JSON ({said}): "
                 "try again later; if it persists check PRIME_API_BASE_URL",
                 status=status,
             ) from None
@@ -485,16 +499,61 @@ def _advance(plan: Generator[Step, Outcome, Result[Any]], outcome: Outcome) -> t
         return True, finished.value
 
 
+class _Workers:
+    """The sync client's threads for its batches: started as work needs them, up to `size`, and kept
+    (a thread started per page costs more than the page).
+
+    Daemon threads, because the interpreter joins `concurrent.futures.ThreadPoolExecutor`'s and
+    `multiprocessing.pool.ThreadPool`'s workers when it exits: a page abandoned when another of
+    its batch failed may be blocked in a read that nothing here can wake (closing an httpx client
+    does not), and a joined worker holds the process, its error already reported, until that read
+    times out. A daemon ends with the process. Jobs report their own outcome and never raise.
+    """
+
+    def __init__(self, size: int, name: str) -> None:
+        import queue
+
+        self.size, self.name = size, name
+        self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._started = 0
+        #: one permit per thread waiting for a job: a job takes one, or starts a thread
+        self._idle = threading.Semaphore(0)
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def run(self, job: Callable[[], None]) -> None:
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the client is closed")
+            self._jobs.put(job)
+            if not self._idle.acquire(blocking=False) and self._started < self.size:
+                self._started += 1
+                threading.Thread(target=self._work, name=f"{self.name}-{self._started}", daemon=True).start()
+
+    def _work(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            job()
+            del job  # an idle thread holds nothing of its last job
+            self._idle.release()
+
+    def close(self) -> None:
+        """Each thread ends after the jobs queued so far; none is waited for."""
+        with self._lock:
+            self._closed = True
+            for _ in range(self._started):
+                self._jobs.put(None)
+
+
 class Client(_Core):
     """Synchronous client; thread-safe, so several runs can be fetched at once."""
 
     def __init__(self, settings: Settings | None = None, **kwargs: Any) -> None:
         super().__init__(settings, **kwargs)
         self._http = httpx.Client(**self._http_kwargs())
-        #: the threads a batch's sub-plans run in, made on first use and kept (a thread started per
-        #: page costs more than the page); every caller's batches share them, so no more than
-        #: `compose.PAGES_IN_FLIGHT` sub-calls of this client are in flight at once
-        self._pool: ThreadPoolExecutor | None = None
+        #: the threads a batch's sub-plans run in, made on first use and kept; every caller's batches
+        #: share them, so no more than `compose.PAGES_IN_FLIGHT` sub-calls of this client are in flight
+        #: at once. Daemon threads (`workers`): a page abandoned mid-read never holds the process.
+        self._pool: _Workers | None = None
         self._pool_lock = threading.Lock()
 
     def __enter__(self) -> Client:
@@ -505,7 +564,7 @@ class Client(_Core):
 
     def close(self) -> None:
         if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool.close()
         self._http.close()
 
     def call(
@@ -541,32 +600,43 @@ class Client(_Core):
         return None
 
     def _gather(self, plans: list[Generator[Step, Outcome, Result[Any]]], pooled: bool) -> list[Result[Any]]:
-        """A batch, its sub-plans in the client's threads (each with the caller's context); the first
-        failure is raised at once, and the others stop at their next step, their answers unread."""
-        from concurrent.futures import FIRST_EXCEPTION, wait
+        """A batch, its sub-plans on the client's threads (each with the caller's context); the first
+        failure is raised at once, and the others stop at their next step, their answers unread (one
+        blocked in a read is left to it: a daemon thread, it never holds the process)."""
+        import queue
 
         abandon = threading.Event()
         if pooled:  # a batch inside a batch: its parents may hold every thread, so it runs right here
             return [self._drive(p, abandon, True) for p in plans]
+        #: each sub-plan's (place, failure, Result) as it ends
+        ended: queue.SimpleQueue[tuple[int, BaseException | None, Any]] = queue.SimpleQueue()
+
+        def job(place: int, plan: Generator[Step, Outcome, Result[Any]], context: contextvars.Context) -> None:
+            try:
+                ended.put((place, None, context.run(self._drive, plan, abandon, True)))
+            except BaseException as exc:
+                ended.put((place, exc, None))
+
         pool = self._threads()
-        futures = [pool.submit(contextvars.copy_context().run, self._drive, p, abandon, True) for p in plans]
+        for place, plan in enumerate(plans):
+            pool.run(functools.partial(job, place, plan, contextvars.copy_context()))
+        results: list[Any] = [None] * len(plans)
         try:
-            for future in wait(futures, return_when=FIRST_EXCEPTION).done:
-                future.result()  # raises the failure, if one ended the wait
-            return [future.result() for future in futures]
+            for _ in plans:
+                place, failure, result = ended.get()
+                if failure is not None:
+                    raise failure
+                results[place] = result
+            return results
         finally:
             abandon.set()
-            for future in futures:
-                future.cancel()
 
-    def _threads(self) -> ThreadPoolExecutor:
+    def _threads(self) -> _Workers:
         with self._pool_lock:
             if self._pool is None:
-                from concurrent.futures import ThreadPoolExecutor
-
                 from . import compose
 
-                self._pool = ThreadPoolExecutor(compose.PAGES_IN_FLIGHT, "prime-billing")
+                self._pool = _Workers(compose.PAGES_IN_FLIGHT, "prime-billing")
             return self._pool
 
     def send(self, request: Request) -> Reply:

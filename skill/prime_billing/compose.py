@@ -8,12 +8,11 @@ Totals are summed with `money` (exact decimals, see `money.py`).
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Generator, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
 from .dates import utc
 from .errors import BadResponseError
@@ -55,28 +54,34 @@ def scan_wallet(
     """Read the wallet newest first, several pages at a time, to its end (or past `since`).
 
     The first page says how many rows there are (`total_billings`); the others are asked for in
-    batches of up to `PAGES_IN_FLIGHT` (see there), a page as long as the first really was. The
-    report is the wallet as it stood at the first page: rows arriving later go in at the head
-    and push every row down, and each page's own `total_billings` says by how much, so each row
-    it holds gets its place in that first wallet (rows that came later have none and are left
-    out). Places no page held (a tail pushed past the last page, pages answered out of order)
-    are read again until every one has been. Rows are keyed by id, so a row read twice counts
-    once. A page shorter than asked (and than the first) ends the wallet where it ends, whatever
-    the total said. With `since`, the first row older than it ends what is needed: at most one
-    batch of pages past it is read.
+    batches of up to `PAGES_IN_FLIGHT` (see there), a page as long as the first really was (an
+    upstream may serve fewer rows than asked). The report is the wallet as it stood at the first
+    page: rows arriving later go in at the head and push every row down, and each page's own
+    `total_billings` says by how much, so each row it holds gets its place in that first wallet
+    (rows that came later have none and are left out). Places no page held (a tail pushed past the
+    last page, pages answered out of order) are read again until every one has been. Rows are
+    keyed by id, so a row read twice at its place counts once. With `since`, the first row older
+    than it ends what is needed: at most one batch of pages past it is read.
+
+    The answer is exact or a `BadResponseError` saying what did not add up: pages that do not fit
+    one wallet growing at its head (see `_Pager.take`), or, at the end, a count of rows other than
+    the places they fill.
     """
     first = yield SubCall("get_wallet", {"limit": PAGE_SIZE, "offset": 0, "team_id": team_id})
     pager = _Pager(first, since)
     width = 1  # the second page alone: see `PAGES_IN_FLIGHT`
     while asks := pager.next_asks(width):
         if pager.scan.pages + len(asks) > MAX_PAGES:
-            raise BadResponseError(
-                f"the wallet did not end after {MAX_PAGES} pages: the upstream paging looks broken; report it"
-            )
+            raise _broken(f"the wallet did not end after {MAX_PAGES:,} pages")
         pages = yield [SubCall("get_wallet", {"limit": n, "offset": o, "team_id": team_id}) for o, n in asks]
         pager.take(pages)
         width = PAGES_IN_FLIGHT if since is None else min(2 * width, PAGES_IN_FLIGHT)
     return pager.done()
+
+
+def _broken(fact: str) -> BadResponseError:
+    """`fact`, one line of what did not add up, as the error a scan fails with."""
+    return BadResponseError(f"{fact}: the upstream paging looks broken; report it")
 
 
 class _Pager:
@@ -102,38 +107,57 @@ class _Pager:
         self.take([first])
 
     def take(self, results: list[Any]) -> None:
-        """Place each page's rows in the first wallet; keep those not seen yet."""
-        before = self.unread()
+        """Place each page's rows in the first wallet; keep those not seen yet.
+
+        Every page must fit one wallet that only grows at its head: its total no smaller than
+        those of the pages before its batch (pages of one batch are answered in any order), no
+        row past that total, as many rows as asked for unless the total says the wallet ends
+        first (the first page excepted: it sets the stride), and no row at another place than
+        the one it was read at before. A page that does not is the scan's failure."""
         shifts = []
         for result in results:
             page: Wallet = result.data
+            offset, rows = int(result.args["offset"]), page.recent_billings
+            self._check(page.total_billings, offset, int(result.args["limit"]), len(rows))
             self.scan.pages += 1
             self.scan.sandbox = self.scan.sandbox or result.sandbox
             shift = page.total_billings - self.total
             shifts.append(shift)
-            start, rows = int(result.args["offset"]) - shift, page.recent_billings
-            moved = 0  # rows read before at another place
+            start = offset - shift
             for place, row in enumerate(rows, start):
                 if place < 0:
                     continue  # arrived after the first page: not in the wallet being reported
-                if row.id in self.kept:
+                seen = self.kept.get(row.id)
+                if seen is not None:
+                    if seen[0] != place:
+                        raise _broken(
+                            f"the wallet's pages overlap: its row {seen[0] + 1:,} came again as row {place + 1:,} "
+                            f"(in its page at offset {offset:,})"
+                        )
                     self.scan.duplicates += 1
-                    moved += self.kept[row.id][0] != place
                 elif self.since is not None and utc(row.created_at) < self.since:
                     self.end = min(self.end, place)  # newest first: every later place is older still
                 else:
                     self.kept[row.id] = (place, row)
-            if len(rows) < min(int(result.args["limit"]), self.stride):
-                self.end = min(self.end, max(start + len(rows), 0))  # a short page: the wallet ends there
-            if rows and moved < len(rows):  # a page of rows all read elsewhere did not follow its offset
-                self._mark(max(start, 0), start + len(rows))
-        if self.unread() >= before and max(shifts) == self.shift and self.scan.pages > 1:
-            # rows came, none of them unread, and not because the head moved: offsets are not followed
-            raise BadResponseError(
-                "the wallet's pages do not follow their offsets (rows already read came again): "
-                "the upstream paging looks broken; report it"
-            )
+            self._mark(max(start, 0), start + len(rows))
         self.shift = max(shifts)
+
+    def _check(self, total: int, offset: int, limit: int, held: int) -> None:
+        """One page's total and length against the wallet the pages before it describe."""
+        before = self.total + self.shift
+        if total < before:
+            raise _broken(f"the wallet's total went down between pages, from {before:,} rows to {total:,}")
+        if held and offset + held > total:
+            raise _broken(
+                f"the wallet reports {total:,} rows but served {offset + held:,} "
+                f"(its page at offset {offset:,} held {held:,})"
+            )
+        due = min(limit, self.stride, total - offset)  # no page holds more than the first
+        if held < due:
+            raise _broken(
+                f"the wallet reports {total:,} rows but ends after {offset + held:,} "
+                f"(its page at offset {offset:,} held {held:,} rows, not {due:,})"
+            )
 
     def _mark(self, start: int, stop: int) -> None:
         if start >= stop:
@@ -157,9 +181,6 @@ class _Pager:
         found.append((place, self.end))
         return [(a, b) for a, b in found if a < b]
 
-    def unread(self) -> int:
-        return sum(b - a for a, b in self.gaps())
-
     def next_asks(self, width: int) -> list[tuple[int, int]]:
         """Up to `width` pages (offset, limit) for the first unread places, offsets moved by the rows
         that arrived meanwhile. A place asked for before and missed (the head moved again) is asked
@@ -177,33 +198,13 @@ class _Pager:
         return asks
 
     def done(self) -> WalletScan:
+        """The rows in place order, once each place up to the end holds exactly one of them."""
+        if len(self.kept) != self.end:
+            since = f" since {self.since.isoformat()}" if self.since is not None and self.end < self.total else ""
+            raise _broken(f"read {len(self.kept):,} rows of the {self.end:,} the wallet reports{since}")
         self.scan.rows = [row for _, row in sorted(self.kept.values(), key=lambda kept: kept[0])]
         return self.scan
 
 
 def total(rows: Iterable[BillingEntry]) -> Decimal:
     return sum((money(r.amount_usd) for r in rows), Decimal(0))
-
-
-CSV_COLUMNS = (
-    "id",
-    "created_at",
-    "updated_at",
-    "last_billed_at",
-    "amount_usd",
-    "currency",
-    "resource_type",
-    "resource_id",
-)
-
-
-def write_rows_csv(rows: Iterable[BillingEntry], out: IO[str]) -> int:
-    """Rows as CSV (header first), dates as the upstream wrote them; returns the row count."""
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
-    n = 0
-    for row in rows:
-        data = row.model_dump(mode="json")
-        writer.writerow(["" if data.get(c) is None else data[c] for c in CSV_COLUMNS])
-        n += 1
-    return n

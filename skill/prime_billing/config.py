@@ -16,6 +16,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from .errors import ConfigError
+from .wording import mark
 
 DEFAULT_BASE_URL = "https://api.primeintellect.ai"
 #: the key the sandbox accepts; it guards nothing, it only makes 401 testable
@@ -62,7 +63,7 @@ class Settings:
         key = self.api_key
         if not key:
             raise ConfigError(
-                "no Prime API key: set PRIME_API_KEY or run `prime login` (try [[sandbox]] for demo data)"
+                f"no Prime API key: set PRIME_API_KEY or run `prime login` (try {mark('sandbox')} for demo data)"
             )
         refusal = key_refusal(key, self.sources.get("api_key", ARGUMENT))
         if refusal:
@@ -96,7 +97,7 @@ def normalize_base_url(url: str) -> str:
         url = url[: -len("/api/v1")].rstrip("/")
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ConfigError(f"base URL {url!r} is not an http(s) URL: fix PRIME_API_BASE_URL or [[base_url]]")
+        raise ConfigError(f"base URL {url!r} is not an http(s) URL: fix PRIME_API_BASE_URL or {mark('base_url')}")
     return url
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from .wording import Surface, phrase
+from .wording import Surface, mark, phrase
 
 
 class PrimeBillingError(Exception):
@@ -101,7 +101,7 @@ class ReportTooLargeError(PrimeBillingError):
 
     def __init__(self, rows: int, cap: int, *, narrowed_by: str | None = "since") -> None:
         """`narrowed_by`: the input that makes the report read fewer rows (a start date, fewer days), if any."""
-        narrow = f"narrow it with [[{narrowed_by}]], or " if narrowed_by else ""
+        narrow = f"narrow it with {mark(narrowed_by)}, or " if narrowed_by else ""
         super().__init__(
             f"this report would read {rows} wallet rows; this server reads at most {cap} for one request: "
             f"{narrow}ask the server's operator to raise its cap on report rows"

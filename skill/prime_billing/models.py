@@ -20,16 +20,20 @@ from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler, GetJson
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema, core_schema
 
+from .dates import utc
+
 MTOK = 1_000_000
 #: the resource type of RFT runs' wallet rows
 RUN_TYPE = "rft_run"
 #: a JSON integer (not 5.0, "5" or true); beyond 64 bits is a broken answer, refused as schema
 #: drift rather than overflowing arithmetic
 Count = Annotated[int, Strict(), Field(ge=-(2**63), le=2**63 - 1)]
+#: a count of things that exist: below 0 is a broken answer too
+Size = Annotated[int, Strict(), Field(ge=0, le=2**63 - 1)]
 #: an amount or a rate: a JSON number (not "1.5" or true), finite
 Number = Annotated[float, Strict(), Field(allow_inf_nan=False)]
 
-#: ISO 8601 date-time as the upstream writes it; no offset means UTC
+#: ISO 8601 date-time as the upstream writes it; no offset means UTC (every `Moment` is read as UTC)
 DATE_TIME_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?(Z|[+-][0-9]{2}:[0-9]{2})?$"
 
 
@@ -37,9 +41,12 @@ _EXPECTED_DATE_TIME = "expected an ISO 8601 date-time like 2026-11-20T10:00:00Z"
 
 
 class _DateTimeText:
-    """A datetime given as date-time text only (or as a datetime, in Python). pydantic's own
-    rules would also take a number or a digit string as a Unix time. Checked inside
-    pydantic-core (a pattern, then its datetime parser): no Python call per row."""
+    """A datetime given as date-time text only (or as a datetime, in Python), always aware and in
+    UTC (`dates.utc`: at the calendar's very edge a moment that cannot change zone keeps its
+    offset, aware still). pydantic's own rules would also take a number or a digit string as a
+    Unix time, and would keep a date with no offset naive, which no aware one can be compared
+    with (one wallet may hold both). Checked inside pydantic-core (a pattern, then its datetime
+    parser): only a moment written without an offset, or with another one, costs a Python call."""
 
     def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
         as_datetime = handler(source)
@@ -47,10 +54,20 @@ class _DateTimeText:
         pattern = core_schema.custom_error_schema(
             core_schema.str_schema(pattern=DATE_TIME_PATTERN, strict=True), **expected
         )
-        text = core_schema.chain_schema([pattern, as_datetime])
+        to_utc = core_schema.no_info_plain_validator_function(utc)
+        # UTC already (`Z`, `+00:00`: what the upstream writes) is told while parsing, at no cost;
+        # anything else is parsed again and moved to UTC
+        parsed = core_schema.union_schema(
+            [core_schema.datetime_schema(tz_constraint=0), core_schema.chain_schema([as_datetime, to_utc])],
+            mode="left_to_right",
+            **expected,
+        )
+        text = core_schema.chain_schema([pattern, parsed])
+        given = core_schema.chain_schema([core_schema.is_instance_schema(datetime), to_utc])
         return core_schema.json_or_python_schema(
             json_schema=text,
-            python_schema=core_schema.union_schema([text, core_schema.is_instance_schema(datetime)], **expected),
+            python_schema=core_schema.union_schema([text, given], **expected),
+            serialization=core_schema.simple_ser_schema("datetime"),
         )
 
     def __get_pydantic_json_schema__(self, schema: CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
@@ -171,7 +188,7 @@ class Wallet(_Body):
     balance_usd: Number
     currency: str
     #: all rows of the wallet, not only this page
-    total_billings: Count = 0
+    total_billings: Size = 0
     recent_billings: list[BillingEntry] = Field(default_factory=list)
 
 

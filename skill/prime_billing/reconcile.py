@@ -11,11 +11,14 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import IO, Any
 
-from .compose import scan_wallet, total, write_rows_csv
+from .compose import scan_wallet, total
+from .export import write_rows_csv
 from .models import BillingEntry, RunUsage
 from .money import money, usd, usd_float
 from .plan import Plan, SubCall
 from .report import WalletCheck, asked_for, held_when_asked
+from .untrusted import shown
+from .wording import mark
 
 #: agreement within this much (inclusive) is "reconciled"
 TOLERANCE = Decimal("0.01")
@@ -49,9 +52,10 @@ class Reconciliation(WalletCheck):
             return None
         diff = self.difference_usd
         gap = f"the wallet was charged {usd(abs(diff))} {'less' if diff > 0 else 'more'}"
-        hint = "" if self.row_count else f"; no rows for it among {self.rows_scanned}: another wallet? try [[team_id]]"
+        elsewhere = f"; no rows for it among {self.rows_scanned}: another wallet? try {mark('team_id')}"
+        hint = "" if self.row_count else elsewhere
         return (
-            f"run {self.run_id} does not reconcile: it reports {usd(self.run_billed_usd)} billed, "
+            f"run {shown(self.run_id)} does not reconcile: it reports {usd(self.run_billed_usd)} billed, "
             f"its {self.row_count} wallet rows sum to {usd(self.wallet_charged_usd)}, {gap}{hint}"
         )
 

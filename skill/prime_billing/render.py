@@ -4,8 +4,10 @@ The one place results become text: run usage, a wallet page and the reports
 (reconciliation, spend, budget check, runway, pace). The models hold data only; every
 surface (CLI, LangChain content, MCP text) shows the lines built here, so an
 answer read from one can be checked against another. A check's verdict is its
-first line. Advice is left as `[[name]]` markers (see `wording`): each surface
-words them. A report made without its rows (`include_rows`) says where they are.
+first line. Advice is left as markers (`wording.mark`): each surface words them.
+A report made without its rows (`include_rows`) says where they are. Upstream text
+is shown through `untrusted` (bare when id-like, else quoted and escaped), so every
+record is one line and no upstream text can hold a marker.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 from .dates import utc
 from .models import FINISHED_STATUSES, BillingEntry, CostLine, RunUsage, Wallet
 from .money import money, usd
+from .untrusted import quoted, shown
+from .wording import mark
 
 if TYPE_CHECKING:  # the reports' modules load when a report is asked for, not with every wallet page
     from datetime import datetime
@@ -31,6 +35,10 @@ if TYPE_CHECKING:  # the reports' modules load when a report is asked for, not w
     from .spend import SpendGroup, SpendPeriod, SpendReport
 
 SANDBOX_BANNER = "SANDBOX DATA (demo account, not real billing)"
+#: where every row and period is, in each surface's words
+ALL_ROWS = mark("all_rows")
+#: where they are for an answer made without them
+WITH_ROWS = mark("include_rows", "true")
 
 __all__ = ["SANDBOX_BANNER", "Rendered", "rate", "render", "usd"]
 
@@ -75,11 +83,16 @@ def rate(value: float | None) -> str:
 def billing_row(entry: BillingEntry, name: str | None, indent: str = "  ") -> str:
     """The one format of a wallet row: when (UTC), amount, resource type, and a name."""
     when = utc(entry.created_at).strftime("%Y-%m-%d %H:%M")
-    return f"{indent}{when:<17} {usd(entry.amount_usd):>10}  {entry.resource_type or '-':<11} {name or '-'}"
+    return f"{indent}{when:<17} {usd(entry.amount_usd):>10}  {_or(entry.resource_type):<11} {_or(name)}"
+
+
+def _or(text: str | None, missing: str = "-") -> str:
+    """An upstream string as shown (see `untrusted`), or `missing` when there is none."""
+    return shown(text) if text else missing
 
 
 def _owner(team_id: str | None) -> str:
-    return f"team {team_id}" if team_id else "personal"
+    return f"team {shown(team_id)}" if team_id else "personal"
 
 
 def _tokens(label: str, tokens: int, rate_text: str, cost: str) -> str:
@@ -92,10 +105,10 @@ def _cost(line: CostLine, indent: str = "  ") -> str:
 
 def _run(run: RunUsage) -> Rendered:
     c = run.costs
-    head = [f"run {run.run_id}"]
+    head = [f"run {shown(run.run_id)}"]
     if run.run_name:
-        head.append(f'"{run.run_name}"')
-    head += [run.base_model or "model unknown", run.status or "status unknown", f"{run.record_count} records"]
+        head.append(quoted(run.run_name))
+    head += [_or(run.base_model, "model unknown"), _or(run.status, "status unknown"), f"{run.record_count} records"]
     lines = [" · ".join(head)]
     lines.append(_tokens("training", run.training.tokens, rate(c.training.rate_per_mtok), usd(c.training_billed_usd)))
     lines.append(_tokens("inference", run.inference.tokens, "", usd(c.inference_billed_usd)))
@@ -111,21 +124,22 @@ def _wallet(wallet: Wallet, offset: int) -> Rendered:
     rows = wallet.recent_billings
     first, last = (offset + 1, offset + len(rows)) if rows else (0, 0)
     lines = [
-        f"wallet {wallet.wallet_id} ({_owner(wallet.team_id)}) · balance {usd(wallet.balance_usd)} {wallet.currency}"
+        f"wallet {shown(wallet.wallet_id)} ({_owner(wallet.team_id)}) · balance {usd(wallet.balance_usd)}"
+        f" {shown(wallet.currency)}"
         f" · {wallet.total_billings} billing rows, showing {first}-{last}"
     ]
     if not rows:
         return Rendered(summary=lines)
     lines.append(f"  {'created (UTC)':<17} {'amount':>10}  {'type':<11} resource")
-    more = f"  more rows: [[offset={last}]]" if last < wallet.total_billings else None
+    more = f"  more rows: {mark('offset', last)}" if last < wallet.total_billings else None
     return Rendered(summary=lines, rows=[billing_row(r, r.resource_id) for r in rows], more=more)
 
 
 def _reconciliation(rec: Reconciliation) -> Rendered:
-    head = [f"reconcile run {rec.run_id}"]
+    head = [f"reconcile run {shown(rec.run_id)}"]
     if rec.run_name:
-        head.append(f'"{rec.run_name}"')
-    head += [rec.status or "status unknown", f"wallet {rec.wallet_id} ({_owner(rec.team_id)})"]
+        head.append(quoted(rec.run_name))
+    head += [_or(rec.status, "status unknown"), f"wallet {shown(rec.wallet_id)} ({_owner(rec.team_id)})"]
     diff = rec.difference_usd
     side = "" if diff == 0 else (" (wallet charged less)" if diff > 0 else " (wallet charged more)")
     lines = [
@@ -135,10 +149,10 @@ def _reconciliation(rec: Reconciliation) -> Rendered:
         f"  difference      {usd(diff):>10}{side}",
     ]
     if rec.status and rec.status.upper() not in FINISHED_STATUSES:
-        lines.append(f"  note: the run is {rec.status}; charges may still be arriving")
+        lines.append(f"  note: the run is {shown(rec.status)}; charges may still be arriving")
     verdict = f"RECONCILED (within {usd(rec.tolerance_usd)})" if rec.reconciled else f"MISMATCH by {usd(abs(diff))}"
     if rec.rows is None:
-        more = f"  its {_plural(rec.row_count, 'row')}: with [[include_rows=true]]" if rec.row_count else None
+        more = f"  its {_plural(rec.row_count, 'row')}: with {WITH_ROWS}" if rec.row_count else None
         return Rendered(verdict=verdict, summary=lines, more=more)
     # every row names the run: the row's own id is the useful name here
     return Rendered(verdict=verdict, summary=lines, rows=[billing_row(r, r.id, indent="    ") for r in rec.rows])
@@ -147,31 +161,31 @@ def _reconciliation(rec: Reconciliation) -> Rendered:
 def _spend(report: SpendReport, bars: bool = False) -> Rendered:
     span = _window(report.since, report.until)
     lines = [
-        f"spend of wallet {report.wallet_id} ({_owner(report.team_id)}) · {span} · {usd(report.total_usd)}"
-        f" {report.currency} in {report.row_count} rows · balance {usd(report.balance_usd)}"
+        f"spend of wallet {shown(report.wallet_id)} ({_owner(report.team_id)}) · {span} · {usd(report.total_usd)}"
+        f" {shown(report.currency)} in {report.row_count} rows · balance {usd(report.balance_usd)}"
     ]
     if report.newest_at and report.oldest_at:
         oldest, newest = utc(report.oldest_at), utc(report.newest_at)
         lines.append(f"  rows from {oldest:%Y-%m-%d %H:%M} to {newest:%Y-%m-%d %H:%M} UTC")
     # where every group is: in this answer's data, or in one that asks for it
-    rest = "all in [[all_rows]]" if report.rows is not None else "all with [[include_rows=true]]"
+    rest = f"all in {ALL_ROWS}" if report.rows is not None else f"all with {WITH_ROWS}"
     if report.by and report.periods is not None:
         count = report.period_count or len(report.periods)
         lines += _periods(report.by, report.periods, count, rest, report.empty_periods_listed is not False, bars)
     lines.append("  by resource type")
     for g in report.by_resource_type:
-        lines.append(f"    {g.key or '-':<22} {usd(g.total_usd):>10}  {_count(g.rows)}")
+        lines.append(f"    {_or(g.key):<22} {usd(g.total_usd):>10}  {_count(g.rows)}")
     if report.top_runs:
-        shown = len(report.top_runs)
-        of = f" of {report.run_count}; {rest}" if shown < report.run_count else ""
-        lines.append(f"  top runs ({shown}{of})")
+        listed = len(report.top_runs)
+        of = f" of {report.run_count}; {rest}" if listed < report.run_count else ""
+        lines.append(f"  top runs ({listed}{of})")
         for g in report.top_runs:
-            lines.append(f"    {g.key or '-':<22} {usd(g.total_usd):>10}  {_count(g.rows)}")
+            lines.append(f"    {_or(g.key):<22} {usd(g.total_usd):>10}  {_count(g.rows)}")
     if report.top_other_resources:
-        shown = len(report.top_other_resources)
-        lines.append(f"  top other resources ({shown} of {report.other_resource_count}; {rest})")
+        listed = len(report.top_other_resources)
+        lines.append(f"  top other resources ({listed} of {report.other_resource_count}; {rest})")
         for g in report.top_other_resources:
-            name = f"{g.key or '(no id)'} [{g.resource_type or '-'}]"
+            name = f"{_or(g.key, '(no id)')} [{_or(g.resource_type)}]"
             lines.append(f"    {name:<22} {usd(g.total_usd):>10}  {_count(g.rows)}")
     return Rendered(summary=lines)
 
@@ -191,15 +205,15 @@ def _periods(by: str, periods: list[SpendPeriod], count: int, rest: str, filled:
     JSON and the CSV)."""
     from .spend import PERIODS_LISTED, SPIKE_DAYS  # loaded already: this is its report
 
-    shown = periods[:PERIODS_LISTED]
+    listed = periods[:PERIODS_LISTED]
     head = f"  by {by} (UTC{', weeks from Monday' if by == 'week' else ''}), newest first"
-    if len(shown) < count:
-        head += f" ({len(shown)} of {count}; {rest})"
+    if len(listed) < count:
+        head += f" ({len(listed)} of {count}; {rest})"
     if not filled:
         head += "; periods with no rows left out (too many to list)"
     lines = [head]
-    most = max((p.total_usd for p in shown), default=0.0)
-    for p in shown:
+    most = max((p.total_usd for p in listed), default=0.0)
+    for p in listed:
         bar = f"  {_bar(p.total_usd, most):<{BAR_WIDTH}}" if bars else ""
         line = f"    {p.period:<22} {usd(p.total_usd):>10}{bar}  {_count(p.rows)}  {_types(p.by_resource_type)}"
         if p.spike is not None:
@@ -223,18 +237,20 @@ def _bar(value: float, most: float) -> str:
 
 
 def _types(groups: list[SpendGroup]) -> str:
-    return " · ".join(f"{g.key or '-'} {usd(g.total_usd)}" for g in groups)
+    return " · ".join(f"{_or(g.key)} {usd(g.total_usd)}" for g in groups)
 
 
 def _runway(r: Runway) -> Rendered:
-    owner = f"wallet {r.wallet_id}"
+    owner = f"wallet {shown(r.wallet_id)}"
     target = "empties" if r.min_balance_usd == 0 else f"reaches the minimum {usd(r.min_balance_usd)}"
     if failure := r.failure():
         verdict = f"runway: 0 days: {failure}"
     elif money(r.balance_usd) == money(r.min_balance_usd):
         verdict = f"runway: 0 days: {owner} is at the minimum {usd(r.min_balance_usd)}"
     elif r.spend_usd <= 0:
-        verdict = f"runway: no spend in the window: {owner} is not running down, so no date to give; try more [[days]]"
+        verdict = (
+            f"runway: no spend in the window: {owner} is not running down, so no date to give; try more {mark('days')}"
+        )
     elif r.days_left is None or r.empty_on is None:
         verdict = f"runway: beyond 9999-12-31: {owner} {target} after the calendar's end at {usd(r.usd_per_day)}/day"
     else:
@@ -242,7 +258,7 @@ def _runway(r: Runway) -> Rendered:
         verdict = f"runway: {_days(r.days_left)} days: {owner} {target} {when} at {usd(r.usd_per_day)}/day"
     start, end = utc(r.window_start), utc(r.window_end)
     lines = [
-        f"  {owner} ({_owner(r.team_id)}) · balance {usd(r.balance_usd)} {r.currency}"
+        f"  {owner} ({_owner(r.team_id)}) · balance {usd(r.balance_usd)} {shown(r.currency)}"
         f" · minimum {usd(r.min_balance_usd)}",
         f"  {usd(r.spend_usd)} spent in {_plural(r.rows, 'row')} over the {_plural(r.window_days, 'day')}"
         f" {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC: {usd(r.usd_per_day)}/day",
@@ -326,7 +342,8 @@ def _budget(check: BudgetCheck, offset: int) -> Rendered:
         verdict = f"BELOW MINIMUM: {check.failure()}"
     if check.wallet is None:  # the verdict and the balance only: no page was asked for
         line = (
-            f"wallet {check.wallet_id} ({_owner(check.team_id)}) · balance {usd(check.balance_usd)} {check.currency}"
+            f"wallet {shown(check.wallet_id)} ({_owner(check.team_id)}) · balance {usd(check.balance_usd)}"
+            f" {shown(check.currency)}"
             f" · minimum {usd(check.min_balance_usd)}"
         )
         return Rendered(verdict=verdict, summary=[line])

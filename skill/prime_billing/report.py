@@ -21,7 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 from .errors import InvalidInputError
 from .money import money, usd, usd_float
-from .wording import phrase
+from .untrusted import shown
+from .wording import mark, phrase
 
 if TYPE_CHECKING:
     from .models import Wallet
@@ -42,7 +43,8 @@ def held_when_asked() -> Any:
 def asked_for(items: list[T] | None) -> list[T]:
     """`items`, which the report holds only when asked (an export needs them): refused when it was not."""
     if items is None:
-        raise InvalidInputError("this report was made without its rows: ask for them with [[include_rows=true]]")
+        asks = mark("include_rows", "true")
+        raise InvalidInputError(f"this report was made without its rows: ask for them with {asks}")
     return items
 
 
@@ -82,11 +84,15 @@ class WalletCheck(WalletReport):
         return None if failure is None else phrase(failure, "tool")
 
     def failure(self) -> str | None:
-        """What failed, in one line, advice marked (see `wording`); None when the check passed."""
+        """What failed, in one line (upstream text through `untrusted`), advice marked (see `wording`);
+        None when the check passed."""
         raise NotImplementedError
 
 
 def below_minimum(wallet_id: str, balance: float, minimum: float) -> str:
     """The one line for a balance under a minimum (exact: the shortfall is a decimal difference)."""
     short = usd_float(money(minimum) - money(balance))
-    return f"balance {usd(balance)} of wallet {wallet_id} is {usd(short)} below the minimum {usd(minimum)}: add funds"
+    return (
+        f"balance {usd(balance)} of wallet {shown(wallet_id)} is {usd(short)} below the minimum {usd(minimum)}: "
+        "add funds"
+    )

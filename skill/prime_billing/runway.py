@@ -95,7 +95,8 @@ def _rounded(value: Decimal, rounding: str, places: int) -> Decimal:
 
 
 def _finite(value: Decimal) -> float | None:
-    number = usd_float(value)
+    """Days as a float; None beyond any float (a count of days, not an amount: no error)."""
+    number = float(value)
     return number if math.isfinite(number) else None
 
 

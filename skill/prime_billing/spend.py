@@ -9,7 +9,6 @@ Sums are exact to the cent (Decimal), and paging reads every row exactly once.
 
 from __future__ import annotations
 
-import csv
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from datetime import date, datetime, timedelta
@@ -18,12 +17,14 @@ from typing import IO, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
-from .compose import scan_wallet, total, write_rows_csv
+from .compose import scan_wallet, total
 from .dates import Period, named_period, parse_when, period_start, utc
+from .export import write_rows_csv, write_table
 from .models import RUN_TYPE, BillingEntry
 from .money import money, usd_float
 from .plan import Plan
 from .report import WalletReport, asked_for, held_when_asked
+from .wording import mark
 
 #: the most periods listed with the empty ones in between; a longer span lists only periods with rows
 #: (a day per row over ~2.7 years; a row dated in year 1 would otherwise ask for 700,000 days)
@@ -71,9 +72,9 @@ class SpendPeriod(BaseModel):
 class SpendReport(WalletReport):
     """Spend of one wallet over all its rows, or those created in [since, until)."""
 
-    #: what `--csv` writes (CLI help; `[[by]]` is worded per surface)
+    #: what `--csv` writes (CLI help; the marker is worded per surface)
     csv_what: ClassVar[str] = (
-        "the rows (with [[by]]: one line per period and resource type, " + ",".join(PERIOD_CSV_COLUMNS) + ")"
+        f"the rows (with {mark('by')}: one line per period and resource type, " + ",".join(PERIOD_CSV_COLUMNS) + ")"
     )
 
     #: the lower bound asked for (inclusive), None for all rows
@@ -117,15 +118,19 @@ class SpendReport(WalletReport):
         rows = asked_for(self.rows)
         if self.periods is None:
             return write_rows_csv(rows, out)
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(PERIOD_CSV_COLUMNS)
-        n = 0
-        for p in self.periods:
-            start = p.start.strftime("%Y-%m-%dT%H:%M:%SZ")
-            for g in p.by_resource_type or [SpendGroup(key=None, total_usd=0.0, rows=0)]:
-                writer.writerow([p.period, start, g.key or "", g.rows, g.total_usd, "" if p.spike is None else p.spike])
-                n += 1
-        return n
+        lines = (
+            [
+                p.period,
+                p.start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                g.key or "",
+                g.rows,
+                g.total_usd,
+                "" if p.spike is None else p.spike,
+            ]
+            for p in self.periods
+            for g in p.by_resource_type or [SpendGroup(key=None, total_usd=0.0, rows=0)]
+        )
+        return write_table(out, PERIOD_CSV_COLUMNS, lines)
 
 
 def _groups(rows: Iterable[BillingEntry], key: Callable[[BillingEntry], Any]) -> list[SpendGroup]:

@@ -20,6 +20,7 @@ from .config import Settings
 from .errors import InvalidInputError, RateLimitError, UpstreamUnavailableError
 from .money import money, usd
 from .render import SANDBOX_BANNER
+from .untrusted import shown
 
 #: shortest pause between polls; anything faster only burns rate limit
 MIN_INTERVAL = 0.05
@@ -92,7 +93,8 @@ def watch(op: Any, calls: list[dict[str, Any]], settings: Settings, ns: argparse
                     sys.stdout.write(json.dumps(line, ensure_ascii=False) + "\n")
                 elif not in_place:
                     lines.append(
-                        f"{stamp} {run.run_id} {run.status or 'status unknown'} {usd(run.total_cost_usd)} billed"
+                        f"{stamp} {shown(run.run_id)} {shown(run.status) if run.status else 'status unknown'}"
+                        f" {usd(run.total_cost_usd)} billed"
                         f" · {_rate_text(figures)}"
                     )
             done = len(latest) == len(calls) and all(op.finished(r.data) for r in latest.values())
@@ -113,7 +115,7 @@ def watch(op: Any, calls: list[dict[str, Any]], settings: Settings, ns: argparse
             sys.stdout.flush()
             if done:
                 if not ns.json and not in_place:
-                    states = ", ".join(f"{r.data.run_id} {r.data.status}" for r in latest.values())
+                    states = ", ".join(f"{shown(r.data.run_id)} {shown(r.data.status or '')}" for r in latest.values())
                     sys.stdout.write(f"finished: {states}\n")
                 return 0
             time.sleep(interval)

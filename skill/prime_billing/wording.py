@@ -1,10 +1,17 @@
 """Advice in each surface's own words.
 
-Errors and summaries say what to change with a marker, `[[name]]` or
-`[[name=value]]`, where the name is an operation's parameter (or one of a few
-settings below). Each surface turns markers into its own terms: a flag on the
-CLI (`--offset 20`), an argument in Python and in tools (`offset=20`), a query
-parameter on REST (`?offset=20`). The facts stay one text; only the words differ.
+Errors and summaries say what to change with a marker, `mark("offset", 20)`,
+where the name is an operation's parameter (or one of a few settings below).
+Each surface turns markers into its own terms: a flag on the CLI (`--offset 20`),
+an argument in Python and in tools (`offset=20`), a query parameter on REST
+(`?offset=20`). The facts stay one text; only the words differ.
+
+A marker is delimited by two control characters, STX and ETX
+(`\x02offset=20\x03`). Upstream text reaches a line only through `untrusted`,
+which writes every control character as a visible escape, so no name, id or
+error detail can hold a marker, and text that merely looks like one
+(`[[team_id=x]]`) is only text: advice comes from this package's own templates.
+Neither delimiter is whitespace, so a message squeezed onto one line keeps them.
 """
 
 from __future__ import annotations
@@ -15,7 +22,9 @@ from typing import Literal
 #: "cli": the command and scripts; "tool": Python, LangChain and MCP; "rest": the REST routes
 Surface = Literal["cli", "tool", "rest"]
 
-_MARK = re.compile(r"\[\[([a-z_]+)(?:=([^\]]*))?\]\]")
+#: a marker's delimiters: control characters, which no upstream text can hold once escaped
+OPEN, CLOSE = "\x02", "\x03"
+_MARK = re.compile(f"{OPEN}([a-z_]+)(?:=([^{CLOSE}]*))?{CLOSE}")
 
 #: what is not an operation parameter, per surface; and a parameter's word on a surface that has no
 #: name for it (the CLI sends `include_rows` itself: its --json and --csv carry every row)
@@ -38,13 +47,13 @@ def learn(name: str, flag: str, wire: str) -> None:
 
 
 def mark(name: str, value: object = None) -> str:
-    """The marker for `name` (with a value to suggest, if any)."""
-    return f"[[{name}]]" if value is None else f"[[{name}={value}]]"
+    """The marker for `name` (with a value to suggest, if any: a figure of this package's own)."""
+    return f"{OPEN}{name}{CLOSE}" if value is None else f"{OPEN}{name}={value}{CLOSE}"
 
 
 def phrase(text: str, surface: Surface) -> str:
     """`text` with every marker in the words of `surface`."""
-    if "[[" not in text:
+    if OPEN not in text:
         return text
     return _MARK.sub(lambda m: _word(m[1], m[2], surface), text)
 

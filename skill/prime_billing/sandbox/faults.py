@@ -11,7 +11,9 @@ Control (over the socket server): `POST /_sandbox/faults` with
 most requests answered at once; `DELETE` clears them), `POST /_sandbox/release`
 (opens the gate below; in-process: `FaultySandbox.release()`). A fault is
 `{"status": 503, "retry_after": "1", "body": "...", "content_type": "...",
-"delay": 0.5, "action": "reset|truncate|huge|huge_unsized|drift", "path": "/wallet"}`.
+"delay": 0.5, "action": "reset|truncate|huge|huge_unsized|drift", "path": "/wallet",
+"hold": false}`; `"hold": false` answers it at once even while the gate below is shut,
+so one request of a batch can fail while the others are held.
 Streamed (huge) bodies count what was really written in the stats:
 `streamed_bytes` and `streams` (bodies finished or abandoned), so a test can
 show a client refused one without reading it whole.
@@ -31,10 +33,10 @@ the data never changes.
 
 The gate, so a test can make requests overlap without racing a clock: `"hold": true`
 makes the socket server keep every API request it receives unanswered (counted in
-`requests` and in `inflight`) until released by `POST /_sandbox/release` or
-`release()`, which opens the gate until `hold` is set again; clearing the faults
-releases too. A held request is answered anyway after `HOLD_LIMIT` seconds, so a
-test that forgets to release cannot hang. The in-process transport never holds.
+`requests` and in `inflight`; a fault with `"hold": false` excepted) until released
+by `POST /_sandbox/release` or `release()`, which opens the gate until `hold` is set
+again; clearing the faults releases too. A held request is answered anyway after
+`HOLD_LIMIT` seconds, so a test that forgets to release cannot hang. The in-process transport never holds.
 """
 
 from __future__ import annotations
@@ -78,6 +80,8 @@ class Fault:
     action: str | None = None
     #: apply only to request paths containing this
     path: str | None = None
+    #: False: answered at once, even while the gate is shut
+    hold: bool = True
 
     @classmethod
     def parse(cls, data: Mapping[str, Any]) -> Fault:
@@ -93,6 +97,8 @@ class FaultReply(Reply):
     body: bytes | Iterator[bytes]  # type: ignore[assignment]
     delay: float = 0.0
     cut_after: int | None = None
+    #: kept at the gate while it is shut (the socket server asks)
+    held: bool = True
 
 
 @dataclass
@@ -210,6 +216,7 @@ class FaultySandbox(Sandbox):
             return _as_fault_reply(super().dispatch(method, target, headers, body), delay)
         reply = _fault_reply(fault)
         reply.delay += delay
+        reply.held = fault.hold
         return reply
 
     def handle(self, request: httpx.Request) -> httpx.Response:

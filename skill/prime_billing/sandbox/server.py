@@ -55,7 +55,7 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("content-length") or 0)
         body = self.rfile.read(length) if length else b""
         reply = sandbox.dispatch(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body)
-        if not self.path.startswith(CONTROL):
+        if reply.held and not self.path.startswith(CONTROL):
             sandbox.wait_for_release()
         if reply.delay:
             time.sleep(reply.delay)

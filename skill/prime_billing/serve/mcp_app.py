@@ -24,7 +24,7 @@ from ..__version__ import __version__
 from ..client import Result
 from ..errors import PrimeBillingError, redact
 from ..operations import OPERATIONS, Operation
-from ..wording import phrase
+from ..wording import mark, phrase
 from . import MCP_PATH
 from .gateway import Gateway
 from .security import CREDENTIAL, HEALTH_PATH, UPSTREAM_USAGE
@@ -48,7 +48,7 @@ def instructions(operations: Sequence[Operation] = OPERATIONS) -> str:
     text = f"Prime Intellect billing, read-only. Tools: {tools}."
     rows = [op.mcp_tool for op in operations if "include_rows" in op.inputs.model_fields]
     if rows:
-        asks = phrase("[[include_rows=true]]", "tool")
+        asks = phrase(mark("include_rows", "true"), "tool")
         text += (
             f" The answers of {', '.join(rows)} hold totals, groups and the top items, whatever the wallet's "
             f"length; every row only with {asks}."

@@ -9,6 +9,7 @@ from typing import Any
 
 from starlette.responses import Response
 
+from ..client import MAX_RETRY_AFTER
 from ..errors import PrimeBillingError, RateLimitError
 
 MEDIA_TYPE = "application/problem+json"
@@ -49,9 +50,17 @@ def from_error(err: PrimeBillingError, detail: str | None = None) -> Response:
     headers: dict[str, str] = {}
     if status == 401:
         headers["WWW-Authenticate"] = "Bearer"
-    if (isinstance(err, RateLimitError) or status in (429, 503)) and err.retry_after is not None:
-        headers["Retry-After"] = str(max(0, math.ceil(err.retry_after)))
+    if (isinstance(err, RateLimitError) or status in (429, 502, 503)) and err.retry_after is not None:
+        headers["Retry-After"] = str(whole_seconds(err.retry_after))
     return problem(status, err.code, detail if detail is not None else err.worded("rest"), headers)
+
+
+def whole_seconds(wait: float) -> int:
+    """A wait as a Retry-After header's whole seconds, within [0, MAX_RETRY_AFTER] however the error
+    carrying it was made: NaN and infinity are the ceiling, a wait in the past 0."""
+    if math.isnan(wait):
+        return int(MAX_RETRY_AFTER)
+    return math.ceil(min(max(0.0, wait), MAX_RETRY_AFTER))
 
 
 def schema() -> dict[str, Any]:
