@@ -47,6 +47,7 @@ from serve_harness import running, sandbox_settings
 
 USAGE, WALLET = str(SCRIPTS / "run_usage.py"), str(SCRIPTS / "wallet.py")
 SPEND, RECONCILE, RUNWAY = str(SCRIPTS / "spend.py"), str(SCRIPTS / "reconcile.py"), str(SCRIPTS / "runway.py")
+PACE = str(SCRIPTS / "pace.py")
 #: what no line of text may hold raw: controls, format characters (bidi among them), surrogates, separators
 RAW = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
 
@@ -285,6 +286,8 @@ REPORTS = [
     ("spend_report", [SPEND, "--by", "day"], {"by": "day"}),
     ("runway", [RUNWAY, "--as-of", "2026-11-21", "--min-balance", "100"], {"as_of": "2026-11-21", "min_balance": 100}),
     ("reconcile_run", [RECONCILE, "rft_sbx_completed"], {"run_id": "rft_sbx_completed"}),
+    # November's three rows, 3 x $1.25 = $3.75, against $1: over budget, an alert naming the wallet
+    ("pace", [PACE, "--budget", "1", "--as-of", "2026-11-21"], {"budget": 1, "as_of": "2026-11-21"}),
 ]
 
 
@@ -320,6 +323,12 @@ def test_hostile_strings_add_no_line_on_any_surface(faces: Faces, name: str, cli
         (alert,) = seen["hostile"]["stderr"]
         assert alert.startswith(Path(cli[0]).name + ": alert: balance $10.00 of wallet ")
         assert r'"wal_t\nwallet.py: alert: all clear"' in alert
+    if name == "pace":
+        (alert,) = seen["hostile"]["stderr"]
+        assert alert == (
+            r'pace.py: alert: wallet "wal_t\nwallet.py: alert: all clear" spent $3.75 in the month 2026-11, $2.75 '
+            "over its budget $1.00"
+        )
 
 
 def test_a_wallet_id_with_a_newline_forges_no_second_alert(faces: Faces) -> None:

@@ -27,6 +27,7 @@ from .dates import Period, parse_when, period_of, utc
 from .money import money, usd, usd_float
 from .plan import Plan
 from .report import WalletCheck
+from .untrusted import shown
 
 METHOD = "straight line from the period's start: spend so far x the period's length / the time elapsed"
 
@@ -91,14 +92,14 @@ class Pace(WalletCheck):
         if self.status == "over_budget":
             over = usd_float(money(self.spend_usd) - budget)
             return (
-                f"wallet {self.wallet_id} spent {usd(self.spend_usd)} in {what}, "
+                f"wallet {shown(self.wallet_id)} spent {usd(self.spend_usd)} in {what}, "
                 f"{usd(over)} over its budget {usd(self.budget_usd)}"
             )
         if self.status == "over_pace" and self.projected_usd is not None:
             over = usd_float(money(self.projected_usd) - budget)
             reached = f" (reached {reached_when(self.crossing_at, self.period)})" if self.crossing_at else ""
             return (
-                f"wallet {self.wallet_id} is on pace to spend {usd(self.projected_usd)} in {what}, "
+                f"wallet {shown(self.wallet_id)} is on pace to spend {usd(self.projected_usd)} in {what}, "
                 f"{usd(over)} over its budget {usd(self.budget_usd)}{reached}"
             )
         return None

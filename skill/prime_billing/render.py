@@ -302,7 +302,7 @@ def _pace(p: Pace) -> Rendered:
         else:
             verdict = f"ON PACE: {spent} {at}; {projected}, {usd(float(budget - money(p.projected_usd)))} under"
     lines = [
-        f"  wallet {p.wallet_id} ({_owner(p.team_id)}) · balance {usd(p.balance_usd)} {p.currency}"
+        f"  wallet {shown(p.wallet_id)} ({_owner(p.team_id)}) · balance {usd(p.balance_usd)} {shown(p.currency)}"
         f" · budget {usd(p.budget_usd)} for the {p.period} {p.period_label}",
         f"  {usd(p.spend_usd)} spent in {_plural(p.rows, 'row')} from {start:%Y-%m-%d %H:%M} to "
         f"{as_of:%Y-%m-%d %H:%M} UTC: {done}",
