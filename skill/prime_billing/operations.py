@@ -291,9 +291,8 @@ Thresholds = Annotated[
     BeforeValidator(_percent_list),
     AfterValidator(_ascending),
     Refusal(
-        "{name} must be up to "
-        + str(MAX_THRESHOLDS)
-        + " percents of the budget, each from 1 to 1000, like 50,80,100, got {value}"
+        f"{{name}} must be up to {MAX_THRESHOLDS} percents of the budget, each from 1 to 1000, like 50,80,100, "
+        "got {value}"
     ),
     Cli(metavar="PCT,PCT,..."),
 ]
