@@ -86,5 +86,9 @@ def _parameter(p: Param, inputs: dict[str, Any]) -> dict[str, Any]:
     required = p.name in inputs["required"] or p.location == "path"
     param = {"name": p.wire, "in": p.location, "required": required, "description": schema.pop("description", ""),
              "schema": schema}  # fmt: skip
+    if schema.get("type") == "array":
+        # one value, its items joined by commas (`?warn=50,80,100`), as the inputs model reads the text;
+        # OpenAPI's default for a query array is the name repeated per item
+        param["style"], param["explode"] = "form", False
     # `?teamId=` means not given, as upstream reads it
     return param if required else {**param, "allowEmptyValue": True}
