@@ -30,6 +30,7 @@ CALLS: list[tuple[str, dict[str, Any]]] = [
     ("prime-intellect-spend", {"by": "day"}),
     ("prime-intellect-budget", {"min_balance": 10}),
     ("prime-intellect-runway", {"as_of": "2026-11-21"}),
+    ("prime-intellect-pace", {"budget": 300, "as_of": "2026-11-20T11:00:00Z", "warn": list(range(10, 101, 10))}),
 ]
 WITH_ROWS = ("prime-intellect-reconcile", "prime-intellect-spend", "prime-intellect-budget")
 

@@ -47,7 +47,10 @@ EXPECTED = {
     "SKILL.md",
     "LICENSE",
     bundle.MANIFEST,
-    *(f"scripts/{s}" for s in ("run_usage.py", "wallet.py", "reconcile.py", "spend.py", "runway.py", "doctor.py")),
+    *(
+        f"scripts/{s}"
+        for s in ("run_usage.py", "wallet.py", "reconcile.py", "spend.py", "runway.py", "pace.py", "doctor.py")
+    ),
     *(f"reference/{r}" for r in ("fields.md", "reports.md", "sandbox.md")),
     *(f"skill/prime_billing/{m}" for m in bundle.MODULES),
 }
@@ -60,6 +63,7 @@ RUNS_FROM_BUNDLE = [
     (["spend.py", "--sandbox"], 0, "top runs (5)"),
     (["spend.py", "--by", "week", "--sandbox"], 0, "2026-W46                   $50.04    10 rows"),
     (["runway.py", "--as-of", "2026-11-21", "--sandbox"], 0, "runway: 3.9 days: wallet wal_sbx_personal empties on"),
+    (["pace.py", "--budget", "400", "--as-of", "2026-11-20T11:00:00Z", "--sandbox"], 0, "ON PACE: $221.52 of $400.00"),
     (["run_usage.py", "rft_sbx_completed", "--watch", "--json", "--sandbox"], 0, '"status": "COMPLETED"'),
     (["doctor.py", "--sandbox"], 0, "holds 46 billing rows\nall set\n"),
 ]

@@ -23,7 +23,7 @@ def test_the_top_level_help_names_the_sandbox_configuration_and_exit_codes() -> 
 
 @pytest.mark.parametrize(
     ("command", "exit_3"),
-    [("usage", False), ("spend", False), ("reconcile", True), ("wallet", True), ("runway", True)],
+    [("usage", False), ("spend", False), ("reconcile", True), ("wallet", True), ("runway", True), ("pace", True)],
 )
 def test_exit_code_3_is_told_only_where_a_command_can_return_it(command: str, exit_3: bool) -> None:
     text = " ".join(subparsers()[command].format_help().split())
@@ -41,16 +41,17 @@ def test_json_help_describes_each_commands_own_output() -> None:
     helps = {
         name: next(a.help for a in p._actions if "--json" in a.option_strings)
         for name, p in subparsers().items()
-        if name in ("usage", "wallet", "reconcile", "spend", "runway")
+        if name in ("usage", "wallet", "reconcile", "spend", "runway", "pace")
     }
     assert "unchanged" in helps["wallet"] and "array" in helps["usage"]
     assert "report" in helps["reconcile"] and "report" in helps["spend"] and "unchanged" not in helps["spend"]
     assert "every row" in helps["spend"] and "every row" not in helps["runway"]  # runway has no rows to give
+    assert "report" in helps["pace"] and "every row" not in helps["pace"]  # nor has pace
 
 
 def test_the_top_level_help_names_every_command_that_can_exit_3() -> None:
     text = " ".join(build_parser().format_help().split())
-    assert "3 a check did not pass (wallet --min-balance, reconcile, runway)" in text
+    assert "3 a check did not pass (wallet --min-balance, reconcile, runway, pace)" in text
 
 
 def test_csv_help_says_what_the_csv_holds() -> None:

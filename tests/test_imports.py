@@ -103,7 +103,7 @@ def test_the_cycles_this_package_had_stay_broken() -> None:
     graph = module_graph()
     # the models know nothing of text; the launcher's command knows nothing of the CLI
     assert "prime_billing.render" not in graph["prime_billing.models"]
-    for model in ("reconcile", "spend", "budget", "runway", "report"):
+    for model in ("reconcile", "spend", "budget", "runway", "pace", "report"):
         assert "prime_billing.render" not in graph[f"prime_billing.{model}"]
     assert "prime_billing.cli" not in graph["prime_billing.serve.command"]
     # and the walk sees the lazy import the other way round
@@ -165,7 +165,8 @@ def test_a_sandbox_command_runs_without_loading_them(home: Path) -> None:
 
 #: what only the reports need: a script answering a wallet page or a run never loads them
 REPORT_MODULES = frozenset(
-    f"prime_billing.{m}" for m in ("compose", "spend", "reconcile", "runway", "budget", "report", "render", "export")
+    f"prime_billing.{m}"
+    for m in ("compose", "spend", "reconcile", "runway", "pace", "budget", "report", "render", "export")
 )
 
 

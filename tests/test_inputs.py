@@ -36,7 +36,20 @@ from prime_billing.serve.openapi import document
 from serve_harness import running, sandbox_settings
 
 #: what a field's schema says that must agree on every surface
-RULES = ("type", "minimum", "maximum", "pattern", "maxLength", "not", "anyOf", "enum", "default", "description")
+RULES = (
+    "type",
+    "minimum",
+    "maximum",
+    "pattern",
+    "maxLength",
+    "not",
+    "anyOf",
+    "enum",
+    "default",
+    "description",
+    "items",
+    "maxItems",
+)
 
 
 def _plain(schema: dict[str, Any]) -> dict[str, Any]:
@@ -70,6 +83,10 @@ def openapi_inputs(op: ops.Operation) -> dict[str, tuple[dict[str, Any], bool]]:
     out = {}
     for param in spec["parameters"]:
         assert param["in"] == ("path" if "{" + by_wire[param["name"]] + "}" in op.rest_path else "query")
+        # a list is one query value, its items joined by commas, as the model reads the text
+        assert (param.get("style"), param.get("explode")) == (
+            ("form", False) if param["schema"].get("type") == "array" else (None, None)
+        )
         schema = {**param["schema"], "description": param["description"]}
         out[by_wire[param["name"]]] = (_plain(schema), param["required"])
     return out
@@ -117,6 +134,13 @@ def test_every_rule_reaches_every_surface() -> None:
                     assert required is (op.name == "check_budget"), surface
                 if name == "include_rows":
                     assert (schema["type"], schema["default"], required) == ("boolean", False, False), surface
+                if name == "period":  # pace's: the calendar period holding as_of
+                    assert (schema["enum"], schema["default"], required) == (["day", "week", "month"], "month", False)
+                if name == "budget":
+                    assert (schema["type"], schema["minimum"], required) == ("number", 0.01, True), surface
+                if name == "warn":  # a JSON array in tools; on REST one value, its items joined by commas
+                    assert (schema["type"], schema["maxItems"], schema["default"]) == ("array", 10, [50, 80, 100])
+                    assert schema["items"] == {"type": "number", "minimum": 1, "maximum": 1000}, surface
                 checked += 1
     assert checked == 3 * sum(len(op.params) for op in ops.OPERATIONS)
     # every report whose answer can grow with the wallet takes it: those with rows to export
@@ -233,6 +257,23 @@ BAD = {
         ["runway", "--as-of", "next week"],
         "/v1/prime-billing/runway",
         {"as_of": "next week"},
+    ),
+    "pace threshold not a number": Bad(
+        "pace",
+        {"warn": [50, "eighty"], "budget": 300},
+        ["pace", "--warn", "50,eighty", "--budget", "300"],
+        "/v1/prime-billing/pace",
+        {"warn": "50,eighty", "budget": "300"},
+    ),
+    "pace threshold beyond its bounds": Bad(
+        "pace",
+        {"warn": [50, 1200], "budget": 300},
+        ["pace", "--warn", "50,1200", "--budget", "300"],
+        "/v1/prime-billing/pace",
+        {"warn": "50,1200", "budget": "300"},
+    ),
+    "pace budget of nothing": Bad(
+        "pace", {"budget": 0}, ["pace", "--budget", "0"], "/v1/prime-billing/pace", {"budget": "0"}
     ),
     "runway minimum below zero": Bad(
         "runway",

@@ -25,11 +25,12 @@ from langchain_core.messages import ToolCall
 from conftest import SCRIPTS, LiveSandbox, all_rows, cents, run, script_env
 from prime_billing.client import Client, Result
 from prime_billing.config import SANDBOX_API_KEY, Settings
+from prime_billing.dates import period_of
 from prime_billing.errors import InvalidInputError
 from prime_billing.langchain import PrimeBillingToolkit
 from prime_billing.operations import get
 from prime_billing.render import render
-from prime_billing.spend import MAX_PERIODS, SpendReport, period_of
+from prime_billing.spend import MAX_PERIODS, SpendReport
 from serve_harness import running, sandbox_settings
 
 SPEND = str(SCRIPTS / "spend.py")
@@ -127,9 +128,14 @@ def test_the_summary_lists_each_period_newest_first_with_its_types(sandbox: Live
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     start = lines.index("  by day (UTC), newest first")
-    # each line: the day, its total, its rows, then its types, most spent first (the table above)
+    # each line: the day, its total, its rows, then its types, most spent first (the table above), and
+    # a spike's mark: 11-15 spent 4082 against the one day with spend before it, 11-14's 922: 4082 / 922 =
+    # 4.427 -> 4.4x. No other day is over 3x its median: 11-16 4710 against (922 + 4082) / 2 = 2502, 11-17
+    # 2123 against 4082, 11-18 4706 against (2123 + 4082) / 2 = 3102.5, 11-19 3368 against 4082, 11-20 2241
+    # against (3368 + 4082) / 2 = 3725
+    spike = {"2026-11-15": ["▲", "4.4x", "the", "14-day", "median"]}
     assert [line.split() for line in lines[start + 1 : start + 8]] == [
-        [day, f"${c / 100:,.2f}", str(n), "rows", *_types(types)] for day, c, n, types in BY_DAY
+        [day, f"${c / 100:,.2f}", str(n), "rows", *_types(types), *spike.get(day, [])] for day, c, n, types in BY_DAY
     ]
     first = "    2026-11-20                 $22.41     4 rows  rft_run $20.60 · pods $0.96 · disks $0.85"
     assert lines[start + 1] == first
@@ -156,12 +162,13 @@ def test_csv_by_period_is_a_line_per_period_and_resource_type(sandbox: LiveSandb
     out = run([SPEND, "--by", "week", "--csv", "-"], script_env(home, sandbox.url))
     assert out.returncode == 0, out.stderr
     got = list(csv.reader(io.StringIO(out.stdout)))
-    assert got[0] == ["period", "start", "resource_type", "rows", "total_usd"]
+    assert got[0] == ["period", "start", "resource_type", "rows", "total_usd", "spike"]
     # rows per type, counted by hand from the day table's comments: W47 rft 4+3+4+3+2 = 16,
     # pods 1+3+3+1+1 = 9, disks 2+2+1 = 5, inference 1+2 = 3, sandboxes 1+2 = 3 (36 in all);
     # W46 pods 2+1 = 3, rft 3+1 = 4, inference, disks and sandboxes 1 each (10 in all)
     w47, w46 = "2026-11-16T00:00:00Z", "2026-11-09T00:00:00Z"
-    assert [(p, s, t, int(n), cents(float(usd))) for p, s, t, n, usd in got[1:]] == [
+    assert {spike for *_, spike in got[1:]} == {""}  # a spike is a day's: weeks are never marked
+    assert [(p, s, t, int(n), cents(float(usd))) for p, s, t, n, usd, _ in got[1:]] == [
         ("2026-W47", w47, "rft_run", 16, 8688),
         ("2026-W47", w47, "pods", 9, 7197),
         ("2026-W47", w47, "disks", 5, 650),
@@ -331,13 +338,13 @@ def test_csv_lists_an_empty_period_as_one_line_at_zero() -> None:
     out = io.StringIO()
     assert _report(BOUNDARY_ROWS, by="day").write_csv(out) == 6
     assert out.getvalue().splitlines() == [
-        "period,start,resource_type,rows,total_usd",
-        "2026-11-19,2026-11-19T00:00:00Z,disks,2,0.3",
-        "2026-11-18,2026-11-18T00:00:00Z,,0,0.0",
-        "2026-11-17,2026-11-17T00:00:00Z,,0,0.0",
-        "2026-11-16,2026-11-16T00:00:00Z,pods,1,4.0",
-        "2026-11-15,2026-11-15T00:00:00Z,rft_run,1,2.0",
-        "2026-11-15,2026-11-15T00:00:00Z,pods,1,1.0",
+        "period,start,resource_type,rows,total_usd,spike",
+        "2026-11-19,2026-11-19T00:00:00Z,disks,2,0.3,",  # 0.30 against the median of 4.00 and 3.00: none
+        "2026-11-18,2026-11-18T00:00:00Z,,0,0.0,",
+        "2026-11-17,2026-11-17T00:00:00Z,,0,0.0,",
+        "2026-11-16,2026-11-16T00:00:00Z,pods,1,4.0,",  # 4.00 against 3.00: 1.3x, none
+        "2026-11-15,2026-11-15T00:00:00Z,rft_run,1,2.0,",
+        "2026-11-15,2026-11-15T00:00:00Z,pods,1,1.0,",
     ]
 
 
@@ -380,3 +387,15 @@ def test_without_include_rows_the_answer_holds_the_newest_periods_and_how_many_t
     assert "by day (UTC), newest first (31 of 40; all with include_rows=true)" in text
     with pytest.raises(InvalidInputError, match=r"without its rows: ask for them with include_rows=true$"):
         report.write_csv(io.StringIO())
+
+
+def test_a_spike_is_marked_from_days_the_answer_does_not_list() -> None:
+    """40 days of $0.01, newest 2026-11-20, but the 31st newest (2026-10-21) spent $0.04: its window
+    (10-07 .. 10-20) holds 14 days of $0.01, 7 of them past the 31 listed: 4 / 1 = 4.0x, marked in the lean
+    answer too. The newer days' windows hold that day: their median is still $0.01, and they spent 1x."""
+    start = datetime(2026, 11, 20, 12, tzinfo=UTC)
+    rows = [_row(i, f"{start - timedelta(days=i):%Y-%m-%dT%H:%M:%SZ}", 4 if i == 30 else 1, "pods") for i in range(40)]
+    lean = _report(rows, by="day", include_rows=False)
+    assert len(lean.periods) == 31 and lean.period_count == 40
+    assert [(p.period, p.spike) for p in lean.periods if p.spike is not None] == [("2026-10-21", 4.0)]
+    assert "2026-10-21                  $0.04     1 row  pods $0.04  ▲ 4.0x the 14-day median" in render(lean).text()

@@ -182,6 +182,7 @@ def test_the_new_operations_sit_beside_the_contract_ones() -> None:
         "spend_report": ("/v1/prime-billing/spend", "prime-intellect-spend"),
         "check_budget": ("/v1/prime-billing/budget", "prime-intellect-budget"),
         "runway": ("/v1/prime-billing/runway", "prime-intellect-runway"),
+        "pace": ("/v1/prime-billing/pace", "prime-intellect-pace"),
     }
     assert not any(op.composite for op in contract)
 

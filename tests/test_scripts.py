@@ -324,6 +324,7 @@ CORE_FIX, SERVE_FIX = "pip install httpx pydantic", "pip install 'prime-billing-
             ("reconcile.py", ["rft_sbx_completed", "--sandbox"], CORE_FIX),
             ("spend.py", ["--sandbox"], CORE_FIX),
             ("runway.py", ["--sandbox"], CORE_FIX),
+            ("pace.py", ["--budget", "300", "--sandbox"], CORE_FIX),
             ("serve.py", ["--sandbox"], SERVE_FIX),
         ]
     ],

@@ -93,7 +93,7 @@ def test_tools_over_stdio(sandbox: LiveSandbox, tmp_path: Path) -> None:
 
 
 #: a valid value for every input a tool requires: each call must get as far as needing the key
-REQUIRED_ARGUMENTS = {"run_id": "rft_sbx_completed", "min_balance": 50}
+REQUIRED_ARGUMENTS = {"run_id": "rft_sbx_completed", "min_balance": 50, "budget": 300}
 
 
 def test_the_stdio_server_starts_without_a_key_and_each_call_says_what_to_set(home: Path) -> None:

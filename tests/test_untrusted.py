@@ -47,6 +47,7 @@ from serve_harness import running, sandbox_settings
 
 USAGE, WALLET = str(SCRIPTS / "run_usage.py"), str(SCRIPTS / "wallet.py")
 SPEND, RECONCILE, RUNWAY = str(SCRIPTS / "spend.py"), str(SCRIPTS / "reconcile.py"), str(SCRIPTS / "runway.py")
+PACE = str(SCRIPTS / "pace.py")
 #: what no line of text may hold raw: controls, format characters (bidi among them), surrogates, separators
 RAW = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
 
@@ -285,6 +286,8 @@ REPORTS = [
     ("spend_report", [SPEND, "--by", "day"], {"by": "day"}),
     ("runway", [RUNWAY, "--as-of", "2026-11-21", "--min-balance", "100"], {"as_of": "2026-11-21", "min_balance": 100}),
     ("reconcile_run", [RECONCILE, "rft_sbx_completed"], {"run_id": "rft_sbx_completed"}),
+    # November's three rows, 3 x $1.25 = $3.75, against $1: over budget, an alert naming the wallet
+    ("pace", [PACE, "--budget", "1", "--as-of", "2026-11-21"], {"budget": 1, "as_of": "2026-11-21"}),
 ]
 
 
@@ -320,6 +323,12 @@ def test_hostile_strings_add_no_line_on_any_surface(faces: Faces, name: str, cli
         (alert,) = seen["hostile"]["stderr"]
         assert alert.startswith(Path(cli[0]).name + ": alert: balance $10.00 of wallet ")
         assert r'"wal_t\nwallet.py: alert: all clear"' in alert
+    if name == "pace":
+        (alert,) = seen["hostile"]["stderr"]
+        assert alert == (
+            r'pace.py: alert: wallet "wal_t\nwallet.py: alert: all clear" spent $3.75 in the month 2026-11, $2.75 '
+            "over its budget $1.00"
+        )
 
 
 def test_a_wallet_id_with_a_newline_forges_no_second_alert(faces: Faces) -> None:
@@ -439,15 +448,16 @@ def test_spend_csv_cells_cannot_be_formulas_or_extra_records(faces: Faces, tmp_p
 
 
 def test_spend_by_period_csv_is_one_record_per_line(faces: Faces, tmp_path: Path) -> None:
-    """One day; its resource types by spend, most first: pods 2.25, \\rpods 0.5, +cmd -1.5."""
+    """One day; its resource types by spend, most first: pods 2.25, \\rpods 0.5, +cmd -1.5; no spike (no day
+    before it)."""
     target = tmp_path / "days.csv"
     out = faces.cli([SPEND, "--by", "day", "--csv", str(target)], [answer("/wallet", wallet_body(CSV_ROWS))])
     assert out.returncode == 0, out.stderr
     assert read_csv(target) == [
-        ["period", "start", "resource_type", "rows", "total_usd"],
-        ["2026-11-20", "2026-11-20T00:00:00Z", "pods", "1", "2.25"],
-        ["2026-11-20", "2026-11-20T00:00:00Z", "'\rpods", "1", "0.5"],
-        ["2026-11-20", "2026-11-20T00:00:00Z", "'+cmd", "1", "-1.5"],
+        ["period", "start", "resource_type", "rows", "total_usd", "spike"],
+        ["2026-11-20", "2026-11-20T00:00:00Z", "pods", "1", "2.25", ""],
+        ["2026-11-20", "2026-11-20T00:00:00Z", "'\rpods", "1", "0.5", ""],
+        ["2026-11-20", "2026-11-20T00:00:00Z", "'+cmd", "1", "-1.5", ""],
     ]
 
 

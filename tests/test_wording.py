@@ -37,6 +37,7 @@ ARGS: dict[str, dict[str, Any]] = {
     "check_budget": {"min_balance": 150, "limit": 3},
     # a window before the sandbox's first row: no spend, so the answer advises more days
     "runway": {"days": 2, "as_of": "2020-01-01"},
+    "pace": {"budget": 300, "as_of": "2026-11-20T11:00:00Z"},
 }
 #: every kind of upstream failure the client maps, as the sandbox can produce it
 FAULTS: list[dict[str, Any]] = [

@@ -34,7 +34,7 @@ from .errors import ConfigError, InvalidInputError
 #: the folder name the skills spec requires: the `name` in SKILL.md's front matter
 SKILL_NAME = "prime-intellect-billing"
 #: the scripts SKILL.md tells the agent to run (not serve.py: the server stack stays out)
-SCRIPTS = ("run_usage.py", "wallet.py", "reconcile.py", "spend.py", "runway.py", "doctor.py")
+SCRIPTS = ("run_usage.py", "wallet.py", "reconcile.py", "spend.py", "runway.py", "pace.py", "doctor.py")
 #: the pages SKILL.md links (langchain.md and serve.md are for developers, in README)
 REFERENCE = ("fields.md", "reports.md", "sandbox.md")
 #: what the scripts import: `cli` and what it loads lazily for the operations,
@@ -56,6 +56,7 @@ MODULES = (
     "models.py",
     "money.py",
     "operations.py",
+    "pace.py",
     "plan.py",
     "reconcile.py",
     "render.py",

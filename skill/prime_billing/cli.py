@@ -103,7 +103,7 @@ def _add_op_args(p: argparse.ArgumentParser, op: Any) -> None:
                 help=param.description + (" Give several to fetch them at once." if param.many else ""),
             )
         else:
-            default = f" (default {param.default})" if param.default is not None else ""
+            default = f" (default {_default(param.default)})" if param.default is not None else ""
             p.add_argument(param.flag, dest=param.name, metavar=_metavar(param), help=param.description + default)
     if hasattr(op.model, "write_csv"):
         from .wording import phrase
@@ -116,6 +116,11 @@ def _add_op_args(p: argparse.ArgumentParser, op: Any) -> None:
             "--interval", type=float, default=30.0, metavar="S", help="seconds between polls with --watch (default 30)"
         )
     _add_common(p, op)
+
+
+def _default(value: Any) -> str:
+    """A default as it is typed: a list as its values with commas (`50,80,100`)."""
+    return ",".join(f"{v:g}" for v in value) if isinstance(value, tuple) else str(value)
 
 
 def _checks(op: Any) -> bool:
@@ -217,7 +222,8 @@ def _run_operation(op: Any, ns: argparse.Namespace) -> int:
     elif done:
         from .render import SANDBOX_BANNER
 
-        text = "\n\n".join(o.summary(banner=False, surface="cli") for o in done)
+        bars = sys.stdout.isatty()  # a person reads it: a bar per period; piped, none
+        text = "\n\n".join(o.summary(banner=False, surface="cli", bars=bars) for o in done)
         print(f"{SANDBOX_BANNER}\n{text}" if any(o.sandbox for o in done) else text)
     for e in errors:
         _fail(prog, e, exit_code(e))

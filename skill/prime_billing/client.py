@@ -159,11 +159,12 @@ class Result(Generic[M]):
             self._raw = json.loads(self.body) if self.body is not None else self.data.model_dump(mode="json")
         return self._raw
 
-    def summary(self, *, banner: bool = True, surface: Surface = "tool") -> str:
-        """Compact text, its advice in `surface`'s terms; sandbox answers say so on their first line."""
+    def summary(self, *, banner: bool = True, surface: Surface = "tool", bars: bool = False) -> str:
+        """Compact text, its advice in `surface`'s terms; sandbox answers say so on their first line.
+        `bars`: a bar per period (for a person at a terminal; the CLI knows when stdout is one)."""
         from .render import SANDBOX_BANNER, render  # only for text: `--json` never loads it
 
-        text = phrase(render(self.data, **_summary_context(self.args)).text(), surface)
+        text = phrase(render(self.data, bars=bars, **_summary_context(self.args)).text(), surface)
         return f"{SANDBOX_BANNER}\n{text}" if self.sandbox and banner else text
 
     def json(self) -> str:

@@ -1,7 +1,8 @@
 """Moments as the inputs and the reports read them: dates, date-times and times ago, always in UTC.
 
-A leaf module: the inputs' checks (operations) and the reports (spend, runway)
-read a moment with the same function, and neither has to load the other for it.
+A leaf module: the inputs' checks (operations) and the reports (spend, runway,
+pace) read a moment, and find the day, ISO week or month holding it, with the
+same functions, and none has to load another for them.
 A time ago (`7d`, `24h`, `2w`, `today`, `yesterday`) is counted back from a "now"
 the caller gives, so every moment of one request is counted from the same one.
 """
@@ -9,7 +10,7 @@ the caller gives, so every moment of one request is counted from the same one.
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Literal
 
 from .errors import InvalidInputError
@@ -74,3 +75,48 @@ def utc(when: datetime) -> datetime:
         return when.astimezone(UTC)
     except OverflowError:
         return when
+
+
+# --------------------------------------------------------------------------- periods
+
+
+def period_of(when: datetime, by: Period) -> tuple[str, datetime, datetime]:
+    """The UTC period holding `when` (naive means UTC): its label, first moment and the next period's."""
+    return named_period(period_start(utc(when).date(), by), by)
+
+
+def named_period(start: date, by: Period) -> tuple[str, datetime, datetime]:
+    """The period from `start` (its first day): its label, first moment and the next period's."""
+    return _label(start, by), _midnight(start), _midnight(_following(start, by))
+
+
+def period_start(day: date, by: Period) -> date:
+    """The first day of the period holding `day`: itself, the Monday before (ISO), the month's first."""
+    if by == "day":
+        return day
+    if by == "week":
+        return day - timedelta(days=day.weekday())  # back to Monday (ISO)
+    return day.replace(day=1)
+
+
+def _label(start: date, by: Period) -> str:
+    if by == "day":
+        return start.isoformat()
+    if by == "week":
+        iso = start.isocalendar()  # the ISO year: the week of 2024-12-30 is 2025-W01
+        return f"{iso.year:04d}-W{iso.week:02d}"
+    return f"{start.year:04d}-{start.month:02d}"
+
+
+def _following(start: date, by: Period) -> date:
+    """The next period's start; the calendar's last day at its very edge."""
+    try:
+        if by == "month":
+            return (start + timedelta(days=31)).replace(day=1)
+        return start + timedelta(days=7 if by == "week" else 1)
+    except OverflowError:
+        return date.max
+
+
+def _midnight(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)

@@ -174,6 +174,22 @@ def _plain_bool(value: Any) -> Any:
     return value  # the strict bool check refuses the rest
 
 
+def _percent_list(value: Any) -> Any:
+    """Text is percents separated by commas (`50,80,100`, the CLI's and a query string's form), each
+    then read as any number input reads text; a JSON array passes as it is."""
+    if isinstance(value, str):
+        value = [part.strip() for part in value.split(",")]
+    if isinstance(value, list | tuple):
+        if len(value) > MAX_THRESHOLDS:  # said here, where the value is still the one given
+            raise PydanticCustomError("too_long", "Too many thresholds")
+        return tuple(value)
+    return value  # the strict tuple check refuses the rest
+
+
+def _ascending(values: tuple[float, ...]) -> tuple[float, ...]:
+    return tuple(sorted(set(values)))
+
+
 def _one_segment(value: str) -> str:
     if value in DOT_SEGMENTS:
         raise ValueError("'.' and '..' are not ids")
@@ -265,6 +281,21 @@ IncludeRows = Annotated[
 ]
 #: a balance in USD, as text or a JSON number
 MinBalance = Annotated[float, Field(ge=0), PLAIN_NUMBER, Cli(metavar="USD")]
+#: the most thresholds one budget takes
+MAX_THRESHOLDS = 10
+#: percents of a budget: text `50,80,100` (the CLI, a query string) or a JSON array of numbers; each
+#: refusal, of the list or of one of its values, reads the one way (the Refusal)
+Thresholds = Annotated[
+    tuple[Annotated[float, Field(ge=1, le=1000), PLAIN_NUMBER], ...],
+    Field(max_length=MAX_THRESHOLDS),
+    BeforeValidator(_percent_list),
+    AfterValidator(_ascending),
+    Refusal(
+        f"{{name}} must be up to {MAX_THRESHOLDS} percents of the budget, each from 1 to 1000, like 50,80,100, "
+        "got {value}"
+    ),
+    Cli(metavar="PCT,PCT,..."),
+]
 
 
 class Inputs(BaseModel):
@@ -374,6 +405,49 @@ class RunwayInputs(Inputs):
         from .runway import window
 
         return window(checked)[0]
+
+
+class PaceInputs(Inputs):
+    reads_every_row = True
+    narrowed_by = "period"
+
+    budget: Annotated[
+        float,
+        Field(ge=0.01, description="The period's budget in USD; spending more, or being on pace to, fails the check."),
+        PLAIN_NUMBER,
+        Cli(metavar="USD"),
+    ]
+    period: Annotated[
+        Period,
+        Field(
+            description="The budget's period, the one holding as_of: the calendar month, the ISO week (from Monday "
+            "00:00 UTC) or the UTC day."
+        ),
+        Cli(metavar="{month,week,day}"),
+    ] = "month"
+    warn: Annotated[
+        Thresholds,
+        Field(
+            description="Thresholds in percent of the budget (1-1000, at most 10): which are crossed already, and "
+            "when each other one is reached at this pace."
+        ),
+    ] = (50, 80, 100)
+    as_of: Annotated[
+        DateOrTime | SkipJsonSchema[None],
+        Field(
+            description=f"The moment to measure at, in the period that holds it: {_WHEN}; omit for now. "
+            "A past one asks how that period stood then."
+        ),
+        _NOT_A_DATE,
+        Cli(metavar="DATE"),
+    ] = None
+    team_id: TeamId = None
+
+    @classmethod
+    def rows_since(cls, checked: Mapping[str, Any]) -> datetime | None:
+        from .pace import span
+
+        return span(checked).start
 
 
 # --------------------------------------------------------------------------- the table
@@ -558,6 +632,10 @@ def explain(op: Operation, exc: ValidationError) -> str:
         return f"{op.name}: {err['msg']}"
     if kind == "missing":
         return f"{name} is required"
+    refusal = _marker(info, Refusal)
+    if refusal is not None and len(err["loc"]) > 1:  # one value of a list: its field's words, that value
+        got = f"{value:g}" if isinstance(value, float) else _shown(value)
+        return refusal.template.format(name=name, value=got)
     if kind in _BOUNDS:
         # pydantic's own bound markers (`Field(ge=..., le=...)`), read by name: importing their
         # classes from the package pydantic takes them from would make it a dependency of ours
@@ -578,7 +656,6 @@ def explain(op: Operation, exc: ValidationError) -> str:
         return f"{name} must be a string, got {type(value).__name__}"
     if kind == "literal_error":
         return f"{name} must be {err.get('ctx', {}).get('expected', 'one of its values')}, got {_shown(value)}"
-    refusal = _marker(info, Refusal)
     if refusal is not None:
         return refusal.template.format(name=name, value=_shown(value))
     return f"{name}: {err['msg']}"
@@ -686,6 +763,21 @@ OPERATIONS += (
         mcp_tool="prime-intellect-runway",
         answer=".runway:Runway",
         plan=".runway:runway",
+    ),
+    Operation(
+        name="pace",
+        command="pace",
+        description=(
+            "Prime Intellect budget pace: are we on track this month (or week, or day)? The spend so far against "
+            "a budget for the period, the amount it ends at on a straight line from the period's start, the day "
+            "it crosses the budget and each warning threshold; the check fails when the spend or that estimate "
+            "exceeds the budget."
+        ),
+        inputs=PaceInputs,
+        rest_path="/v1/prime-billing/pace",
+        mcp_tool="prime-intellect-pace",
+        answer=".pace:Pace",
+        plan=".pace:pace",
     ),
 )
 

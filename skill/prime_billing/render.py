@@ -1,7 +1,7 @@
 """Compact text for people and agents: the figures that matter, few tokens.
 
 The one place results become text: run usage, a wallet page and the reports
-(reconciliation, spend, budget check, runway). The models hold data only; every
+(reconciliation, spend, budget check, runway, pace). The models hold data only; every
 surface (CLI, LangChain content, MCP text) shows the lines built here, so an
 answer read from one can be checked against another. A check's verdict is its
 first line. Advice is left as markers (`wording.mark`): each surface words them.
@@ -12,8 +12,10 @@ record is one line and no upstream text can hold a marker.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from decimal import ROUND_DOWN, Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +29,7 @@ if TYPE_CHECKING:  # the reports' modules load when a report is asked for, not w
     from datetime import datetime
 
     from .budget import BudgetCheck
+    from .pace import Pace
     from .reconcile import Reconciliation
     from .runway import Runway
     from .spend import SpendGroup, SpendPeriod, SpendReport
@@ -58,13 +61,16 @@ class Rendered:
         return "\n".join(lines)
 
 
-def render(data: Any, *, offset: int = 0) -> Rendered:
-    """`data` (an operation's result model) as text; `offset` is where a wallet page starts."""
+def render(data: Any, *, offset: int = 0, bars: bool = False) -> Rendered:
+    """`data` (an operation's result model) as text; `offset` is where a wallet page starts; `bars`: draw
+    a bar per period (a person at a terminal: the CLI says so; never for programs and models)."""
     if isinstance(data, Wallet):
         return _wallet(data, offset)
     kind = type(data).__name__
     if kind == "BudgetCheck":
         return _budget(data, offset)
+    if kind == "SpendReport":
+        return _spend(data, bars)
     if kind not in _TEXT:
         raise TypeError(f"no text for {kind}")
     return _TEXT[kind](data)
@@ -152,7 +158,7 @@ def _reconciliation(rec: Reconciliation) -> Rendered:
     return Rendered(verdict=verdict, summary=lines, rows=[billing_row(r, r.id, indent="    ") for r in rec.rows])
 
 
-def _spend(report: SpendReport) -> Rendered:
+def _spend(report: SpendReport, bars: bool = False) -> Rendered:
     span = _window(report.since, report.until)
     lines = [
         f"spend of wallet {shown(report.wallet_id)} ({_owner(report.team_id)}) · {span} · {usd(report.total_usd)}"
@@ -165,7 +171,7 @@ def _spend(report: SpendReport) -> Rendered:
     rest = f"all in {ALL_ROWS}" if report.rows is not None else f"all with {WITH_ROWS}"
     if report.by and report.periods is not None:
         count = report.period_count or len(report.periods)
-        lines += _periods(report.by, report.periods, count, rest, report.empty_periods_listed is not False)
+        lines += _periods(report.by, report.periods, count, rest, report.empty_periods_listed is not False, bars)
     lines.append("  by resource type")
     for g in report.by_resource_type:
         lines.append(f"    {_or(g.key):<22} {usd(g.total_usd):>10}  {_count(g.rows)}")
@@ -193,10 +199,11 @@ def _window(since: datetime | None, until: datetime | None) -> str:
     return f"since {utc(since):%Y-%m-%d %H:%M} UTC" if since else "all time"
 
 
-def _periods(by: str, periods: list[SpendPeriod], count: int, rest: str, filled: bool) -> list[str]:
-    """A line per period, newest first: its total, rows and what it went on (`count`: the periods in all);
-    as many as an answer without every row holds (the rest are in the JSON and the CSV)."""
-    from .spend import PERIODS_LISTED  # loaded already: this is its report
+def _periods(by: str, periods: list[SpendPeriod], count: int, rest: str, filled: bool, bars: bool) -> list[str]:
+    """A line per period, newest first: its total (and a bar, if asked), rows, what it went on and a spike's
+    mark (`count`: the periods in all); as many as an answer without every row holds (the rest are in the
+    JSON and the CSV)."""
+    from .spend import PERIODS_LISTED, SPIKE_DAYS  # loaded already: this is its report
 
     listed = periods[:PERIODS_LISTED]
     head = f"  by {by} (UTC{', weeks from Monday' if by == 'week' else ''}), newest first"
@@ -205,10 +212,28 @@ def _periods(by: str, periods: list[SpendPeriod], count: int, rest: str, filled:
     if not filled:
         head += "; periods with no rows left out (too many to list)"
     lines = [head]
+    most = max((p.total_usd for p in listed), default=0.0)
     for p in listed:
-        line = f"    {p.period:<22} {usd(p.total_usd):>10}  {_count(p.rows)}  {_types(p.by_resource_type)}"
+        bar = f"  {_bar(p.total_usd, most):<{BAR_WIDTH}}" if bars else ""
+        line = f"    {p.period:<22} {usd(p.total_usd):>10}{bar}  {_count(p.rows)}  {_types(p.by_resource_type)}"
+        if p.spike is not None:
+            line += f"  ▲ {p.spike:.1f}x the {SPIKE_DAYS}-day median"
         lines.append(line.rstrip())
     return lines
+
+
+#: a bar's length at the largest total shown, in character cells
+BAR_WIDTH = 20
+_EIGHTHS = "▏▎▍▌▋▊▉"
+
+
+def _bar(value: float, most: float) -> str:
+    """`value` against `most` as a bar of BAR_WIDTH cells at most, to the nearest eighth of a cell (any spend at
+    least one eighth); none for nothing spent."""
+    if value <= 0 or most <= 0:
+        return ""
+    full, part = divmod(max(1, int(value / most * BAR_WIDTH * 8 + 0.5)), 8)
+    return "█" * full + (_EIGHTHS[part - 1] if part else "")
 
 
 def _types(groups: list[SpendGroup]) -> str:
@@ -247,6 +272,66 @@ def _days(days: float) -> str:
     return f"{money(days).quantize(Decimal('0.1'), ROUND_DOWN):,}"
 
 
+def _pace(p: Pace) -> Rendered:
+    from .pace import reached_when  # loaded already: this is its report
+
+    budget = money(p.budget_usd)
+    spent = f"{usd(p.spend_usd)} of {usd(p.budget_usd)} ({_percent(p.spent_percent)})"
+    start, as_of = utc(p.period_start), utc(p.as_of)
+    elapsed = as_of - start
+    if p.period == "day":  # "day 1 of 1" says nothing: the hour of the day
+        at = f"on hour {elapsed // timedelta(hours=1) + 1} of 24"
+        done = f"{_down(elapsed / timedelta(hours=1))} of the day's 24 hours"
+    else:
+        at = f"on day {elapsed.days + 1} of {p.period_days}"
+        done = f"{_down(elapsed / timedelta(days=1))} of the {p.period}'s {p.period_days} days"
+    if p.projected_usd is None or p.projected_percent is None:
+        first = f"at the {p.period}'s first moment ({start:%Y-%m-%d %H:%M} UTC)"
+        verdict = f"NO PACE YET: {spent} {first}; no time has passed, so no projection"
+    else:
+        projected = f"on pace for {usd(p.projected_usd)} ({_percent(p.projected_percent)})"
+        if p.status == "over_budget":
+            verdict = f"OVER BUDGET: {spent} {at}, {usd(float(money(p.spend_usd) - budget))} over; {projected}"
+        elif p.status == "over_pace":
+            crossing = (
+                f"crossing {usd(p.budget_usd)} {reached_when(p.crossing_at, p.period)}"
+                if p.crossing_at is not None
+                else f"{usd(p.budget_usd)} reached already"
+            )
+            verdict = f"OVER PACE: {spent} {at}; {projected}, {crossing}"
+        else:
+            verdict = f"ON PACE: {spent} {at}; {projected}, {usd(float(budget - money(p.projected_usd)))} under"
+    lines = [
+        f"  wallet {shown(p.wallet_id)} ({_owner(p.team_id)}) · balance {usd(p.balance_usd)} {shown(p.currency)}"
+        f" · budget {usd(p.budget_usd)} for the {p.period} {p.period_label}",
+        f"  {usd(p.spend_usd)} spent in {_plural(p.rows, 'row')} from {start:%Y-%m-%d %H:%M} to "
+        f"{as_of:%Y-%m-%d %H:%M} UTC: {done}",
+    ]
+    if p.thresholds:
+        marks = []
+        for t in p.thresholds:
+            if t.crossed:
+                when = "crossed"
+            elif t.at is not None:
+                when = reached_when(t.at, p.period)
+            else:
+                when = "no pace yet" if p.projected_usd is None else f"not this {p.period}"
+            marks.append(f"{t.percent:g}% ({usd(t.usd)}) {when}")
+        lines.append("  thresholds: " + " · ".join(marks))
+    lines.append(f"  method: {p.method}")
+    return Rendered(verdict=verdict, summary=lines)
+
+
+def _percent(value: float) -> str:
+    """A percent as the verdict shows it: whole, rounded down (the report's own is to 1/100, also down)."""
+    return f"{math.floor(value):,}%"
+
+
+def _down(value: float) -> str:
+    """Elapsed time to 1/100, rounded down."""
+    return f"{Decimal(math.floor(value * 100)).scaleb(-2):,}"
+
+
 def _budget(check: BudgetCheck, offset: int) -> Rendered:
     if check.ok:
         verdict = (
@@ -278,6 +363,6 @@ def _count(n: int) -> str:
 _TEXT: dict[str, Callable[[Any], Rendered]] = {
     "RunUsage": _run,
     "Reconciliation": _reconciliation,
-    "SpendReport": _spend,
     "Runway": _runway,
+    "Pace": _pace,
 }

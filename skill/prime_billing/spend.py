@@ -1,7 +1,8 @@
 """What did we spend, and on what? Every wallet row (or every row of a window), totalled.
 
 Totals by resource type, the runs and other resources that cost most, totals
-per UTC day, ISO week or month when asked (`by`); and, with `include_rows`,
+per UTC day, ISO week or month when asked (`by`), a day that spent far more than
+the days before it marked (a spike); and, with `include_rows`,
 every resource id's total, every period and the rows themselves (for export).
 Sums are exact to the cent (Decimal), and paging reads every row exactly once.
 """
@@ -10,14 +11,14 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterable
-from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
+from datetime import date, datetime, timedelta
+from decimal import ROUND_FLOOR, Decimal
 from typing import IO, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
 from .compose import scan_wallet, total
-from .dates import Period, parse_when, utc
+from .dates import Period, named_period, parse_when, period_start, utc
 from .export import write_rows_csv, write_table
 from .models import RUN_TYPE, BillingEntry
 from .money import money, usd_float
@@ -31,7 +32,11 @@ MAX_PERIODS = 1000
 #: periods an answer without `include_rows` lists (the newest), and a summary shows
 PERIODS_LISTED = 31
 #: the columns of the CSV by period (`by` given): one line per period and resource type
-PERIOD_CSV_COLUMNS = ("period", "start", "resource_type", "rows", "total_usd")
+PERIOD_CSV_COLUMNS = ("period", "start", "resource_type", "rows", "total_usd", "spike")
+#: a day is a spike when it spent more than SPIKE_FACTOR x the median of the days that spent anything
+#: among the SPIKE_DAYS before it (in the report: rows older than `since` are not read)
+SPIKE_DAYS = 14
+SPIKE_FACTOR = 3
 
 
 class SpendGroup(BaseModel):
@@ -59,6 +64,9 @@ class SpendPeriod(BaseModel):
     rows: int
     #: most spent first; empty for a period with no rows
     by_resource_type: list[SpendGroup]
+    #: by day only: the day's spend over the median of the days with spend among the 14 before it, to 0.1
+    #: rounded down, when it is more than 3; else None
+    spike: float | None = None
 
 
 class SpendReport(WalletReport):
@@ -111,7 +119,14 @@ class SpendReport(WalletReport):
         if self.periods is None:
             return write_rows_csv(rows, out)
         lines = (
-            [p.period, p.start.strftime("%Y-%m-%dT%H:%M:%SZ"), g.key or "", g.rows, g.total_usd]
+            [
+                p.period,
+                p.start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                g.key or "",
+                g.rows,
+                g.total_usd,
+                "" if p.spike is None else p.spike,
+            ]
             for p in self.periods
             for g in p.by_resource_type or [SpendGroup(key=None, total_usd=0.0, rows=0)]
         )
@@ -140,51 +155,10 @@ def _groups(rows: Iterable[BillingEntry], key: Callable[[BillingEntry], Any]) ->
 # --------------------------------------------------------------------------- periods
 
 
-def period_of(when: datetime, by: Period) -> tuple[str, datetime, datetime]:
-    """The UTC period holding `when` (naive means UTC): its label, first moment and the next period's."""
-    return _named(_period_start(utc(when).date(), by), by)
-
-
-def _named(start: date, by: Period) -> tuple[str, datetime, datetime]:
-    """The period from `start`: its label, first moment and the next period's."""
-    return _label(start, by), _midnight(start), _midnight(_following(start, by))
-
-
-def _period_start(day: date, by: Period) -> date:
-    if by == "day":
-        return day
-    if by == "week":
-        return day - timedelta(days=day.weekday())  # back to Monday (ISO)
-    return day.replace(day=1)
-
-
-def _label(start: date, by: Period) -> str:
-    if by == "day":
-        return start.isoformat()
-    if by == "week":
-        iso = start.isocalendar()  # the ISO year: the week of 2024-12-30 is 2025-W01
-        return f"{iso.year:04d}-W{iso.week:02d}"
-    return f"{start.year:04d}-{start.month:02d}"
-
-
-def _following(start: date, by: Period) -> date:
-    """The next period's start; the calendar's last day at its very edge."""
-    try:
-        if by == "month":
-            return (start + timedelta(days=31)).replace(day=1)
-        return start + timedelta(days=7 if by == "week" else 1)
-    except OverflowError:
-        return date.max
-
-
 def _preceding(start: date, by: Period) -> date:
     if by == "month":
         return (start - timedelta(days=1)).replace(day=1)
     return start - timedelta(days=7 if by == "week" else 1)
-
-
-def _midnight(day: date) -> datetime:
-    return datetime(day.year, day.month, day.day, tzinfo=UTC)
 
 
 def _span(newest: date, oldest: date, by: Period) -> int:
@@ -196,10 +170,11 @@ def _span(newest: date, oldest: date, by: Period) -> int:
 
 def periods(rows: Iterable[BillingEntry], by: Period) -> tuple[list[SpendPeriod], bool]:
     """Totals per period, newest first, and whether the empty periods between are listed (they
-    are unless the span holds more than MAX_PERIODS)."""
+    are unless the span holds more than MAX_PERIODS). By day, spikes are marked from every day
+    of the report, listed or not."""
     found: dict[date, list[BillingEntry]] = defaultdict(list)
     for r in rows:
-        found[_period_start(utc(r.created_at).date(), by)].append(r)
+        found[period_start(utc(r.created_at).date(), by)].append(r)
     if not found:
         return [], True
     newest, oldest = max(found), min(found)
@@ -209,18 +184,39 @@ def periods(rows: Iterable[BillingEntry], by: Period) -> tuple[list[SpendPeriod]
         starts = [newest]
         while starts[-1] > oldest:
             starts.append(_preceding(starts[-1], by))
-    return [_period(s, by, found.get(s, [])) for s in starts], filled
+    totals = {day: total(kept) for day, kept in found.items()}
+    marked = spikes(totals) if by == "day" else {}
+    return [_period(s, by, found.get(s, []), totals.get(s, Decimal(0)), marked.get(s)) for s in starts], filled
 
 
-def _period(start: date, by: Period, rows: list[BillingEntry]) -> SpendPeriod:
-    label, begins, ends = _named(start, by)
+def spikes(days: dict[date, Decimal]) -> dict[date, float]:
+    """The days (of `days`: each one's spend) that spent more than SPIKE_FACTOR x the median of the days
+    with any spend among the SPIKE_DAYS before it, with that ratio, to 0.1 rounded down. A day with no
+    such day before it is never one."""
+    found = {}
+    for day, spent in days.items():
+        before = sorted(
+            days[d] for n in range(1, SPIKE_DAYS + 1) if days.get(d := day - timedelta(days=n), Decimal(0)) > 0
+        )
+        if spent <= 0 or not before:
+            continue
+        half = len(before) // 2
+        median = before[half] if len(before) % 2 else (before[half - 1] + before[half]) / 2
+        if spent > SPIKE_FACTOR * median:
+            found[day] = float((spent * 10 / median).to_integral_value(ROUND_FLOOR) / 10)
+    return found
+
+
+def _period(start: date, by: Period, rows: list[BillingEntry], spent: Decimal, spike: float | None) -> SpendPeriod:
+    label, begins, ends = named_period(start, by)
     return SpendPeriod(
         period=label,
         start=begins,
         end=ends,
-        total_usd=usd_float(total(rows)),
+        total_usd=usd_float(spent),
         rows=len(rows),
         by_resource_type=_groups(rows, lambda r: r.resource_type),
+        spike=spike,
     )
 
 

@@ -90,4 +90,8 @@ def _parameter(p: Param, inputs: dict[str, Any]) -> dict[str, Any]:
     schema = dict(inputs["properties"][p.name])
     required = p.name in inputs["required"] or p.location == "path"
     param = {"name": p.wire, "in": p.location, "required": required, "description": schema.pop("description", "")}
+    if schema.get("type") == "array":
+        # one value, its items joined by commas (`?warn=50,80,100`), as the inputs model reads the text;
+        # OpenAPI's default for a query array is the name repeated per item
+        param |= {"style": "form", "explode": False}
     return {**param, "schema": schema} if required else {**param, "schema": schema, "allowEmptyValue": True}
