@@ -18,6 +18,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,8 @@ import httpx
 import pytest
 import yaml
 
-from conftest import ROOT, script_env, until
+from conftest import ROOT, cents, script_env, until
+from prime_billing.sandbox.data import stamp, wallets
 from prime_billing.serve import MCP_PATH
 from serve_harness import tool_call
 
@@ -37,16 +39,13 @@ RULES_FILE = "prime-billing.rules.yaml"
 THRESHOLD = "prime_billing:threshold_"
 SEVERITIES = {"critical", "warning"}
 
-#: Dashboard panels that chart the `prime_budget_*` gauges, which the launcher exports only once it
-#: has `--watch-budget`: until then their queries are only checked to parse (Prometheus answers them
-#: with success and no series). Once the launcher exports them, drop this list: every panel then
-#: gets the full check (a series for each query).
-AWAITING_WATCH_BUDGET = ["Budget used and projected", "Budget pace"]
-
 #: What a user running the sandbox would set, the way they would: one threshold changed in the
-#: rules' first group (a minimum above the sandbox wallet's $123.45) and that alert's `for:` shortened.
+#: rules' first group (a minimum above the sandbox wallet's $123.45), and the `for:` of that alert and of
+#: the budget one shortened.
 USER_THRESHOLDS = {"prime_billing:threshold_balance_min_usd": 200}
-USER_FOR = {"PrimeWalletBelowMinimum": "1s"}
+USER_FOR = {"PrimeWalletBelowMinimum": "1s", "PrimeBudgetOnPace": "1s"}
+#: the budget the launcher watches: a cent, so the sandbox's spend in its period is over it
+BUDGET_USD = "0.01"
 #: the sandbox's personal wallet (sandbox/data.py): its id and balance
 SANDBOX_WALLET, SANDBOX_BALANCE = "wal_sbx_personal", "123.45"
 TOKEN = "scrape-token-for-the-test"
@@ -194,6 +193,9 @@ class Monitoring:
     rest: str
     mcp: str
     spec: dict[str, Any]
+    #: the period the launcher's budget watches, and the sandbox's spend in it so far, in cents (by hand)
+    period: str
+    spent: int
 
     def api(self, path: str, **params: Any) -> Any:
         r = httpx.get(f"{self.prometheus}/api/v1/{path}", params=params, timeout=10)
@@ -217,11 +219,13 @@ def stop(proc: subprocess.Popen[str]) -> None:
             proc.wait(30)
 
 
-def start_launcher(home: Path) -> tuple[subprocess.Popen[str], str, str]:
-    """`prime-billing serve --sandbox` with a token, on ephemeral ports: the process, its REST and MCP URLs."""
-    env = script_env(home, PRIME_BILLING_TOKEN=TOKEN)
+def start_launcher(home: Path, newest: datetime, budget: str) -> tuple[subprocess.Popen[str], str, str]:
+    """`prime-billing serve --sandbox` with a token and a budget to watch, its newest row at `newest`, on
+    ephemeral ports: the process, its REST and MCP URLs."""
+    env = script_env(home, sandbox_now=stamp(newest), PRIME_BILLING_TOKEN=TOKEN)
     # the Host Prometheus sends is the target's address: allowed here, as the Deployment allows $(POD_IP)
     command = ["serve", "--sandbox", "--rest-port", "0", "--mcp-port", "0", "--allow-host", "127.0.0.1"]
+    command += ["--watch-budget", budget]
     proc = subprocess.Popen(
         [sys.executable, "-m", "prime_billing", *command, "--no-access-log"],
         env=env,
@@ -298,7 +302,18 @@ def monitoring(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Monitoring]
     home = tmp_path_factory.mktemp("home")
     spec = as_a_user_sets(manifest()["spec"], USER_THRESHOLDS, USER_FOR)
     rules_file = write_rules(workdir / RULES_FILE, spec)
-    launcher, rest, mcp = start_launcher(home)
+    # the sandbox's newest row a day and an hour ago: none in the last 24 hours (no burn, an unbounded runway), while
+    # the month, or else the ISO week, began before it and holds its rows (both began within the day: no spend)
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    newest = now - timedelta(hours=25)
+    starts = {
+        "month": now.replace(day=1, hour=0, minute=0),
+        "week": now.replace(hour=0, minute=0) - timedelta(days=now.weekday()),
+    }
+    period = next((p for p, start in starts.items() if start <= newest), "month")
+    rows = wallets(newest)[None]["rows"]
+    spent = sum(cents(r["amount_usd"]) for r in rows if datetime.fromisoformat(r["created_at"]) >= starts[period])
+    launcher, rest, mcp = start_launcher(home, newest, f"{BUDGET_USD}/{period}")
     try:
         target = rest.removeprefix("http://")
         prometheus, url = start_prometheus(workdir, target, rules_file)
@@ -309,7 +324,7 @@ def monitoring(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Monitoring]
                 assert client.get(f"{rest}/v1/api/v1/billing/wallet").status_code == 200
                 assert client.get(f"{rest}/v1/api/v1/billing/runs/rft_sbx_no_such_run/usage").status_code == 404
                 assert not tool_call(client, mcp, "prime-intellect-getwallet", {}).get("isError")
-            yield Monitoring(url, rest, mcp, spec)
+            yield Monitoring(url, rest, mcp, spec, period, spent)
         finally:
             stop(prometheus)
     finally:
@@ -351,6 +366,44 @@ def test_prometheus_fires_the_users_minimum_on_the_launchers_wallet(monitoring: 
     # with no spend in the last 24 hours the runway is unbounded: not short
     (runway,) = monitoring.query("job:prime_wallet_runway_days")
     assert runway["value"][1] == "+Inf"
+
+
+def test_prometheus_fires_a_budget_on_pace_to_be_exceeded(monitoring: Monitoring) -> None:
+    """The launcher watches a budget of a cent for a period holding sandbox rows, the alert's `for:` shortened: the
+    spend Prometheus holds is the rows' sum worked out by hand, and the alert fires on that wallet and period, its
+    text filled in from the projection and the budget."""
+    if not monitoring.spent:
+        pytest.skip("the month and the ISO week both began within the last day: no sandbox row in them is a day old")
+    series = f'job:prime_budget_spent_usd:max{{wallet_id="{SANDBOX_WALLET}",period="{monitoring.period}"}}'
+    until(lambda: monitoring.query(series) != [], "the budget's spend scraped", guard=60)
+    (spent,) = monitoring.query(series)
+    assert cents(float(spent["value"][1])) == monitoring.spent
+
+    def firing() -> list[dict[str, Any]]:
+        return [
+            a
+            for a in monitoring.api("alerts")["alerts"]
+            if a["labels"]["alertname"] == "PrimeBudgetOnPace" and a["state"] == "firing"
+        ]
+
+    until(lambda: firing() != [], "PrimeBudgetOnPace firing", guard=60)
+    (alert,) = firing()
+    assert alert["labels"] == {
+        "alertname": "PrimeBudgetOnPace",
+        "severity": "warning",
+        "job": JOB,
+        "wallet_id": SANDBOX_WALLET,
+        "period": monitoring.period,
+    }
+    # the projection is at least what was spent; the budget a cent
+    projected = float(alert["value"])
+    assert projected >= monitoring.spent / 100
+    assert alert["annotations"]["summary"] == (
+        f"Wallet {SANDBOX_WALLET} is on pace for ${projected:.2f} against its ${BUDGET_USD} {monitoring.period} budget"
+    )
+    assert alert["annotations"]["description"].startswith(
+        f"At the pace since the {monitoring.period} began, the spend passes 100% of the budget"
+    )
 
 
 # --------------------------------------------------------------------------- the dashboard
@@ -436,8 +489,7 @@ def grafana_expr(expr: str, doc: dict[str, Any]) -> str:
 def test_every_dashboard_query_returns_a_series_from_prometheus(monitoring: Monitoring) -> None:
     doc = dashboard()
     queried = [p for p in panels(doc) if p["type"] != "row"]
-    budget = {p["title"] for p in queried if any("prime_budget_" in t["expr"] for t in p["targets"])}
-    assert budget == set(AWAITING_WATCH_BUDGET)
+    assert any("prime_budget_" in t["expr"] for p in queried for t in p["targets"])  # the budget panels, checked too
 
     # the job variable lists the job Prometheus scrapes the launcher as
     (job,) = [v for v in doc["templating"]["list"] if v["name"] == "job"]
@@ -448,7 +500,4 @@ def test_every_dashboard_query_returns_a_series_from_prometheus(monitoring: Moni
     for panel in queried:
         for target in panel["targets"]:
             expr = grafana_expr(target["expr"], doc)
-            if panel["title"] in AWAITING_WATCH_BUDGET:
-                monitoring.query(expr)  # parses and runs (success); no series until --watch-budget exists
-            else:
-                until(lambda e=expr: monitoring.query(e) != [], f"a series for {panel['title']}: {expr}", guard=60)
+            until(lambda e=expr: monitoring.query(e) != [], f"a series for {panel['title']}: {expr}", guard=60)

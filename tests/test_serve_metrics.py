@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import json
+import math
 import socket
 import threading
 import time
@@ -15,10 +16,22 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 import prime_billing
-from conftest import SCRIPTS, LiveSandbox, all_rows, cents, script_env, start_sandbox, until, upstream_body
+from conftest import (
+    SCRIPTS,
+    LiveSandbox,
+    all_rows,
+    assert_one_line_error,
+    cents,
+    run,
+    script_env,
+    start_sandbox,
+    until,
+    upstream_body,
+)
 from prime_billing.config import SANDBOX_API_KEY
 from prime_billing.sandbox.faults import FaultySandbox
 from proxy_harness import ServeProcess
@@ -166,6 +179,73 @@ def test_upstream_down_at_scrape_is_200_with_wallet_up_0(sandbox: LiveSandbox) -
                  outcome="connect_error", status="none") == 2  # fmt: skip
     requests = "prime_billing_http_requests"
     assert value(first, requests, f"{requests}_total", surface="rest", route=WALLET, method="GET", status="502") == 1
+
+
+# --------------------------------------------------------------------------- the budgets watched
+
+
+def test_watched_budgets_are_each_periods_pace_worked_by_hand() -> None:
+    """--watch-budget 300/month and 80/week: each budget; the rows created in [the period's start, now) summed by
+    hand from the upstream's rows; that spend x the period's length / the time elapsed, rounded up to the cent. The
+    reading is one spend report and one pace per budget, each one wallet page, and serves every scrape in the TTL."""
+    now = datetime.now(UTC)
+    live, _ = start_sandbox(FaultySandbox(now=now - timedelta(hours=2)))  # the newest row two hours old
+    try:
+        rows = all_rows(live)
+        month = datetime(now.year, now.month, 1, tzinfo=UTC)
+        week = datetime(now.year, now.month, now.day, tzinfo=UTC) - timedelta(days=now.weekday())  # Monday 00:00
+        periods = {
+            "month": (month, (month + timedelta(days=32)).replace(day=1), 300),
+            "week": (week, week + timedelta(days=7), 80),
+        }
+        clear_stats(live)
+        budgets = ("300/month", "80/week")
+        with (
+            running(sandbox_settings(live.url), only="rest", watch_budgets=budgets) as launcher,
+            httpx.Client(timeout=30) as client,
+        ):
+            before = datetime.now(UTC)
+            got = scrape(client, launcher.urls["rest"])
+            after = datetime.now(UTC)
+            again = [scrape(client, launcher.urls["rest"]) for _ in range(3)]
+        for period, (start, end, usd) in periods.items():
+            labels = {"wallet_id": "wal_sbx_personal", "period": period}
+            spent = sum(cents(r["amount_usd"]) for r in rows if datetime.fromisoformat(r["created_at"]) >= start)
+            # measured at a moment between `before` and `after`: the later it is, the lower the line ends
+            low, high = (math.ceil(spent * ((end - start) / (at - start))) for at in (after, before))
+            for families in (got, *again):
+                assert value(families, "prime_budget_usd", **labels) == usd
+                assert cents(value(families, "prime_budget_spent_usd", **labels)) == spent
+                assert low <= cents(value(families, "prime_budget_projected_usd", **labels)) <= high
+        assert {s.labels["period"] for s in got["prime_budget_usd"].samples} == {"month", "week"}
+        assert wallet_reads(live) == 3  # the last 24 hours, the month, the week: fewer than 100 rows, one page each
+    finally:
+        live.server.shutdown()  # type: ignore[attr-defined]
+        live.server.server_close()  # type: ignore[attr-defined]
+
+
+def test_a_budget_read_that_fails_fails_the_reading_for_the_ttl(sandbox: LiveSandbox) -> None:
+    """The 24-hour report's page comes (the upstream's own first page), the month's pace gets a 503: the scrape is
+    200 with prime_wallet_up 0 and neither wallet nor budget figures, and the failure is kept for the TTL."""
+    page = upstream_body(sandbox, "/api/v1/billing/wallet", limit=100)
+    clear_stats(sandbox)
+    sandbox.faults(next=[{"status": 200, "body": json.dumps(page)}, {"status": 503}])
+    with (
+        running(sandbox_settings(sandbox.url), only="rest", watch_budgets=("300/month",)) as launcher,
+        httpx.Client(timeout=30) as client,
+    ):
+        got = [scrape(client, launcher.urls["rest"]) for _ in range(2)]
+    for families in got:
+        assert value(families, "prime_wallet_up") == 0
+        assert not {"prime_wallet_balance_usd", "prime_budget_usd", "prime_budget_spent_usd"} & set(families)
+    assert wallet_reads(sandbox) == 2  # the report's page and the pace's refused one, once
+
+
+@pytest.mark.parametrize("given", ["300/year", "0/month", "-5/week", "300", "3e2/month", "300/month 80/month"])
+def test_a_budget_to_watch_is_usd_per_period_once_each(home: Path, given: str) -> None:
+    flags = [f"--watch-budget={budget}" for budget in given.split()]
+    out = run(["-m", "prime_billing", "serve", "--sandbox", *flags], script_env(home))
+    assert_one_line_error(out, 2, f"--watch-budget '{given.split()[-1]}': give USD/month, USD/week or USD/day")
 
 
 # --------------------------------------------------------------------------- the traffic

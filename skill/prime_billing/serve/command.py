@@ -100,8 +100,10 @@ def _token(ns: argparse.Namespace) -> str | None:
 def options_from(ns: argparse.Namespace) -> Options:
     """The parsed flags, with what the environment and the secret files add, as one checked `Options`."""
     values = {f.name: getattr(ns, f.name) for f in FLAGGED}
-    for name, variable in LISTS.items():
-        values[name] = (*(values[name] or ()), *(v for v in os.environ.get(variable, "").split(",") if v.strip()))
+    for f in FLAGGED:  # repeatable: the flags given, then a variable's comma-separated items
+        if f.metadata.get("action") == "append":
+            listed = os.environ.get(LISTS[f.name], "").split(",") if f.name in LISTS else []
+            values[f.name] = (*(values[f.name] or ()), *(v for v in listed if v.strip()))
     state_file = ns.state_url_file and _read("--state-url-file", ns.state_url_file, "URL")
     values["state_url"] = ns.state_url or state_file or os.environ.get("PRIME_BILLING_STATE_URL") or None
     return Options(token=_token(ns), **values)

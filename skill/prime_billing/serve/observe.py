@@ -44,6 +44,9 @@ TEXT = [(b"content-type", CONTENT_TYPE_LATEST.encode())]
 READ = {
     "prime_wallet_balance_usd": "The wallet's balance, USD.",
     "prime_wallet_burn_usd_per_hour": "What the wallet's rows created in the last 24 hours cost, per hour (USD).",
+    "prime_budget_usd": "A watched budget (--watch-budget), USD.",
+    "prime_budget_spent_usd": "Spent since the budget's period began, USD.",
+    "prime_budget_projected_usd": "The spend at the period's end at the pace so far (a straight line), USD.",
 }
 
 
@@ -157,18 +160,24 @@ class Scrape:
         self.metrics, self.gateway = metrics, gateway
 
     async def read(self, caller: Caller | None, sent: Callable[[], None]) -> Reading:
-        """The wallet's reading, shared by the scrapes in this process, then by the replicas."""
+        """The wallet's reading, with each watched budget's pace: shared by the scrapes here, then by the replicas."""
         g = self.gateway
 
         async def fetch() -> bytes:
             since = (datetime.now(UTC) - BURN_WINDOW).strftime("%Y-%m-%dT%H:%M:%SZ")
             try:
                 report = (await g.call(get("spend_report"), {"since": since, "top": 1}, caller, sent)).data
-            except PrimeBillingError as exc:
+                wallet, burn = {"wallet_id": report.wallet_id}, report.total_usd / (BURN_WINDOW / timedelta(hours=1))
+                samples = [("prime_wallet_balance_usd", wallet, report.balance_usd)]
+                samples.append(("prime_wallet_burn_usd_per_hour", wallet, burn))
+                for period, usd in g.options.budgets.items():
+                    pace = (await g.call(get("pace"), {"budget": usd, "period": period}, caller, sent)).data
+                    budget = {"wallet_id": pace.wallet_id, "period": period}
+                    samples += [("prime_budget_usd", budget, usd), ("prime_budget_spent_usd", budget, pace.spend_usd)]
+                    if pace.projected_usd is not None:  # none at the period's first moment
+                        samples.append(("prime_budget_projected_usd", budget, pace.projected_usd))
+            except PrimeBillingError as exc:  # any part failing fails the reading: no figure shown lacks its peers
                 return json.dumps([time.time(), exc.code, isinstance(exc, AuthenticationError)]).encode()
-            wallet, hours = {"wallet_id": report.wallet_id}, BURN_WINDOW.total_seconds() / 3600
-            samples = [("prime_wallet_balance_usd", wallet, report.balance_usd)]
-            samples.append(("prime_wallet_burn_usd_per_hour", wallet, report.total_usd / hours))
             return json.dumps([time.time(), None, False, samples]).encode()
 
         key = digest(g.prime_key(caller))

@@ -59,7 +59,7 @@ def document(operations: Sequence[Operation], *, secured: bool) -> dict[str, Any
     paths[METRICS_PATH] = {
         "get": {
             "operationId": "metrics",
-            "summary": "Prometheus metrics: this server's traffic, the wallet's balance and burn per hour.",
+            "summary": "Prometheus metrics: this server's traffic, the wallet's balance and burn, the budgets' pace.",
             "description": "Prometheus text format. The wallet is read at most once per --metrics-ttl seconds (per "
             "key in passthrough); if that read fails the answer is still 200, with prime_wallet_up 0.",
             "responses": {"200": text, "401": errors["401"], "429": limited},

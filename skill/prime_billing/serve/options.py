@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import re
 from dataclasses import dataclass, field, fields
 from typing import Any
 from urllib.parse import urlsplit
@@ -18,6 +19,8 @@ from . import MCP_PORT, REST_PORT
 LOOPBACK = frozenset(("127.0.0.1", "localhost", "[::1]"))
 #: the per-caller rate off loopback when none is given
 PUBLIC_RATE = 50.0
+#: a budget to watch: USD (at least a cent) per calendar month, ISO week or UTC day
+BUDGET = re.compile(r"(?P<usd>[0-9]+(?:\.[0-9]{1,2})?)/(?P<period>month|week|day)")
 
 
 def _flag(default: Any, help: str, low: float | None = None, *, above: bool = False, **kw: Any) -> Any:
@@ -70,6 +73,13 @@ class Options:
         10.0, "seconds to send the request body, then 408 (default {:g})", 0, above=True, bounds=True
     )
     max_report_rows: int = _flag(10_000, "wallet rows one report may read, then 422 (default {})", 1, bounds=True)
+    watch_budgets: tuple[str, ...] = _flag(
+        (),
+        "export this budget's pace on /metrics as prime_budget_* gauges (repeatable: USD/month, USD/week, USD/day)",
+        flag="--watch-budget",
+        action="append",
+        metavar="USD/PERIOD",
+    )
     metrics_ttl: float = _flag(
         60.0, "seconds /metrics reuses its wallet reading, for all replicas (default {:g})", 0, above=True, bounds=True
     )
@@ -81,6 +91,13 @@ class Options:
                 raise ConfigError(f"{flag_of(f.name)} must be {'>' if above else '>='} {low:g}")
             if value is not None and choices and value not in choices:
                 raise ConfigError(f"{flag_of(f.name)} {value!r}: use {' or '.join(choices)}")
+        periods: set[str] = set()
+        for text in self.watch_budgets:
+            if not (m := BUDGET.fullmatch(text)) or float(m["usd"]) < 0.01 or m["period"] in periods:
+                raise ConfigError(
+                    f"--watch-budget {text!r}: give USD/month, USD/week or USD/day (e.g. 300/month), one per period"
+                )
+            periods.add(m["period"])
         if self.state_url is not None and urlsplit(self.state_url).scheme not in ("redis", "rediss", "redis+cluster"):
             raise ConfigError("--state-url must be a redis://, rediss:// or redis+cluster:// URL: fix it")
         if self.passthrough and self.token:
@@ -104,6 +121,11 @@ class Options:
         if self.rate_limit is not None:
             return self.rate_limit
         return 0.0 if is_loopback(self.host) else PUBLIC_RATE
+
+    @property
+    def budgets(self) -> dict[str, float]:
+        """The budgets to watch, USD by period."""
+        return {m["period"]: float(m["usd"]) for m in map(BUDGET.fullmatch, self.watch_budgets) if m}
 
     @property
     def burst(self) -> int:
