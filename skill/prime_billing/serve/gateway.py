@@ -149,7 +149,8 @@ class Gateway:
             entry[0].add_done_callback(settle)
         else:
             self.on_shared("joined")
-        task, entry[1] = entry[0], entry[1] + 1
+        task = entry[0]
+        entry[1] += 1
         try:
             return await asyncio.shield(task)
         finally:
