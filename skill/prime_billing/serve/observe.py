@@ -72,16 +72,24 @@ class Metrics:
 
         made(Info, "build", "The launcher's version.").info({"version": __version__})
         route = ("surface", "route")
-        self.requests = made(Counter, "http_requests", "Requests answered.", (*route, "method", "status"))
-        self.latency = made(Histogram, "http_request_duration_seconds", "Time to answer.", route, buckets=BUCKETS)
+        text = "Requests answered, by surface (rest, mcp), route template, method and status."
+        self.requests = made(Counter, "http_requests", text, (*route, "method", "status"))
+        text = "Seconds from a request's arrival to the end of its answer, by surface and route template."
+        self.latency = made(Histogram, "http_request_duration_seconds", text, route, buckets=BUCKETS)
         self.in_progress = made(Gauge, "http_requests_in_progress", "Requests being answered now.", ("surface",))
-        self.upstream = made(Counter, "upstream_requests", "Attempts upstream.", ("outcome", "status"))
-        self.coalesced = made(Counter, "coalesced", "Callers who shared an upstream call already in progress.")
-        self.cache_hits = made(Counter, "cache_hits", "Callers answered from the --cache-ttl cache.")
-        self.rate_limited = made(Counter, "rate_limited", "Requests refused by the per-caller rate.", ("surface",))
-        self.tool_calls = made(Counter, "mcp_tool_calls", "MCP tool calls by outcome.", ("tool", "outcome"))
-        made(Gauge, "state_up", "1 while the state store answers (or there is none), else 0.").set_function(state_up)
-        made(Gauge, "upstream_waiting", "Callers waiting on a shared upstream call now.").set_function(waiting)
+        text = "Requests sent upstream (each attempt, retries included), by outcome and HTTP status."
+        self.upstream = made(Counter, "upstream_requests", text, ("outcome", "status"))
+        text = "Callers who shared an upstream call already in progress (in this replica or another)."
+        self.coalesced = made(Counter, "coalesced", text)
+        self.cache_hits = made(Counter, "cache_hits", "Callers answered from the --cache-ttl cache, no upstream call.")
+        text = "Requests refused 429 by the launcher's own per-caller rate limit (not upstream 429s)."
+        self.rate_limited = made(Counter, "rate_limited", text, ("surface",))
+        text = "MCP tool calls, by tool and outcome (ok, or the error's code)."
+        self.tool_calls = made(Counter, "mcp_tool_calls", text, ("tool", "outcome"))
+        text = "1 while the state store answers (or there is none), 0 while this replica serves from its own memory."
+        made(Gauge, "state_up", text).set_function(state_up)
+        text = "Callers waiting on a shared upstream call right now (each caller counted)."
+        made(Gauge, "upstream_waiting", text).set_function(waiting)
 
     def shared(self, how: str) -> None:
         (self.cache_hits if how == "hit" else self.coalesced).inc()
