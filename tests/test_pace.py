@@ -40,7 +40,6 @@ from prime_billing.langchain import PrimeBillingToolkit
 from prime_billing.operations import get
 from prime_billing.pace import METHOD, Pace
 from prime_billing.sandbox.faults import FaultySandbox
-from prime_billing.serve.limits import Limits
 from serve_harness import running, sandbox_settings, tool_call
 
 PACE = str(SCRIPTS / "pace.py")
@@ -709,7 +708,7 @@ def test_the_servers_row_cap_counts_only_the_period(sandbox: LiveSandbox) -> Non
     to 11-01 00:25. A cap of 50 rows a report: the week W47 to 11-20 12:00 keeps its 36 demo rows ($171.48,
     tests/test_periods.py) and is served; the month keeps all 20,000 and is refused, advising `?period=`."""
     sandbox.faults(rows=20_000)
-    with running(sandbox_settings(sandbox.url), only="rest", limits=Limits(max_report_rows=50)) as served:
+    with running(sandbox_settings(sandbox.url), only="rest", max_report_rows=50) as served:
         rest = served.urls["rest"] + REST_PATH
         week = httpx.get(rest, params={"budget": 500, "period": "week", "as_of": "2026-11-20T12:00:00Z"})
         month = httpx.get(rest, params={"budget": 500, "as_of": "2026-11-20T12:00:00Z"})
