@@ -462,7 +462,7 @@ class _Core:
                 if on_step is not None:
                     on_step(result)
             answer = results[0] if isinstance(ask, SubCall) else results
-            results = result = None
+            results = result = None  # `answer` alone holds them now, until the plan has them
 
     def _exchange(
         self, op: ops.Operation, checked: dict[str, Any], api_key: str | None
