@@ -19,7 +19,16 @@ from typing import Any
 import anyio
 import pytest
 
-from conftest import SCRIPTS, LiveSandbox, assert_one_line_error, run, script_env, start_sandbox, upstream_body
+from conftest import (
+    SANDBOX_NOW,
+    SCRIPTS,
+    LiveSandbox,
+    assert_one_line_error,
+    run,
+    script_env,
+    start_sandbox,
+    upstream_body,
+)
 from prime_billing.client import AsyncClient, Client, RetryPolicy
 from prime_billing.config import SANDBOX_API_KEY
 from prime_billing.errors import BadResponseError
@@ -224,3 +233,43 @@ def test_rows_kept_past_the_moment_are_one_line_on_the_cli(unsorted: LiveSandbox
     since, said = unsorted_since(unsorted)
     out = run([str(SCRIPTS / "spend.py"), "--since", since.isoformat()], script_env(home, unsorted.url))
     assert_one_line_error(out, 1, f"spend.py: error: {said}")
+
+
+#: the other reports reading the whole 2,000-row wallet (dated from conftest's now, its rows are from
+#: 2026-11-13 to 11-20): each folds the rows as they come, and the scan fails each of them the same way
+FOLDED = {
+    "reconcile_run": {"run_id": "rft_sbx_completed"},
+    "runway": {"days": 30, "as_of": "2026-11-21"},
+    "pace": {"budget": 300, "as_of": "2026-11-21"},
+}
+
+
+@pytest.fixture(params=list(CASES))
+def hostile_then(request: pytest.FixtureRequest) -> Iterator[tuple[str, LiveSandbox]]:
+    """As `hostile`, its rows dated from conftest's now, so that a window or a period can hold them all."""
+    live, _ = start_sandbox(CASES[request.param][0](now=datetime.fromisoformat(SANDBOX_NOW)))
+    try:
+        yield request.param, live
+    finally:
+        live.server.shutdown()  # type: ignore[attr-defined]
+        live.server.server_close()  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("name", list(FOLDED))
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_an_inconsistent_wallet_fails_every_report_folded_from_it(
+    hostile_then: tuple[str, LiveSandbox], mode: str, name: str
+) -> None:
+    case, live = hostile_then
+
+    async def main() -> Any:
+        async with AsyncClient(base_url=live.url, api_key=SANDBOX_API_KEY, retry=NO_RETRIES) as client:
+            return await client.call(name, FOLDED[name])
+
+    with pytest.raises(BadResponseError) as caught:
+        if mode == "sync":
+            with Client(base_url=live.url, api_key=SANDBOX_API_KEY, retry=NO_RETRIES) as client:
+                client.call(name, FOLDED[name])
+        else:
+            anyio.run(main)
+    assert str(caught.value) == message(case)

@@ -93,7 +93,7 @@ def _add_op_args(p: argparse.ArgumentParser, op: Any) -> None:
     names = {param.name for param in op.params}
     extra = [q for r in _extensions(op) for q in r.params if q.name not in names]
     for param in (*op.params, *extra):
-        if not param.cli.has_flag:  # the CLI sends it itself (`Cli(fixed=...)`)
+        if not param.cli.has_flag:  # the CLI sends it itself (`Cli(output_rows=True)`)
             continue
         if param.location == "path":
             p.add_argument(
@@ -170,7 +170,7 @@ def _run_operation(op: Any, ns: argparse.Namespace) -> int:
 
     settings = load_settings(base_url=ns.base_url, sandbox=ns.sandbox)
     op = _extension_chosen(op, ns)
-    values = {p.name: getattr(ns, p.name) if p.cli.has_flag else p.cli.fixed for p in op.params}
+    values = {p.name: getattr(ns, p.name) if p.cli.has_flag else _rows_wanted(op, ns) for p in op.params}
     many = next((p.name for p in op.params if p.many), None)
     calls = [{**values, many: v} for v in values[many]] if many else [values]
     prog = ns._prog
@@ -230,6 +230,17 @@ def _run_operation(op: Any, ns: argparse.Namespace) -> int:
     if errors:
         return max(exit_code(e) for e in errors)
     return _alerts(prog, done)
+
+
+def _rows_wanted(op: Any, ns: argparse.Namespace) -> bool:
+    """Whether the output carries the report's rows (`include_rows`): `--json` and `--csv` always, the text
+    only where it lists them (a reconciliation its run's rows, the budget check its page). A summary of a
+    long wallet is then folded as the pages come, never held whole."""
+    if ns.json or getattr(ns, "csv", None):
+        return True
+    from .render import lists_rows  # the text is coming: its module loads now rather than later
+
+    return lists_rows(op.model)
 
 
 def _error_doc(key: str, value: Any, exc: PrimeBillingError) -> dict[str, Any]:

@@ -452,6 +452,7 @@ class _Core:
                 ask = report.send(answer)
             except StopIteration as done:
                 return Result(op, done.value, checked, sandbox, attempts)
+            answer = None  # the plan has them: no page it has placed is held here while the next ones come
             subs = [ask] if isinstance(ask, SubCall) else list(ask)
             plans = [self._plan(sub.name, sub.args, api_key, on_step) for sub in subs]
             results = [(yield from plans[0])] if len(plans) == 1 else (yield _Batch(plans))
@@ -461,6 +462,7 @@ class _Core:
                 if on_step is not None:
                     on_step(result)
             answer = results[0] if isinstance(ask, SubCall) else results
+            results = result = None  # `answer` alone holds them now, until the plan has them
 
     def _exchange(
         self, op: ops.Operation, checked: dict[str, Any], api_key: str | None
@@ -587,6 +589,7 @@ class Client(_Core):
             done, step = _advance(plan, outcome)
             if done:
                 return step
+            outcome = None  # the plan has it (a batch's pages, a body): not held while the next step runs
             if isinstance(step, Request):
                 try:
                     outcome = self.send(step)
@@ -723,6 +726,7 @@ class AsyncClient(_Core):
             done, step = await anyio.to_thread.run_sync(_advance, plan, outcome) if offload else _advance(plan, outcome)
             if done:
                 return step
+            outcome = None  # as in the sync driver: the plan has it
             if isinstance(step, Request):
                 if on_send is not None:
                     await on_send(step)

@@ -63,30 +63,26 @@ _JSON_NUMBER = re.compile(r"-?[0-9]{1,400}(\.[0-9]{1,400})?([eE][-+]?[0-9]{1,4})
 # dataclass costs start-up a compile of each method it generates.
 
 
-#: `Cli(fixed=...)` left out: the input has a flag of its own
-NO_FIXED_VALUE: Any = object()
-
-
 class Cli:
     """How an input reads on the command line: a field marker (`Annotated[..., Cli(...)]`)."""
 
-    __slots__ = ("fixed", "flag", "many", "metavar")
+    __slots__ = ("flag", "many", "metavar", "output_rows")
 
     def __init__(
-        self, flag: str | None = None, metavar: str | None = None, *, many: bool = False, fixed: Any = NO_FIXED_VALUE
+        self, flag: str | None = None, metavar: str | None = None, *, many: bool = False, output_rows: bool = False
     ) -> None:
         #: the flag, when not `--` and the name with dashes (`--team` for team_id)
         self.flag = flag
         self.metavar = metavar
         #: a positional that takes several values at once (fetched concurrently)
         self.many = many
-        #: the value the CLI always sends, with no flag: its own outputs decide it (`include_rows`:
-        #: `--json` and `--csv` carry every row, so the CLI always asks for them)
-        self.fixed = fixed
+        #: no flag: the CLI's own output decides the value, true when it carries the report's rows
+        #: (`include_rows`: `--json` and `--csv` always, the text where it lists them)
+        self.output_rows = output_rows
 
     @property
     def has_flag(self) -> bool:
-        return self.fixed is NO_FIXED_VALUE
+        return not self.output_rows
 
 
 class Setting:
@@ -267,8 +263,8 @@ Until = Annotated[
     Cli(flag="--until", metavar="DATE"),
 ]
 #: A report's answer holds its totals, groups and top items, whatever the wallet's length; every
-#: row (and every group and period) only when this is true. The CLI always asks: its --json and
-#: --csv carry every row.
+#: row (and every group and period) only when this is true. The CLI asks when its output carries
+#: them: --json and --csv, and the text of a report that lists them.
 IncludeRows = Annotated[
     bool,
     Field(
@@ -277,7 +273,7 @@ IncludeRows = Annotated[
         "and the top items."
     ),
     PLAIN_BOOL,
-    Cli(fixed=True),
+    Cli(output_rows=True),
 ]
 #: a balance in USD, as text or a JSON number
 MinBalance = Annotated[float, Field(ge=0), PLAIN_NUMBER, Cli(metavar="USD")]

@@ -22,7 +22,7 @@ from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict
 
-from .compose import scan_wallet, total
+from .compose import Tally, scan_wallet
 from .dates import Period, parse_when, period_of, utc
 from .money import money, usd, usd_float
 from .plan import Plan
@@ -130,9 +130,9 @@ def pace(args: dict[str, Any]) -> Plan:
     """Plan: the wallet back to the period's start, then the straight line."""
     label, start, end, as_of = span(args)
     period: Period = args.get("period") or "month"
-    scan = yield from scan_wallet(args.get("team_id"), start)
-    rows = [r for r in scan.rows if utc(r.created_at) < as_of]  # after as_of: not spent yet at as_of
-    spent = total(rows)
+    so_far = Tally(lambda r: utc(r.created_at) < as_of)  # after as_of: not spent yet at as_of
+    scan = yield from scan_wallet(args.get("team_id"), so_far, start)
+    spent = so_far.total
     budget = money(args["budget"])
     elapsed, length = (as_of - start) // _MICROSECOND, (end - start) // _MICROSECOND
     line = _Line(Fraction(spent), elapsed, length, start)
@@ -161,7 +161,7 @@ def pace(args: dict[str, Any]) -> Plan:
         as_of=as_of,
         elapsed_days=_down(Fraction(elapsed, timedelta(days=1) // _MICROSECOND), 4),
         spend_usd=usd_float(spent),
-        rows=len(rows),
+        rows=so_far.row_count,
         pages=scan.pages,
         spent_percent=_down(Fraction(spent) * 100 / Fraction(budget), 2),
         projected_usd=None if projected is None else usd_float(_cents_up(projected)),

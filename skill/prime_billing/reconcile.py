@@ -11,7 +11,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import IO, Any
 
-from .compose import scan_wallet, total
+from .compose import Tally, scan_wallet
 from .export import write_rows_csv
 from .models import BillingEntry, RunUsage
 from .money import money, usd, usd_float
@@ -68,9 +68,9 @@ def reconcile_run(args: dict[str, Any]) -> Plan:
     run_id = args["run_id"]
     usage = yield SubCall("get_run_usage", {"run_id": run_id})
     run: RunUsage = usage.data
-    scan = yield from scan_wallet(args.get("team_id"))
-    rows = [r for r in scan.rows if r.resource_id == run_id]
-    billed, charged = money(run.total_cost_usd), total(rows)
+    mine = Tally(lambda r: r.resource_id == run_id, keep=bool(args.get("include_rows")))
+    scan = yield from scan_wallet(args.get("team_id"), mine)
+    billed, charged = money(run.total_cost_usd), mine.total
     diff = billed - charged
     return Reconciliation.of(
         scan.wallet,
@@ -82,8 +82,8 @@ def reconcile_run(args: dict[str, Any]) -> Plan:
         wallet_charged_usd=usd_float(charged),
         difference_usd=usd_float(diff),
         reconciled=abs(diff) <= TOLERANCE,
-        row_count=len(rows),
-        rows_scanned=len(scan.rows),
+        row_count=mine.row_count,
+        rows_scanned=scan.row_count,
         pages=scan.pages,
-        rows=rows if args.get("include_rows") else None,
+        rows=mine.rows,
     )

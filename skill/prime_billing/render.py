@@ -39,8 +39,12 @@ SANDBOX_BANNER = "SANDBOX DATA (demo account, not real billing)"
 ALL_ROWS = mark("all_rows")
 #: where they are for an answer made without them
 WITH_ROWS = mark("include_rows", "true")
+#: the same, with its preposition: the CLI's answer is in its --json and --csv, whatever it printed
+ON_REQUEST = mark("rows_on_request")
+#: the reports whose text lists the rows they hold; the others' text says where their rows are
+ROWS_LISTED = frozenset({"Reconciliation", "BudgetCheck"})
 
-__all__ = ["SANDBOX_BANNER", "Rendered", "rate", "render", "usd"]
+__all__ = ["SANDBOX_BANNER", "Rendered", "lists_rows", "rate", "render", "usd"]
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,11 @@ def render(data: Any, *, offset: int = 0, bars: bool = False) -> Rendered:
     if kind not in _TEXT:
         raise TypeError(f"no text for {kind}")
     return _TEXT[kind](data)
+
+
+def lists_rows(model: type) -> bool:
+    """Whether the text of an answer of `model` shows its rows when it holds them (`include_rows`)."""
+    return model.__name__ in ROWS_LISTED
 
 
 def rate(value: float | None) -> str:
@@ -168,7 +177,7 @@ def _spend(report: SpendReport, bars: bool = False) -> Rendered:
         oldest, newest = utc(report.oldest_at), utc(report.newest_at)
         lines.append(f"  rows from {oldest:%Y-%m-%d %H:%M} to {newest:%Y-%m-%d %H:%M} UTC")
     # where every group is: in this answer's data, or in one that asks for it
-    rest = f"all in {ALL_ROWS}" if report.rows is not None else f"all with {WITH_ROWS}"
+    rest = f"all in {ALL_ROWS}" if report.rows is not None else f"all {ON_REQUEST}"
     if report.by and report.periods is not None:
         count = report.period_count or len(report.periods)
         lines += _periods(report.by, report.periods, count, rest, report.empty_periods_listed is not False, bars)

@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
 from typing import Any
 
-from .compose import scan_wallet, total
+from .compose import Tally, scan_wallet
 from .dates import parse_when, utc
 from .money import money, usd_float
 from .plan import Plan
@@ -68,9 +68,9 @@ def runway(args: dict[str, Any]) -> Plan:
     """Plan: the wallet back to the window's start, then the straight line."""
     start, end = window(args)
     days = int(args["days"])
-    scan = yield from scan_wallet(args.get("team_id"), start)
-    rows = [r for r in scan.rows if utc(r.created_at) < end]  # newer than as_of: after the window
-    spent = total(rows)
+    window_rows = Tally(lambda r: utc(r.created_at) < end)  # newer than as_of: after the window
+    scan = yield from scan_wallet(args.get("team_id"), window_rows, start)
+    spent = window_rows.total
     above = money(scan.wallet.balance_usd) - money(args.get("min_balance") or 0)
     left: Decimal | None = None if spent <= 0 else above * days / spent
     return Runway.of(
@@ -81,7 +81,7 @@ def runway(args: dict[str, Any]) -> Plan:
         window_start=start,
         window_end=end,
         spend_usd=usd_float(spent),
-        rows=len(rows),
+        rows=window_rows.row_count,
         pages=scan.pages,
         usd_per_day=usd_float(_rounded(spent / days, ROUND_HALF_EVEN, 4)),
         days_left=0.0 if above <= 0 else None if left is None else _finite(_rounded(left, ROUND_DOWN, 2)),

@@ -5,19 +5,20 @@ per UTC day, ISO week or month when asked (`by`), a day that spent far more than
 the days before it marked (a spike); and, with `include_rows`,
 every resource id's total, every period and the rows themselves (for export).
 Sums are exact to the cent (Decimal), and paging reads every row exactly once.
+The report is folded as the rows arrive (`_Spend`): it holds its sums, never
+the rows, unless its answer holds them.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable
 from datetime import date, datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal
 from typing import IO, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
-from .compose import scan_wallet, total
+from .compose import scan_wallet
 from .dates import Period, named_period, parse_when, period_start, utc
 from .export import write_rows_csv, write_table
 from .models import RUN_TYPE, BillingEntry
@@ -133,23 +134,79 @@ class SpendReport(WalletReport):
         return write_table(out, PERIOD_CSV_COLUMNS, lines)
 
 
-def _groups(rows: Iterable[BillingEntry], key: Callable[[BillingEntry], Any]) -> list[SpendGroup]:
-    sums: dict[Any, Decimal] = defaultdict(Decimal)
-    counts: dict[Any, int] = defaultdict(int)
-    for r in rows:
-        k = key(r)
-        sums[k] += money(r.amount_usd)
-        counts[k] += 1
-    ordered = sorted(sums, key=lambda k: (-sums[k], str(k)))
-    return [
-        SpendGroup(
-            key=k[-1] if isinstance(k, tuple) else k,
-            total_usd=usd_float(sums[k]),
-            rows=counts[k],
-            resource_type=k[0] if isinstance(k, tuple) else None,
-        )
-        for k in ordered
-    ]
+class _Sums:
+    """Exact totals and row counts per key (a resource type, or a (type, id) pair), the keys in the order
+    first seen: the sort by total keeps that order between equal ones."""
+
+    def __init__(self) -> None:
+        self.sums: dict[Any, Decimal] = defaultdict(Decimal)
+        self.counts: dict[Any, int] = defaultdict(int)
+
+    def add(self, key: Any, amount: Decimal) -> None:
+        self.sums[key] += amount
+        self.counts[key] += 1
+
+    def groups(self) -> list[SpendGroup]:
+        """Most spent first."""
+        sums, counts = self.sums, self.counts
+        return [
+            SpendGroup(
+                key=k[-1] if isinstance(k, tuple) else k,
+                total_usd=usd_float(sums[k]),
+                rows=counts[k],
+                resource_type=k[0] if isinstance(k, tuple) else None,
+            )
+            for k in sorted(sums, key=lambda k: (-sums[k], str(k)))
+        ]
+
+
+class _Period:
+    """One period's spend as the rows arrive: its total, its rows, its sums by resource type."""
+
+    __slots__ = ("rows", "spent", "types")
+
+    def __init__(self) -> None:
+        self.spent, self.rows, self.types = Decimal(0), 0, _Sums()
+
+
+class _Spend:
+    """The report's fold (see `compose.Fold`): the rows created before `until`, summed in the wallet's order
+    in all, by resource type, by resource id and, with `by`, by period; their newest and oldest moments; the
+    rows themselves only when `keep` (the answer holds them, or a CSV of them is written)."""
+
+    def __init__(self, until: datetime | None, by: Period | None, keep: bool) -> None:
+        self.until, self.by = until, by
+        self.rows: list[BillingEntry] | None = [] if keep else None
+        self.row_count = 0
+        self.total = Decimal(0)
+        self.newest: datetime | None = None
+        self.oldest: datetime | None = None
+        self.by_type, self.by_id = _Sums(), _Sums()
+        self.periods: dict[date, _Period] = {}
+
+    def add(self, row: BillingEntry) -> None:
+        created = row.created_at
+        if self.until is not None and utc(created) >= self.until:
+            return
+        amount = money(row.amount_usd)
+        self.row_count += 1
+        self.total += amount
+        if self.newest is None or created > self.newest:  # the first of equal ones, as max() keeps it
+            self.newest = created
+        if self.oldest is None or created < self.oldest:
+            self.oldest = created
+        self.by_type.add(row.resource_type, amount)
+        self.by_id.add((row.resource_type, row.resource_id), amount)
+        if self.by is not None:
+            start = period_start(utc(created).date(), self.by)
+            period = self.periods.get(start)
+            if period is None:
+                period = self.periods[start] = _Period()
+            period.spent += amount
+            period.rows += 1
+            period.types.add(row.resource_type, amount)
+        if self.rows is not None:
+            self.rows.append(row)
 
 
 # --------------------------------------------------------------------------- periods
@@ -168,13 +225,10 @@ def _span(newest: date, oldest: date, by: Period) -> int:
     return (newest - oldest).days // (7 if by == "week" else 1) + 1
 
 
-def periods(rows: Iterable[BillingEntry], by: Period) -> tuple[list[SpendPeriod], bool]:
-    """Totals per period, newest first, and whether the empty periods between are listed (they
-    are unless the span holds more than MAX_PERIODS). By day, spikes are marked from every day
-    of the report, listed or not."""
-    found: dict[date, list[BillingEntry]] = defaultdict(list)
-    for r in rows:
-        found[period_start(utc(r.created_at).date(), by)].append(r)
+def periods(found: dict[date, _Period], by: Period) -> tuple[list[SpendPeriod], bool]:
+    """Totals per period (`found`: each period with rows, by its first day), newest first, and whether
+    the empty periods between are listed (they are unless the span holds more than MAX_PERIODS). By day,
+    spikes are marked from every day of the report, listed or not."""
     if not found:
         return [], True
     newest, oldest = max(found), min(found)
@@ -184,9 +238,8 @@ def periods(rows: Iterable[BillingEntry], by: Period) -> tuple[list[SpendPeriod]
         starts = [newest]
         while starts[-1] > oldest:
             starts.append(_preceding(starts[-1], by))
-    totals = {day: total(kept) for day, kept in found.items()}
-    marked = spikes(totals) if by == "day" else {}
-    return [_period(s, by, found.get(s, []), totals.get(s, Decimal(0)), marked.get(s)) for s in starts], filled
+    marked = spikes({day: period.spent for day, period in found.items()}) if by == "day" else {}
+    return [_period(s, by, found.get(s) or _Period(), marked.get(s)) for s in starts], filled
 
 
 def spikes(days: dict[date, Decimal]) -> dict[date, float]:
@@ -207,44 +260,44 @@ def spikes(days: dict[date, Decimal]) -> dict[date, float]:
     return found
 
 
-def _period(start: date, by: Period, rows: list[BillingEntry], spent: Decimal, spike: float | None) -> SpendPeriod:
+def _period(start: date, by: Period, found: _Period, spike: float | None) -> SpendPeriod:
     label, begins, ends = named_period(start, by)
     return SpendPeriod(
         period=label,
         start=begins,
         end=ends,
-        total_usd=usd_float(spent),
-        rows=len(rows),
-        by_resource_type=_groups(rows, lambda r: r.resource_type),
+        total_usd=usd_float(found.spent),
+        rows=found.rows,
+        by_resource_type=found.types.groups(),
         spike=spike,
     )
 
 
 def spend_report(args: dict[str, Any]) -> Plan:
-    """Plan: page through the wallet (stopping at `since`), then total the rows before `until`."""
+    """Plan: page through the wallet (stopping at `since`), totalling the rows before `until` as they come."""
     since = parse_when(args["since"]) if args.get("since") else None
     until = parse_when(args["until"]) if args.get("until") else None
-    scan = yield from scan_wallet(args.get("team_id"), since)
-    rows = scan.rows if until is None else [r for r in scan.rows if utc(r.created_at) < until]
-    by_id = _groups(rows, lambda r: (r.resource_type, r.resource_id))
+    by: Period | None = args.get("by")
+    every = bool(args.get("include_rows"))
+    spent = _Spend(until, by, keep=every)
+    scan = yield from scan_wallet(args.get("team_id"), spent, since)
+    by_id = spent.by_id.groups()
     runs = [g for g in by_id if g.resource_type == RUN_TYPE]
     others = [g for g in by_id if g.resource_type != RUN_TYPE]
     top = max(1, int(args.get("top") or 5))
-    by: Period | None = args.get("by")
-    every = bool(args.get("include_rows"))
-    listed, filled = periods(rows, by) if by else (None, None)
+    listed, filled = periods(spent.periods, by) if by else (None, None)
     return SpendReport.of(
         scan.wallet,
         scan.sandbox,
         since=since,
         until=until,
         total_billings=scan.wallet.total_billings,
-        row_count=len(rows),
+        row_count=spent.row_count,
         pages=scan.pages,
-        total_usd=usd_float(total(rows)),
-        newest_at=max((r.created_at for r in rows), default=None),
-        oldest_at=min((r.created_at for r in rows), default=None),
-        by_resource_type=_groups(rows, lambda r: r.resource_type),
+        total_usd=usd_float(spent.total),
+        newest_at=spent.newest,
+        oldest_at=spent.oldest,
+        by_resource_type=spent.by_type.groups(),
         top_runs=runs[:top],
         run_count=len(runs),
         top_other_resources=others[:top],
@@ -254,5 +307,5 @@ def spend_report(args: dict[str, Any]) -> Plan:
         periods=listed if every or listed is None else listed[:PERIODS_LISTED],
         period_count=None if listed is None else len(listed),
         empty_periods_listed=filled,
-        rows=rows if every else None,
+        rows=spent.rows,
     )

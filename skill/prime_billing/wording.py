@@ -33,6 +33,13 @@ _SETTINGS: dict[str, dict[str, str]] = {
     "base_url": {"cli": "--base-url", "tool": "base_url", "rest": "the server's base URL"},
     "all_rows": {"cli": "--json or --csv", "tool": "the structured result", "rest": "the JSON body"},
     "include_rows": {"cli": "--json or --csv"},
+    #: where the rows of an answer made without them are, preposition and all: a caller asks for them;
+    #: the CLI's --json and --csv hold them whatever its text was made with
+    "rows_on_request": {
+        "cli": "in --json or --csv",
+        "tool": "with include_rows=true",
+        "rest": "with ?include_rows=true",
+    },
 }
 
 

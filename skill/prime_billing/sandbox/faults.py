@@ -27,7 +27,8 @@ and a wallet row of the step's cost) and reach `final` after `steps`, as the pla
 answer stays the same however often a test asks); `"page_cap": 7` serves at most 7 wallet rows per page
 whatever `limit` asks; `"rows": 10000` makes every wallet hold that many rows, the
 demo rows first, then older $0.01 pod rows made as they are read (a long wallet
-costs no memory); `"new_rows": 3` makes 3 new rows arrive (newest) after the
+costs no memory), a minute apart (`"rows_every": 1`: a second apart, so a million of them fit in
+a month's pace or a runway's window); `"new_rows": 3` makes 3 new rows arrive (newest) after the
 first wallet request, shifting every offset as a live wallet does. Without them
 the data never changes.
 
@@ -123,6 +124,8 @@ class FaultySandbox(Sandbox):
     new_rows: int = 0
     #: rows every wallet holds in all (demo rows, then generated older ones); None: the demo rows only
     rows: int | None = None
+    #: seconds between two generated rows (`rows`)
+    rows_every: int = 60
     _rng: random.Random = field(default_factory=lambda: random.Random(1), repr=False)
     _wallet_requests: int = field(default=0, repr=False)
     #: set while the gate is open; cleared by the `hold` knob
@@ -162,6 +165,8 @@ class FaultySandbox(Sandbox):
                 self.new_rows, self._wallet_requests = int(spec["new_rows"]), 0
             if "rows" in spec:
                 self.rows = int(spec["rows"]) if spec["rows"] else None
+            if "rows_every" in spec:
+                self.rows_every = max(1, int(spec["rows_every"]))
             if "hold" in spec:
                 if spec["hold"]:
                     self._open.clear()
@@ -174,6 +179,7 @@ class FaultySandbox(Sandbox):
             self.rate, self.latency, self.rate_fault = 0.0, (0.0, 0.0), Fault()
             self.progress.clear()
             self.page_cap, self.new_rows, self._wallet_requests, self.rows = None, 0, 0, None
+            self.rows_every = 60
         self.release()
 
     def clear_stats(self) -> None:
@@ -238,7 +244,7 @@ class FaultySandbox(Sandbox):
         if arrived:
             rows = _arrivals(wallet["wallet_id"], rows[0], arrived) + list(rows)
         if self.rows is not None:
-            rows = _LongWallet(wallet["wallet_id"], rows, self.rows + arrived)
+            rows = _LongWallet(wallet["wallet_id"], rows, self.rows + arrived, self.rows_every)
         if self.page_cap is not None:
             limit = min(limit, self.page_cap)
         return len(rows), list(rows[offset : offset + limit])
@@ -328,11 +334,11 @@ def _arrivals(wallet_id: str, newest: dict[str, Any], n: int) -> list[dict[str, 
 
 
 class _LongWallet(Sequence[dict[str, Any]]):
-    """A wallet of `total` rows: the demo rows (and arrivals), then older generated ones, made
-    only when a page asks for them."""
+    """A wallet of `total` rows: the demo rows (and arrivals), then older generated ones, `every`
+    seconds apart, made only when a page asks for them."""
 
-    def __init__(self, wallet_id: str, demo: Sequence[dict[str, Any]], total: int) -> None:
-        self.wallet_id, self.demo, self.total = wallet_id, demo, total
+    def __init__(self, wallet_id: str, demo: Sequence[dict[str, Any]], total: int, every: int = 60) -> None:
+        self.wallet_id, self.demo, self.total, self.every = wallet_id, demo, total, every
         self.oldest = datetime.fromisoformat(demo[-1]["created_at"].replace("Z", "+00:00"))
 
     def __len__(self) -> int:
@@ -351,7 +357,7 @@ class _LongWallet(Sequence[dict[str, Any]]):
         if i < len(self.demo):
             return self.demo[i]
         n = i - len(self.demo)
-        at = stamp(self.oldest - timedelta(minutes=n + 1))
+        at = stamp(self.oldest - timedelta(seconds=self.every * (n + 1)))
         return {
             "id": f"bill_{self.wallet_id[4:]}_old_{n:07d}", "created_at": at, "updated_at": at,
             "last_billed_at": at, "amount_usd": 0.01, "currency": "USD", "resource_type": "pods",
