@@ -12,7 +12,6 @@ from typing import Any
 
 import mcp_types as types
 from mcp.server import Server
-from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.applications import Starlette
 from starlette.routing import Route
@@ -23,9 +22,8 @@ from ..errors import PrimeBillingError, redact
 from ..operations import OPERATIONS, Operation
 from ..wording import mark, phrase
 from . import CALLER, HEALTH_PATH, MCP_PATH
-from .gateway import Gateway, counted
+from .gateway import Gateway, Notify, counted, nothing
 from .rest import healthz
-from .upstream import Notify, nothing
 
 #: the tool name counted for calls to a tool that does not exist (the names asked for are unbounded)
 UNKNOWN_TOOL = "unknown"
@@ -106,15 +104,14 @@ def _failure(message: str) -> types.CallToolResult:
 def build_mcp_app(gateway: Gateway, on_call: Notify, max_body: int) -> Starlette:
     """Streamable HTTP at /mcp, stateless, JSON answers. Host/Origin, the token and the body's bounds are the
     launcher's guard's, as on the REST port; the SDK reads the body the guard bounds (its own cap behind it)."""
-    manager = StreamableHTTPSessionManager(
-        build_server(gateway, on_call),
+    return build_server(gateway, on_call).streamable_http_app(
+        streamable_http_path=MCP_PATH,
         json_response=True,
-        stateless=True,
-        security_settings=TransportSecuritySettings(enable_dns_rebinding_protection=False),
+        stateless_http=True,
+        transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
         max_request_body_size=max(1, max_body),
+        custom_starlette_routes=[Route(HEALTH_PATH, healthz)],
     )
-    routes = [Route(MCP_PATH, StreamableHTTPASGIApp(manager)), Route(HEALTH_PATH, healthz)]
-    return Starlette(routes=routes, lifespan=lambda app: manager.run())
 
 
 async def run_stdio(gateway: Gateway) -> None:
