@@ -17,10 +17,11 @@ from collections.abc import Callable
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ..errors import AuthenticationError
 from . import CALLER, HEALTH_PATH
 from .gateway import Caller, digest
 from .options import LOOPBACK, Options
-from .rest import problem
+from .rest import from_error, problem
 from .state import State
 
 _LABEL = r"[a-z0-9](?:[a-z0-9_-]*[a-z0-9])?"
@@ -58,10 +59,6 @@ def allowed(options: Options) -> tuple[frozenset[str], frozenset[str]]:
 
 def _too_large(limit: int) -> Response:
     return problem(413, "body_too_large", f"request body larger than {limit} bytes: send a smaller one", _CLOSE)
-
-
-def _unauthorized(detail: str) -> Response:
-    return problem(401, "unauthorized", detail, {"WWW-Authenticate": "Bearer"})
 
 
 class Guard:
@@ -120,11 +117,12 @@ class Guard:
             detail = f"too many requests from this caller: wait {seconds}s and try again"
             return problem(429, "too_many_requests", detail, {"Retry-After": str(seconds)})
         if self.token is not None and not valid:
-            return _unauthorized("missing or wrong token: send `Authorization: Bearer <PRIME_BILLING_TOKEN>`")
-        if o.passthrough and not bearer:
-            return _unauthorized(
-                "this server uses the caller's own key: send `Authorization: Bearer <your Prime API key>`"
+            return from_error(
+                AuthenticationError("missing or wrong token: send `Authorization: Bearer <PRIME_BILLING_TOKEN>`")
             )
+        if o.passthrough and not bearer:
+            detail = "this server uses the caller's own key: send `Authorization: Bearer <your Prime API key>`"
+            return from_error(AuthenticationError(detail))
         declared = found.get(b"content-length", b"")
         return _too_large(o.max_body) if declared.isdigit() and int(declared) > o.max_body else caller
 

@@ -26,7 +26,7 @@ from ..errors import AuthenticationError, PrimeBillingError
 from ..operations import get
 from . import CALLER, UPSTREAM_CALLS
 from .gateway import Caller, Gateway, counted, digest
-from .rest import problem, respond
+from .rest import from_error, respond
 
 logger = logging.getLogger("prime_billing")
 access = logging.getLogger("prime_billing.access")
@@ -62,8 +62,6 @@ def setup_logs(access_log: bool) -> None:
 
 
 class Metrics:
-    """One launcher's registry and every count it keeps."""
-
     def __init__(self, state_up: Callable[[], float], waiting: Callable[[], float]) -> None:
         r = self.registry = CollectorRegistry()
 
@@ -199,14 +197,13 @@ class Scrape:
         reading = await self.read(caller, counted(scope))
         if passthrough and reading.refused:
             detail = "the Prime API refused this key: send your own valid key as `Authorization: Bearer <key>`"
-            return await problem(401, "unauthorized", detail, {"WWW-Authenticate": "Bearer"})(scope, receive, send)
+            return await from_error(AuthenticationError(detail))(scope, receive, send)
         # in passthrough any bearer gets this far: the server's traffic only for a key the upstream accepted
         traffic = not passthrough or reading.error is None or (caller is not None and caller.verified)
         body = await asyncio.to_thread(self.render, reading, traffic)
         await respond(send, [*TEXT, (b"content-length", str(len(body)).encode())], body)
 
     def render(self, reading: Reading, traffic: bool = True) -> bytes:
-        """The exposition text: the traffic (shared by every scraper), then this scraper's wallet."""
         wallet = CollectorRegistry()
         wallet.register(reading)
         return (generate_latest(self.metrics.registry) if traffic else b"") + generate_latest(wallet)

@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import ipaddress
-import math
 import re
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -124,16 +123,10 @@ class Options:
 
     @property
     def budgets(self) -> dict[str, float]:
-        """The budgets to watch, USD by period."""
         return {m["period"]: float(m["usd"]) for m in map(BUDGET.fullmatch, self.watch_budgets) if m}
-
-    @property
-    def burst(self) -> int:
-        return self.rate_burst if self.rate_burst is not None else max(1, math.ceil(2 * self.rate))
 
 
 def flag_of(name: str) -> str:
-    """A field's flag: its own, or its name in flag form."""
     return str(next(f for f in fields(Options) if f.name == name).metadata.get("flag", "--" + name.replace("_", "-")))
 
 

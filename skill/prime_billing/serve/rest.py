@@ -63,8 +63,6 @@ async def respond(send: Send, headers: list[tuple[bytes, bytes]], body: bytes) -
 
 
 class Endpoint:
-    """One operation's route: arguments from path and query, one gateway call, the body."""
-
     def __init__(self, op: Operation, gateway: Gateway) -> None:
         self.op, self.gateway = op, gateway
         self.in_query = {p.wire: p.name for p in op.params if p.location != "path"}

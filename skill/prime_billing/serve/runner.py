@@ -58,8 +58,6 @@ def upstream(settings: Settings) -> Iterator[Settings]:
 
 
 class Launcher:
-    """Binds, serves and drains the two servers (REST and MCP); usable in-process (tests) or from the CLI."""
-
     def __init__(self, options: Options, settings: Settings) -> None:
         if not options.passthrough:
             settings.require_key()
@@ -129,16 +127,15 @@ class Launcher:
         # pausing the loop for it would stall every request in the middle of a long report
         gc.freeze()
         if announce is not None and not self._stopping:
-            announce(self.describe())
+            o = self.options
+            auth = "passthrough (callers' own keys)" if o.passthrough else ("token" if o.token else "none (loopback)")
+            upstream = "built-in sandbox" if self.settings.sandbox else self.settings.base_url
+            listening = ", ".join(f"{k.upper()} on {v}" for k, v in self.urls.items())
+            state = "shared (Redis)" if o.state_url else "this process"
+            announce(
+                f"prime-billing serving {listening}; upstream {upstream}; auth {auth}; state {state}; SIGTERM stops"
+            )
         await self.wait()
-
-    def describe(self) -> str:
-        o = self.options
-        auth = "passthrough (callers' own keys)" if o.passthrough else ("token" if o.token else "none (loopback)")
-        upstream = "built-in sandbox" if self.settings.sandbox else self.settings.base_url
-        listening = ", ".join(f"{k.upper()} on {v}" for k, v in self.urls.items())
-        state = "shared (Redis)" if o.state_url else "this process"
-        return f"prime-billing serving {listening}; upstream {upstream}; auth {auth}; state {state}; SIGTERM stops"
 
 
 def event_loop_runner() -> asyncio.Runner:

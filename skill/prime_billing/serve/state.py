@@ -29,12 +29,6 @@ ACCEPTED_TTL = 600.0
 MISSING: Any = object()
 
 
-def window(rate: float, burst: int) -> tuple[int, int]:
-    """limits' window for a rate and burst (amount, whole seconds): a caller may send its burst, then the rate."""
-    amount = max(burst, math.ceil(rate))
-    return amount, max(1, math.ceil(amount / rate))
-
-
 class State:
     """`lock_ttl`: how long one replica may hold a call for the others before they try it too."""
 
@@ -44,8 +38,10 @@ class State:
         from limits.aio.storage import MemoryStorage
         from limits.aio.strategies import SlidingWindowCounterRateLimiter as Limiter
 
-        o = options
-        self.item = RateLimitItemPerSecond(*window(o.rate, o.burst)) if o.rate > 0 else None
+        o, rate = options, options.rate
+        # limits' window (amount, whole seconds): a caller may send its burst (default twice the rate), then the rate
+        amount = max(o.rate_burst or math.ceil(2 * rate), math.ceil(rate))
+        self.item = RateLimitItemPerSecond(amount, max(1, math.ceil(amount / rate))) if rate > 0 else None
         self.local = Limiter(MemoryStorage())
         self.ttls = {"answers": o.cache_ttl, "accepted": ACCEPTED_TTL, "readings": o.metrics_ttl}
         self.memory = {shelf: TTLCache(MAX_ITEMS, ttl) for shelf, ttl in self.ttls.items() if ttl > 0}
