@@ -80,11 +80,14 @@ def _live_sandbox() -> Iterator[LiveSandbox]:
 
 @pytest.fixture
 def sandbox(_live_sandbox: LiveSandbox) -> Iterator[LiveSandbox]:
-    """A live sandbox with no faults and fresh counters for each test."""
+    """A live sandbox with no faults and fresh counters for each test. The sandbox is the session's:
+    a page a failed scan abandoned may still be answered after its test, so each test ends once no
+    request is in flight (and the next one's counts are its own)."""
     _live_sandbox.box.clear_faults()
     _live_sandbox.box.stats.clear()
     yield _live_sandbox
     _live_sandbox.box.clear_faults()
+    until(lambda: _live_sandbox.box.inflight == 0, "the sandbox answering its last request")
 
 
 @pytest.fixture
