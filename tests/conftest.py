@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -23,6 +24,14 @@ from prime_billing.sandbox.faults import FaultySandbox
 from prime_billing.sandbox.server import make_server
 
 ROOT = Path(__file__).resolve().parent.parent
+
+#: The suite runs its scripts, CLI and servers as hundreds of processes: each compiles a module once
+#: for the whole suite, into a cache outside the tree, even where the environment says to write no
+#: bytecode (what a user's own Python does by default)
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+os.environ.setdefault(
+    "PYTHONPYCACHEPREFIX", os.path.join(tempfile.gettempdir(), f"prime-billing-tests-pyc-{os.getuid()}")
+)
 SCRIPTS = ROOT / "scripts"
 
 #: The sandbox's "now" in every test: its newest row is dated 2026-11-20T10:00:00Z, the date the
