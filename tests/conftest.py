@@ -297,3 +297,12 @@ def claude(claude_cli: Path | str) -> Path:
     if isinstance(claude_cli, str):
         pytest.skip(claude_cli)
     return claude_cli
+
+
+#: modules whose fixtures take most of a minute on their own (a fresh clone, a virtualenv and its
+#: installs): started first, on a worker of their own, they run beside the rest rather than after it
+LONG_MODULES = ("test_readme.py",)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: item.path.name not in LONG_MODULES)
