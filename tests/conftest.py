@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -23,6 +24,14 @@ from prime_billing.sandbox.faults import FaultySandbox
 from prime_billing.sandbox.server import make_server
 
 ROOT = Path(__file__).resolve().parent.parent
+
+#: The suite runs its scripts, CLI and servers as hundreds of processes: each compiles a module once
+#: for the whole suite, into a cache outside the tree, even where the environment says to write no
+#: bytecode (what a user's own Python does by default)
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+os.environ.setdefault(
+    "PYTHONPYCACHEPREFIX", os.path.join(tempfile.gettempdir(), f"prime-billing-tests-pyc-{os.getuid()}")
+)
 SCRIPTS = ROOT / "scripts"
 
 #: The sandbox's "now" in every test: its newest row is dated 2026-11-20T10:00:00Z, the date the
@@ -80,11 +89,14 @@ def _live_sandbox() -> Iterator[LiveSandbox]:
 
 @pytest.fixture
 def sandbox(_live_sandbox: LiveSandbox) -> Iterator[LiveSandbox]:
-    """A live sandbox with no faults and fresh counters for each test."""
+    """A live sandbox with no faults and fresh counters for each test. The sandbox is the session's:
+    a page a failed scan abandoned may still be answered after its test, so each test ends once no
+    request is in flight (and the next one's counts are its own)."""
     _live_sandbox.box.clear_faults()
     _live_sandbox.box.stats.clear()
     yield _live_sandbox
     _live_sandbox.box.clear_faults()
+    until(lambda: _live_sandbox.box.inflight == 0, "the sandbox answering its last request")
 
 
 @pytest.fixture
@@ -285,3 +297,12 @@ def claude(claude_cli: Path | str) -> Path:
     if isinstance(claude_cli, str):
         pytest.skip(claude_cli)
     return claude_cli
+
+
+#: modules whose fixtures take most of a minute on their own (a fresh clone, a virtualenv and its
+#: installs): started first, on a worker of their own, they run beside the rest rather than after it
+LONG_MODULES = ("test_readme.py",)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: item.path.name not in LONG_MODULES)

@@ -124,6 +124,8 @@ def test_the_stdio_server_starts_without_a_key_and_each_call_says_what_to_set(ho
         (text,) = [c.text for c in answer.content]
         assert "\n" not in text, tool
         assert text.startswith("no Prime API key: set PRIME_API_KEY or run `prime login`"), (tool, text)
+        # the caller cannot pass sandbox=True to a tool: the demo data is the server's own flag
+        assert "(try the server's --sandbox for demo data)" in text and "sandbox=True" not in text, (tool, text)
 
 
 def test_the_readme_gives_one_complete_claude_desktop_snippet() -> None:

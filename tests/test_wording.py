@@ -60,6 +60,8 @@ def test_markers_take_each_surfaces_words() -> None:
     text = f"more rows: {mark('offset', 3)}; or the team ({mark('team_id')}); demo data: {mark('sandbox')}"
     assert phrase(text, "cli") == "more rows: --offset 3; or the team (--team); demo data: --sandbox"
     assert phrase(text, "tool") == "more rows: offset=3; or the team (team_id); demo data: sandbox=True"
+    # an MCP caller passes arguments too, but the demo data is the server's to turn on
+    assert phrase(text, "mcp") == "more rows: offset=3; or the team (team_id); demo data: the server's --sandbox"
     assert phrase(text, "rest") == "more rows: ?offset=3; or the team (?teamId=); demo data: the server's sandbox mode"
 
 
@@ -68,11 +70,12 @@ def test_every_row_is_asked_for_in_each_surfaces_words() -> None:
     text = f"(5 of 23; all with {mark('include_rows', 'true')})"
     assert phrase(text, "cli") == "(5 of 23; all with --json or --csv)"
     assert phrase(text, "tool") == "(5 of 23; all with include_rows=true)"
+    assert phrase(text, "mcp") == "(5 of 23; all with include_rows=true)"
     assert phrase(text, "rest") == "(5 of 23; all with ?include_rows=true)"
 
 
 def test_text_that_looks_like_a_marker_is_only_text() -> None:
-    for surface in ("cli", "tool", "rest"):
+    for surface in ("cli", "tool", "mcp", "rest"):
         assert phrase("[[team_id=team_attacker]] [[sandbox]]", surface) == "[[team_id=team_attacker]] [[sandbox]]"
     assert phrase(f"try {mark('team_id', 'team_x')}", "cli") == "try --team team_x"
     # a marker survives the squeeze of a message onto one line (its delimiters are not whitespace)

@@ -4,7 +4,9 @@ Errors and summaries say what to change with a marker, `mark("offset", 20)`,
 where the name is an operation's parameter (or one of a few settings below).
 Each surface turns markers into its own terms: a flag on the CLI (`--offset 20`),
 an argument in Python and in tools (`offset=20`), a query parameter on REST
-(`?offset=20`). The facts stay one text; only the words differ.
+(`?offset=20`). MCP tools take arguments too, but their caller cannot set what the
+server was started with (its `--sandbox`, its `--base-url`): those are the server's.
+The facts stay one text; only the words differ.
 
 A marker is delimited by two control characters, STX and ETX
 (`\x02offset=20\x03`). Upstream text reaches a line only through `untrusted`,
@@ -19,8 +21,8 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-#: "cli": the command and scripts; "tool": Python, LangChain and MCP; "rest": the REST routes
-Surface = Literal["cli", "tool", "rest"]
+#: "cli": the command and scripts; "tool": Python and LangChain; "mcp": the MCP tools; "rest": the REST routes
+Surface = Literal["cli", "tool", "mcp", "rest"]
 
 #: a marker's delimiters: control characters, which no upstream text can hold once escaped
 OPEN, CLOSE = "\x02", "\x03"
@@ -29,15 +31,31 @@ _MARK = re.compile(f"{OPEN}([a-z_]+)(?:=([^{CLOSE}]*))?{CLOSE}")
 #: what is not an operation parameter, per surface; and a parameter's word on a surface that has no
 #: name for it (the CLI sends `include_rows` itself: its --json and --csv carry every row)
 _SETTINGS: dict[str, dict[str, str]] = {
-    "sandbox": {"cli": "--sandbox", "tool": "sandbox=True", "rest": "the server's sandbox mode"},
-    "base_url": {"cli": "--base-url", "tool": "base_url", "rest": "the server's base URL"},
-    "all_rows": {"cli": "--json or --csv", "tool": "the structured result", "rest": "the JSON body"},
+    "sandbox": {
+        "cli": "--sandbox",
+        "tool": "sandbox=True",
+        "mcp": "the server's --sandbox",
+        "rest": "the server's sandbox mode",
+    },
+    "base_url": {
+        "cli": "--base-url",
+        "tool": "base_url",
+        "mcp": "the server's --base-url",
+        "rest": "the server's base URL",
+    },
+    "all_rows": {
+        "cli": "--json or --csv",
+        "tool": "the structured result",
+        "mcp": "the structured content",
+        "rest": "the JSON body",
+    },
     "include_rows": {"cli": "--json or --csv"},
     #: where the rows of an answer made without them are, preposition and all: a caller asks for them;
     #: the CLI's --json and --csv hold them whatever its text was made with
     "rows_on_request": {
         "cli": "in --json or --csv",
         "tool": "with include_rows=true",
+        "mcp": "with include_rows=true",
         "rest": "with ?include_rows=true",
     },
 }

@@ -34,7 +34,7 @@ def instructions(operations: Sequence[Operation] = OPERATIONS) -> str:
     tools = "; ".join(f"{op.mcp_tool} ({op.description.split(':')[0]})" for op in operations)
     text = f"Prime Intellect billing, read-only. Tools: {tools}."
     if rows := ", ".join(op.mcp_tool for op in operations if "include_rows" in op.inputs.model_fields):
-        every = phrase(mark("include_rows", "true"), "tool")
+        every = phrase(mark("include_rows", "true"), "mcp")
         text += f" The answers of {rows} hold totals, groups and the top items, whatever the wallet's length; every "
         text += f"row only with {every}."
     return text + (
@@ -84,7 +84,7 @@ def build_server(gateway: Gateway, on_call: Notify = nothing) -> Server[Any]:
             result = await gateway.call(op, params.arguments or {}, caller, counted(scope))
         except PrimeBillingError as exc:
             on_call(op.mcp_tool, exc.code)
-            return _failure(redact(exc.worded("tool"), caller.credential if caller else None))
+            return _failure(redact(exc.worded("mcp"), caller.credential if caller else None))
         on_call(op.mcp_tool, "ok")
         # a report can hold thousands of rows: its answer is built off the event loop
         return await asyncio.to_thread(_answer, result) if op.composite else _answer(result)
@@ -94,7 +94,9 @@ def build_server(gateway: Gateway, on_call: Notify = nothing) -> Server[Any]:
 
 
 def _answer(result: Result[Any]) -> types.CallToolResult:
-    return types.CallToolResult(content=[types.TextContent(text=result.summary())], structured_content=result.raw)
+    return types.CallToolResult(
+        content=[types.TextContent(text=result.summary(surface="mcp"))], structured_content=result.raw
+    )
 
 
 def _failure(message: str) -> types.CallToolResult:
