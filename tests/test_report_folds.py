@@ -276,6 +276,7 @@ def test_the_cli_asks_for_rows_only_where_its_output_carries_them(
     [
         ("cli", "all in --json or --csv"),
         ("tool", "all with include_rows=true"),
+        ("mcp", "all with include_rows=true"),
         ("rest", "all with ?include_rows=true"),
     ],
 )

@@ -55,7 +55,6 @@ _SETTINGS: dict[str, dict[str, str]] = {
     "rows_on_request": {
         "cli": "in --json or --csv",
         "tool": "with include_rows=true",
-        "mcp": "with include_rows=true",
         "rest": "with ?include_rows=true",
     },
 }
@@ -83,9 +82,15 @@ def phrase(text: str, surface: Surface) -> str:
     return _MARK.sub(lambda m: _word(m[1], m[2], surface), text)
 
 
+#: a surface that words a setting as another does, unless it has words of its own: MCP tools take
+#: arguments as Python and LangChain do; only what the server was started with differs
+_LIKE: dict[str, Surface] = {"mcp": "tool"}
+
+
 def _word(name: str, value: str | None, surface: Surface) -> str:
-    if surface in _SETTINGS.get(name, {}):
-        return _SETTINGS[name][surface]
+    words = _SETTINGS.get(name, {})
+    if said := words.get(surface) or words.get(_LIKE.get(surface, surface)):
+        return said
     flag, wire = _PARAMS.get(name, ("--" + name.replace("_", "-"), name))
     if surface == "cli":
         return flag if value is None else f"{flag} {value}"
