@@ -204,6 +204,7 @@ class Scrape:
         await respond(send, [*TEXT, (b"content-length", str(len(body)).encode())], body)
 
     def render(self, reading: Reading, traffic: bool = True) -> bytes:
+        """The exposition text: the traffic (shared by every scraper), then this scraper's wallet."""
         wallet = CollectorRegistry()
         wallet.register(reading)
         return (generate_latest(self.metrics.registry) if traffic else b"") + generate_latest(wallet)
